@@ -1,0 +1,39 @@
+# Two commands a newcomer needs: `make run` and `make test`. Both set up .venv on their own.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamp files make re-runs instant until a requirements file changes.
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## run: install the runtime dependencies and serve on http://127.0.0.1:8000 (APP_HOST / APP_PORT change it)
+run: $(VENV)/.runtime-installed
+	$(BIN)/python -m app
+
+## test: install the test dependencies, lint, and run the whole suite
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(BIN)/python -m ruff format .
+	$(BIN)/python -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

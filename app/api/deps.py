@@ -1,0 +1,67 @@
+"""Dependencies, declared once as `Annotated` aliases so route signatures read like sentences."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from app.core.clients import ClientIdentifier
+from app.services.auth import AuthService
+from app.services.container import AppServices
+from app.services.idempotency import IdempotencyStore
+from app.services.users import User, UserService
+
+API_PREFIX = "/api/v1"
+TOKEN_URL = f"{API_PREFIX}/auth/token"
+
+_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+def _services(request: Request) -> AppServices:
+    return request.app.state.services
+
+
+def _users(request: Request) -> UserService:
+    return _services(request).users
+
+
+def _auth(request: Request) -> AuthService:
+    return _services(request).auth
+
+
+def _idempotency(request: Request) -> IdempotencyStore:
+    return _services(request).idempotency
+
+
+def _client_key(request: Request) -> str:
+    identifier: ClientIdentifier = request.app.state.client_identifier
+    return identifier.client_key(request.scope)
+
+
+UserServiceDep = Annotated[UserService, Depends(_users)]
+AuthServiceDep = Annotated[AuthService, Depends(_auth)]
+IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
+ClientKey = Annotated[str, Depends(_client_key)]
+
+
+async def _current_user(
+    auth: AuthServiceDep, token: Annotated[str | None, Depends(_bearer)]
+) -> User:
+    return await auth.authenticate(token)
+
+
+CurrentUser = Annotated[User, Depends(_current_user)]
+
+# The IETF draft sends the key as a quoted Structured Field string; a bare token is accepted too.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r'^(?:"[!#-~]{1,255}"|[!#-~]{1,255})$',
+        description="Makes the POST safe to retry: a repeat within 24 h replays the first answer.",
+    ),
+]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag(s) the change expects.")]
+IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", description="304 if current.")]

@@ -1,0 +1,186 @@
+"""`/api/v1/users`: CRUD with ETags, conditional requests and idempotent creation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from app.api.deps import (
+    API_PREFIX,
+    ClientKey,
+    CurrentUser,
+    IdempotencyDep,
+    IdempotencyKey,
+    IfMatch,
+    IfNoneMatch,
+    UserServiceDep,
+)
+from app.api.etags import entity_tag, if_match_versions, if_none_match_hits
+from app.schemas.problem import problem_responses
+from app.schemas.users import UserCreate, UserList, UserOut, UserReplace, UserSort, UserUpdate
+from app.services.idempotency import Outcome
+from app.services.users import User
+
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
+
+ITEM_METHODS = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"
+UserId = Annotated[int, Path(ge=1, le=2**53, description="A positive integer id.")]
+
+
+def _out(user: User) -> dict[str, object]:
+    return UserOut.model_validate(user, from_attributes=True).model_dump(mode="json")
+
+
+def _tag(user: User) -> str:
+    return entity_tag(user.id, user.version)
+
+
+def _user_response(user: User, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(_out(user), status_code=status_code, headers={"ETag": _tag(user)})
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    responses=problem_responses(409, 413, 422),
+    summary="Register a user",
+)
+async def create_user(
+    payload: UserCreate,
+    users: UserServiceDep,
+    idempotency: IdempotencyDep,
+    client_key: ClientKey,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Create an account. With `Idempotency-Key`, a repeat replays the first answer."""
+
+    async def register() -> Outcome:
+        user = await users.create(email=payload.email, name=payload.name, password=payload.password)
+        headers = {"Location": f"{router.prefix}/{user.id}", "ETag": _tag(user)}
+        return Outcome(status=201, body=_out(user), headers=headers)
+
+    if idempotency_key is None:
+        outcome = await register()
+    else:
+        outcome, _ = await idempotency.run(
+            client_key,
+            idempotency_key.strip('"'),
+            idempotency.fingerprint(payload.model_dump(mode="json")),
+            register,
+        )
+    return JSONResponse(outcome.body, status_code=outcome.status, headers=dict(outcome.headers))
+
+
+@router.get("", response_model=UserList, responses=problem_responses(422), summary="List users")
+async def list_users(
+    users: UserServiceDep,
+    skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    sort: UserSort = "id",
+    q: Annotated[str | None, Query(max_length=100, description="Name contains (any case).")] = None,
+    email: Annotated[
+        str | None, Query(max_length=254, description="Exact email (any case).")
+    ] = None,
+    is_active: bool | None = None,
+) -> UserList:
+    """A page of users, filtered and sorted; `total` counts every match."""
+    page = await users.list(
+        skip=skip, limit=limit, sort=sort, name_contains=q, email=email, is_active=is_active
+    )
+    items = [UserOut.model_validate(u, from_attributes=True) for u in page.items]
+    return UserList(items=items, total=page.total, skip=skip, limit=limit)
+
+
+@router.get(
+    "/{user_id}",
+    response_model=UserOut,
+    responses={304: {"description": "Not modified (If-None-Match)"}, **problem_responses(404, 422)},
+    summary="Get a user",
+)
+async def get_user(
+    user_id: UserId, users: UserServiceDep, if_none_match: IfNoneMatch = None
+) -> Response:
+    """One user, with its `ETag`; `If-None-Match` with the current tag gets 304."""
+    user = await users.get(user_id)
+    if if_none_match_hits(if_none_match, _tag(user)):
+        return Response(status_code=304, headers={"ETag": _tag(user)})
+    return _user_response(user)
+
+
+@router.head("/{user_id}", responses=problem_responses(404, 422), summary="User headers only")
+async def head_user(
+    user_id: UserId, users: UserServiceDep, if_none_match: IfNoneMatch = None
+) -> Response:
+    """The headers GET would send, without the body."""
+    return await get_user(user_id, users, if_none_match)
+
+
+@router.options("/{user_id}", status_code=204, summary="Methods allowed on a user")
+async def user_options(user_id: UserId) -> Response:
+    """Lists the methods in `Allow` (a CORS preflight is answered by the CORS layer instead)."""
+    return Response(status_code=204, headers={"Allow": ITEM_METHODS})
+
+
+@router.put(
+    "/{user_id}",
+    response_model=UserOut,
+    responses=problem_responses(401, 403, 404, 409, 412, 413, 422),
+    summary="Replace a user",
+)
+async def replace_user(
+    user_id: UserId,
+    payload: UserReplace,
+    actor: CurrentUser,
+    users: UserServiceDep,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Replace `email`, `name` and `is_active` (owner or admin)."""
+    user = await users.replace(
+        user_id,
+        email=payload.email,
+        name=payload.name,
+        is_active=payload.is_active,
+        actor=actor,
+        expected_versions=if_match_versions(if_match, user_id),
+    )
+    return _user_response(user)
+
+
+@router.patch(
+    "/{user_id}",
+    response_model=UserOut,
+    responses=problem_responses(401, 403, 404, 409, 412, 413, 422),
+    summary="Change some fields of a user",
+)
+async def update_user(
+    user_id: UserId,
+    payload: UserUpdate,
+    actor: CurrentUser,
+    users: UserServiceDep,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Change only the fields sent (owner or admin)."""
+    user = await users.update(
+        user_id,
+        payload.model_dump(exclude_unset=True),
+        actor=actor,
+        expected_versions=if_match_versions(if_match, user_id),
+    )
+    return _user_response(user)
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=204,
+    responses=problem_responses(401, 403, 404, 412, 422),
+    summary="Delete a user",
+)
+async def delete_user(
+    user_id: UserId, actor: CurrentUser, users: UserServiceDep, if_match: IfMatch = None
+) -> Response:
+    """Delete an account (owner or admin); its id is never reused."""
+    await users.delete(user_id, actor=actor, expected_versions=if_match_versions(if_match, user_id))
+    return Response(status_code=204)

@@ -1,0 +1,77 @@
+"""Who is calling: the client address (behind trusted proxies) and the client key.
+
+The client key identifies a caller for per-client state (idempotency keys now, rate limits
+later): the token's subject when a valid bearer token is sent, else the client address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+from app.core.config import IpNetwork
+
+UNKNOWN_CLIENT = "unknown"
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+class ClientIdentifier:
+    """Resolves the client address and key of a request.
+
+    `X-Forwarded-For` is believed only when the direct peer is a trusted proxy; the client is
+    then the right-most address that is not itself a trusted proxy (the left-most entries are
+    whatever the client chose to send, so they prove nothing).
+    """
+
+    def __init__(
+        self,
+        *,
+        trusted_proxies: Sequence[IpNetwork] = (),
+        token_subject: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self._trusted = tuple(trusted_proxies)
+        self._token_subject = token_subject
+
+    def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self._trusted)
+
+    def client_address(self, scope: Scope) -> str:
+        """The address of the client, seen through trusted proxies only."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        if peer is None:
+            return UNKNOWN_CLIENT
+        peer_ip = _parse_ip(peer)
+        if peer_ip is None or not self._trusted or not self._is_trusted(peer_ip):
+            return peer
+        forwarded = Headers(scope=scope).getlist("x-forwarded-for")
+        hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            hop_ip = _parse_ip(hop)
+            if hop_ip is None:
+                # Garbage in the chain: stop at the last address we could trust.
+                break
+            if not self._is_trusted(hop_ip):
+                return str(hop_ip)
+            peer = str(hop_ip)
+        return peer
+
+    def client_key(self, scope: Scope) -> str:
+        """`user:<subject>` for a valid bearer token, else `ip:<client address>`."""
+        if self._token_subject is not None:
+            authorization = Headers(scope=scope).get("authorization", "")
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                subject = self._token_subject(token.strip())
+                if subject is not None:
+                    return f"user:{subject}"
+        return f"ip:{self.client_address(scope)}"

@@ -1,0 +1,188 @@
+"""Settings: every knob comes from an `APP_*` environment variable (or `.env`), validated once."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Development defaults let `make run` start with no `.env`; production refuses them.
+DEV_JWT_SECRET_KEY = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
+DEV_ADMIN_PASSWORD = "dev-admin-password"  # noqa: S105
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _available_cpus() -> int:
+    # The CPUs this process may run on (respects taskset/cpusets), unlike os.cpu_count().
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class SettingsError(Exception):
+    """Raised when the environment holds an invalid setting; the message is one line."""
+
+
+class Settings(BaseSettings):
+    """All runtime configuration of the service (contract section 9)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["console", "json"] | None = None  # None: console in development
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    graceful_shutdown_seconds: float = Field(default=20.0, gt=0, le=3600)
+
+    cors_origins: Annotated[list[str], NoDecode] = [
+        "http://localhost:3000",
+        "http://localhost:5173",
+    ]
+    trusted_proxies: Annotated[list[IpNetwork], NoDecode] = []
+
+    jwt_secret_key: str = Field(default=DEV_JWT_SECRET_KEY, min_length=1, repr=False)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    admin_email: str = "admin@example.com"
+    admin_password: str = Field(default=DEV_ADMIN_PASSWORD, min_length=8, repr=False)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    idempotency_max_keys: int = Field(default=100_000, ge=1)
+
+    # Read by the middleware chain and later features; validated here so a typo fails at start.
+    rate_limit_requests: int = Field(default=100, ge=0)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    breaker_window_size: int = Field(default=20, ge=1)
+    breaker_min_calls: int = Field(default=10, ge=1)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    breaker_half_open_calls: int = Field(default=3, ge=1)
+    cache_ttl_seconds: float = Field(default=30.0, gt=0)
+    cache_max_entries: int = Field(default=10_000, ge=1)
+    process_pool_workers: int = Field(default_factory=_available_cpus, ge=1, le=64)
+    process_pool_queue: int | None = Field(default=None, ge=0)
+    scoring_max_records: int = Field(default=100_000, ge=1)
+    ws_max_message_bytes: int = Field(default=65_536, ge=64)
+    ws_messages_per_second: int = Field(default=20, ge=1)
+    snapshot_path: str | None = None
+    snapshot_interval_seconds: float = Field(default=60.0, gt=0)
+    audit_log_path: str | None = None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        # The contract's form is comma-separated; pydantic-settings would expect JSON.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [
+                ipaddress.ip_network(part.strip(), strict=False)
+                for part in value.split(",")
+                if part.strip()
+            ]
+        return value
+
+    @field_validator("admin_email")
+    @classmethod
+    def _admin_email_shape(cls, value: str) -> str:
+        if "@" not in value or value.startswith("@") or value.endswith("@"):
+            raise ValueError("must be an email address")
+        return value
+
+    @field_validator("snapshot_path", "audit_log_path", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Settings:
+        if self.breaker_min_calls > self.breaker_window_size:
+            raise ValueError(
+                "APP_BREAKER_MIN_CALLS must not exceed APP_BREAKER_WINDOW_SIZE "
+                f"({self.breaker_min_calls} > {self.breaker_window_size})"
+            )
+        if self.env != "production":
+            return self
+        if self.jwt_secret_key == DEV_JWT_SECRET_KEY:
+            raise ValueError("APP_JWT_SECRET_KEY: the development key is refused in production")
+        if len(self.jwt_secret_key.encode()) < 32:
+            raise ValueError("APP_JWT_SECRET_KEY: must be at least 32 bytes in production")
+        if self.admin_password == DEV_ADMIN_PASSWORD:
+            raise ValueError(
+                "APP_ADMIN_PASSWORD: the development password is refused in production"
+            )
+        if "*" in self.cors_origins:
+            raise ValueError("APP_CORS_ORIGINS: '*' is refused in production")
+        if self.bcrypt_rounds < 12:
+            raise ValueError("APP_BCRYPT_ROUNDS: at least 12 in production")
+        return self
+
+    @property
+    def effective_log_format(self) -> Literal["console", "json"]:
+        """The explicit log format, else console in development and JSON elsewhere."""
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.env == "development" else "json"
+
+    @property
+    def effective_process_pool_queue(self) -> int:
+        """Queued scoring tasks admitted beyond the busy workers (default 4 per worker)."""
+        if self.process_pool_queue is not None:
+            return self.process_pool_queue
+        return 4 * self.process_pool_workers
+
+    @property
+    def is_development(self) -> bool:
+        """Development mode shows exception text in 500 answers; no other mode does."""
+        return self.env == "development"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error.get("loc", ())]
+    # Model-level errors carry the variable name in their own message already.
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        return message
+    variable = "APP_" + loc[0].upper()
+    return f"{variable}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, turning any error into one `SettingsError` line.
+
+    The line names each offending variable and never echoes its value (it may be a secret).
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

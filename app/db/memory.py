@@ -1,0 +1,350 @@
+"""An async in-memory repository: one `asyncio.Lock` per collection, copies in and out.
+
+The rules that make it safe under concurrency:
+- every read and write of a collection holds that collection's lock, so a reader never sees
+  the half-done work of a transaction (the lock is held across the transaction's awaits);
+- a transaction takes its locks in sorted name order, so two transactions cannot deadlock;
+- ids come from a per-collection counter that only goes up (a rolled-back create does not give
+  its id back, as with a database sequence), so an id is never reused;
+- data is deep-copied on the way in and on the way out: no caller ever holds a reference to a
+  stored object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.db.base import (
+    CollectionOps,
+    CollectionSpec,
+    DuplicateKey,
+    Filter,
+    Page,
+    Record,
+    RecordNotFound,
+    UnknownCollection,
+    VersionMismatch,
+)
+
+_RESERVED = ("id", "version")
+
+
+@dataclass(eq=False)
+class _Collection:
+    spec: CollectionSpec
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    records: dict[int, Record] = field(default_factory=dict)
+    last_id: int = 0
+    # unique field -> normalised value -> record id
+    indexes: dict[str, dict[Any, int]] = field(default_factory=dict)
+
+
+# An undo entry: the collection, the record id, and the record before the change (None: absent).
+_UndoEntry = tuple[_Collection, int, Record | None]
+
+
+def _normalise(value: Any, case_insensitive: bool) -> Any:
+    return value.casefold() if case_insensitive and isinstance(value, str) else value
+
+
+def _unique_keys(col: _Collection, record: Record) -> Iterable[tuple[str, Any]]:
+    for unique in col.spec.unique:
+        value = record.get(unique.name)
+        if value is not None:
+            yield unique.name, _normalise(value, unique.case_insensitive)
+
+
+def _check_unique(col: _Collection, record: Record, record_id: int) -> None:
+    for name, key in _unique_keys(col, record):
+        owner = col.indexes[name].get(key)
+        if owner is not None and owner != record_id:
+            raise DuplicateKey(col.spec.name, name)
+
+
+def _put(
+    col: _Collection, record_id: int, record: Record | None, undo: list[_UndoEntry] | None
+) -> None:
+    """Store `record` under `record_id` (None deletes), keeping the unique indexes in step."""
+    previous = col.records.get(record_id)
+    if undo is not None:
+        undo.append((col, record_id, previous))
+    if previous is not None:
+        for name, key in _unique_keys(col, previous):
+            col.indexes[name].pop(key, None)
+        del col.records[record_id]
+    if record is not None:
+        col.records[record_id] = record
+        for name, key in _unique_keys(col, record):
+            col.indexes[name][key] = record_id
+
+
+def _existing(col: _Collection, record_id: int, expected: Collection[int] | None) -> Record:
+    record = col.records.get(record_id)
+    if record is None:
+        raise RecordNotFound(col.spec.name, record_id)
+    if expected is not None and record["version"] not in expected:
+        raise VersionMismatch(col.spec.name, record_id, record["version"])
+    return record
+
+
+def _payload(data: Mapping[str, Any]) -> Record:
+    return {k: copy.deepcopy(v) for k, v in data.items() if k not in _RESERVED}
+
+
+def _matches(record: Record, flt: Filter) -> bool:
+    value = record.get(flt.field)
+    if flt.op == "eq":
+        return value == flt.value
+    if not isinstance(value, str) or not isinstance(flt.value, str):
+        return False
+    if flt.op == "ieq":
+        return value.casefold() == flt.value.casefold()
+    return flt.value.casefold() in value.casefold()
+
+
+def _sort_key(field_name: str) -> Any:
+    def key(record: Record) -> tuple[bool, Any]:
+        value = record.get(field_name)
+        if isinstance(value, str):
+            value = value.casefold()
+        return (value is None, value)
+
+    return key
+
+
+class _Ops(CollectionOps):
+    """The record operations over already-locked collections, journaling changes if asked."""
+
+    def __init__(
+        self, collections: Mapping[str, _Collection], undo: list[_UndoEntry] | None
+    ) -> None:
+        self._collections = collections
+        self._undo = undo
+
+    def _col(self, name: str) -> _Collection:
+        try:
+            return self._collections[name]
+        except KeyError:
+            raise UnknownCollection(f"collection {name!r} is not available here") from None
+
+    async def create(self, collection: str, data: Mapping[str, Any]) -> Record:
+        col = self._col(collection)
+        record = _payload(data)
+        _check_unique(col, record, record_id=0)
+        col.last_id += 1
+        record = {"id": col.last_id, "version": 1, **record}
+        _put(col, col.last_id, record, self._undo)
+        return copy.deepcopy(record)
+
+    async def get(self, collection: str, record_id: int) -> Record | None:
+        record = self._col(collection).records.get(record_id)
+        return copy.deepcopy(record) if record is not None else None
+
+    async def find_unique(self, collection: str, field_name: str, value: Any) -> Record | None:
+        col = self._col(collection)
+        unique = next((u for u in col.spec.unique if u.name == field_name), None)
+        if unique is None:
+            raise ValueError(f"{collection}.{field_name} is not a unique field")
+        record_id = col.indexes[field_name].get(_normalise(value, unique.case_insensitive))
+        return await self.get(collection, record_id) if record_id is not None else None
+
+    async def replace(
+        self,
+        collection: str,
+        record_id: int,
+        data: Mapping[str, Any],
+        *,
+        expected_versions: Collection[int] | None = None,
+    ) -> Record:
+        col = self._col(collection)
+        current = _existing(col, record_id, expected_versions)
+        record = {"id": record_id, "version": current["version"] + 1, **_payload(data)}
+        _check_unique(col, record, record_id)
+        _put(col, record_id, record, self._undo)
+        return copy.deepcopy(record)
+
+    async def update(
+        self,
+        collection: str,
+        record_id: int,
+        changes: Mapping[str, Any],
+        *,
+        expected_versions: Collection[int] | None = None,
+    ) -> Record:
+        col = self._col(collection)
+        current = _existing(col, record_id, expected_versions)
+        record = {**current, **_payload(changes), "version": current["version"] + 1}
+        _check_unique(col, record, record_id)
+        _put(col, record_id, record, self._undo)
+        return copy.deepcopy(record)
+
+    async def delete(
+        self,
+        collection: str,
+        record_id: int,
+        *,
+        expected_versions: Collection[int] | None = None,
+    ) -> Record:
+        col = self._col(collection)
+        current = _existing(col, record_id, expected_versions)
+        _put(col, record_id, None, self._undo)
+        # A copy even now: a rollback would put this very object back into the store.
+        return copy.deepcopy(current)
+
+    async def list(
+        self,
+        collection: str,
+        *,
+        filters: Sequence[Filter] = (),
+        sort: str = "id",
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Page:
+        col = self._col(collection)
+        field_name = sort.removeprefix("-")
+        if field_name not in col.spec.sortable:
+            raise ValueError(f"{collection} cannot be sorted by {field_name!r}")
+        if skip < 0 or (limit is not None and limit < 0):
+            raise ValueError("skip and limit must not be negative")
+        matches = [r for r in col.records.values() if all(_matches(r, f) for f in filters)]
+        # Records are kept in id order; a stable sort leaves ties in that order either way.
+        if field_name != "id":
+            matches.sort(key=_sort_key(field_name), reverse=sort.startswith("-"))
+        elif sort.startswith("-"):
+            matches.reverse()
+        end = None if limit is None else skip + limit
+        return Page(items=copy.deepcopy(matches[skip:end]), total=len(matches))
+
+
+class InMemoryRepository:
+    """The `Repository` held in this process's memory: fast, simple, gone on restart."""
+
+    def __init__(self) -> None:
+        self._collections: dict[str, _Collection] = {}
+
+    def declare(self, spec: CollectionSpec) -> None:
+        """Create the collection if needed and enforce `spec` from now on."""
+        col = self._collections.get(spec.name)
+        if col is None:
+            col = _Collection(spec=spec)
+            self._collections[spec.name] = col
+        col.spec = spec
+        col.indexes = {u.name: {} for u in spec.unique}
+        for record_id, record in col.records.items():
+            _check_unique(col, record, record_id)
+            for name, key in _unique_keys(col, record):
+                col.indexes[name][key] = record_id
+
+    def _col(self, name: str) -> _Collection:
+        try:
+            return self._collections[name]
+        except KeyError:
+            raise UnknownCollection(f"collection {name!r} was never declared") from None
+
+    @asynccontextmanager
+    async def _locked(self, name: str) -> AsyncIterator[_Ops]:
+        col = self._col(name)
+        async with col.lock:
+            yield _Ops({name: col}, undo=None)
+
+    async def create(self, collection: str, data: Mapping[str, Any]) -> Record:
+        """Insert a record with a fresh id and version 1; return a copy of it."""
+        async with self._locked(collection) as ops:
+            return await ops.create(collection, data)
+
+    async def get(self, collection: str, record_id: int) -> Record | None:
+        """A copy of the record, or None."""
+        async with self._locked(collection) as ops:
+            return await ops.get(collection, record_id)
+
+    async def find_unique(self, collection: str, field_name: str, value: Any) -> Record | None:
+        """A copy of the record whose unique field `field_name` equals `value`, or None."""
+        async with self._locked(collection) as ops:
+            return await ops.find_unique(collection, field_name, value)
+
+    async def replace(
+        self,
+        collection: str,
+        record_id: int,
+        data: Mapping[str, Any],
+        *,
+        expected_versions: Collection[int] | None = None,
+    ) -> Record:
+        """Replace every field but `id`; bump the version; return a copy."""
+        async with self._locked(collection) as ops:
+            return await ops.replace(
+                collection, record_id, data, expected_versions=expected_versions
+            )
+
+    async def update(
+        self,
+        collection: str,
+        record_id: int,
+        changes: Mapping[str, Any],
+        *,
+        expected_versions: Collection[int] | None = None,
+    ) -> Record:
+        """Merge `changes` into the record; bump the version; return a copy."""
+        async with self._locked(collection) as ops:
+            return await ops.update(
+                collection, record_id, changes, expected_versions=expected_versions
+            )
+
+    async def delete(
+        self,
+        collection: str,
+        record_id: int,
+        *,
+        expected_versions: Collection[int] | None = None,
+    ) -> Record:
+        """Remove the record and return what it was."""
+        async with self._locked(collection) as ops:
+            return await ops.delete(collection, record_id, expected_versions=expected_versions)
+
+    async def list(
+        self,
+        collection: str,
+        *,
+        filters: Sequence[Filter] = (),
+        sort: str = "id",
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Page:
+        """Matching records sorted by `sort` (a field, `-` prefix for descending; ties by id)."""
+        async with self._locked(collection) as ops:
+            return await ops.list(collection, filters=filters, sort=sort, skip=skip, limit=limit)
+
+    async def count(self, collection: str) -> int:
+        """How many records the collection holds."""
+        col = self._col(collection)
+        async with col.lock:
+            return len(col.records)
+
+    @asynccontextmanager
+    async def transaction(self, *collections: str) -> AsyncIterator[CollectionOps]:
+        """Exclusive access to `collections`; every change is undone if the block raises.
+
+        Locks are taken in sorted name order (never the order given), so two transactions over
+        the same collections cannot wait on each other. Inside the block, use only the yielded
+        object: the repository's own methods would wait on a lock the block already holds.
+        """
+        if not collections:
+            raise ValueError("a transaction needs at least one collection")
+        names = sorted(set(collections))
+        cols = {name: self._col(name) for name in names}
+        undo: list[_UndoEntry] = []
+        async with AsyncExitStack() as stack:
+            for name in names:
+                await stack.enter_async_context(cols[name].lock)
+            try:
+                yield _Ops(cols, undo)
+            except BaseException:
+                # Cancellation included: a half-applied transaction must never stay visible.
+                for col, record_id, previous in reversed(undo):
+                    _put(col, record_id, previous, undo=None)
+                raise

@@ -1,0 +1,62 @@
+"""Request body limit: 413 without ever holding more than the limit in memory."""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import PayloadTooLarge, problem_response
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over `max_body_bytes` with a 413 problem.
+
+    A declared `Content-Length` over the limit is refused before the app runs. A chunked body
+    (no length) is counted as it is received, and the first chunk past the limit raises
+    `PayloadTooLarge` inside the app's `receive()`, so the handler never gets the body.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._refuse(scope, receive, send)
+            return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise PayloadTooLarge(self.max_body_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except PayloadTooLarge:
+            # Reached only when no exception handler answered it (a plain ASGI endpoint).
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"The request body exceeds the limit of {self.max_body_bytes} bytes."
+        # The rest of the body is left unread; the server closes the connection after the answer.
+        response = problem_response(scope, 413, detail, headers={"Connection": "close"})
+        await response(scope, receive, send)

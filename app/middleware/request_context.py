@@ -1,0 +1,112 @@
+"""Request context: the request id, the access log line, and the last-resort 500."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Collection
+
+import structlog
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import REQUEST_ID_SCOPE_KEY, internal_error_response
+from app.core.logging import get_logger
+
+REQUEST_ID_HEADER = "X-Request-ID"
+UNMATCHED_ROUTE = "<unmatched>"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+access_log = get_logger("app.access")
+error_log = get_logger("app.errors")
+
+
+def _request_id(scope: Scope) -> str:
+    incoming = Headers(scope=scope).get(REQUEST_ID_HEADER)
+    if incoming is not None and _VALID_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (`/api/v1/users/{user_id}`), never the raw path."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    """Gives every request an id, logs one line per request, and answers 500 for crashes.
+
+    The id (an incoming `X-Request-ID` of 1-128 `[A-Za-z0-9._-]`, else a fresh one) is put in
+    the scope, in the `X-Request-ID` response header and in the logging context, so every log
+    line written while serving the request carries it. An exception that nothing else handled
+    is logged with its traceback and answered with a 500 problem, unless the response had
+    already started (then the connection is closed by the server).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        show_error_detail: bool = False,
+        client_address: Callable[[Scope], str] | None = None,
+        quiet_paths: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.show_error_detail = show_error_detail
+        self.client_address = client_address
+        self.quiet_paths = frozenset(quiet_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope[REQUEST_ID_SCOPE_KEY] = request_id
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            if scope["type"] == "websocket":
+                await self.app(scope, receive, send)
+            else:
+                await self._serve_http(scope, receive, send, request_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+
+    async def _serve_http(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        status = 500  # what is logged if the app dies before answering
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            error_log.exception("unhandled_error", path=scope.get("path"))
+            if started:
+                raise
+            response = internal_error_response(scope, exc, show_detail=self.show_error_detail)
+            await response(scope, receive, send_with_id)
+        finally:
+            duration_ms = round((time.perf_counter() - start) * 1000, 2)
+            path = scope.get("path", "")
+            log = access_log.debug if path in self.quiet_paths else access_log.info
+            client = self.client_address(scope) if self.client_address else None
+            log(
+                "request",
+                method=scope.get("method"),
+                path=path,
+                route=route_template(scope),
+                status=status,
+                duration_ms=duration_ms,
+                client=client,
+            )

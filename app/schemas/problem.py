@@ -1,0 +1,54 @@
+"""The RFC 9457 problem-details body, for the OpenAPI schema of every error answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.core.errors import PROBLEM_MEDIA_TYPE
+
+
+class FieldError(BaseModel):
+    """One validation failure: where, what, and its machine-readable type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error answer (`application/problem+json`)."""
+
+    type: str = Field(examples=["/problems/not-found"])
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(examples=[404])
+    detail: str = Field(examples=["User 42 does not exist."])
+    instance: str = Field(examples=["/api/v1/users/42"])
+    request_id: str | None = Field(examples=["5f2b8c1e9a0d4c7e"])
+    errors: list[FieldError] | None = Field(default=None, description="Only on 422 answers.")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` entries documenting that a route may answer these statuses."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": _DESCRIPTIONS[status],
+        }
+        for status in statuses
+    }
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing, invalid or expired bearer token",
+    403: "Not allowed for this account",
+    404: "No such resource",
+    409: "Conflict with the current state",
+    412: "If-Match precondition failed; nothing changed",
+    413: "Request body too large",
+    422: "Validation failed",
+    503: "Temporarily unavailable",
+}

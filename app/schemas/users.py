@@ -1,0 +1,95 @@
+"""What comes in to and goes out of the users routes; nothing here can carry a password out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+PASSWORD_MAX_BYTES = 72  # bcrypt ignores what follows; refusing beats silently truncating
+
+
+def _password_bytes(value: str) -> str:
+    if len(value.encode()) > PASSWORD_MAX_BYTES:
+        raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes in UTF-8")
+    return value
+
+
+def _stripped_name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+Email = Annotated[EmailStr, Field(max_length=254, examples=["ada@example.com"])]
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=100, examples=["Ada Lovelace"]),
+    AfterValidator(_stripped_name),
+]
+Password = Annotated[
+    str,
+    Field(min_length=8, max_length=PASSWORD_MAX_BYTES, examples=["correct horse battery"]),
+    AfterValidator(_password_bytes),
+]
+UserSort = Literal["id", "-id", "name", "-name", "created_at", "-created_at"]
+
+
+class _Input(BaseModel):
+    # Unknown fields are refused: a client sending `role` must learn it was not applied.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class UserCreate(_Input):
+    """Registration: a new account with the `user` role."""
+
+    email: Email
+    name: Name
+    password: Password
+
+
+class UserReplace(_Input):
+    """PUT: the full set of editable fields."""
+
+    email: Email
+    name: Name
+    is_active: bool
+
+
+class UserUpdate(_Input):
+    """PATCH: only the fields sent change; `null` is not a value any of them accepts."""
+
+    email: Email | None = None
+    name: Name | None = None
+    is_active: bool | None = None
+    password: Password | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> UserUpdate:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} may be left out but not set to null")
+        return self
+
+
+class UserOut(BaseModel):
+    """A user as every response shows it."""
+
+    id: int
+    email: str
+    name: str
+    role: Literal["user", "admin"]
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserList(BaseModel):
+    """One page of users."""
+
+    items: list[UserOut]
+    total: int = Field(description="All matches, before skip and limit.")
+    skip: int
+    limit: int

@@ -1,0 +1,252 @@
+"""User accounts: registration, reads, owner-or-admin changes, the start-up admin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from app.core.errors import Conflict, Forbidden, NotFound, PreconditionFailed
+from app.core.logging import get_logger
+from app.core.security import PasswordHasher
+from app.db.base import (
+    CollectionSpec,
+    DuplicateKey,
+    Filter,
+    Record,
+    RecordNotFound,
+    Repository,
+    UniqueField,
+    VersionMismatch,
+)
+
+log = get_logger(__name__)
+
+Role = Literal["user", "admin"]
+USERS = "users"
+USER_SORT_FIELDS = ("id", "name", "created_at")
+_USERS_SPEC = CollectionSpec(
+    name=USERS,
+    unique=(UniqueField("email", case_insensitive=True),),
+    sortable=USER_SORT_FIELDS,
+)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user account as the services see it (the password hash never leaves the services)."""
+
+    id: int
+    version: int
+    email: str
+    name: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+    password_hash: str
+
+    @classmethod
+    def from_record(cls, record: Record) -> User:
+        """Build a `User` from a stored record."""
+        return cls(
+            id=record["id"],
+            version=record["version"],
+            email=record["email"],
+            name=record["name"],
+            role=record["role"],
+            is_active=record["is_active"],
+            created_at=datetime.fromisoformat(record["created_at"]),
+            updated_at=datetime.fromisoformat(record["updated_at"]),
+            password_hash=record["password_hash"],
+        )
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins may change any account."""
+        return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    """One page of users and the number of all matches."""
+
+    items: list[User]
+    total: int
+
+
+class UserService:
+    """The rules for user accounts, over any `Repository`."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        hasher: PasswordHasher,
+        *,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._repo = repository
+        self._hasher = hasher
+        self._now = now
+        repository.declare(_USERS_SPEC)
+
+    def _timestamp(self) -> str:
+        return self._now().isoformat()
+
+    async def create(self, *, email: str, name: str, password: str, role: Role = "user") -> User:
+        """Register an account; `Conflict` if the email is taken in any letter case."""
+        password_hash = await self._hasher.hash(password)
+        now = self._timestamp()
+        try:
+            record = await self._repo.create(
+                USERS,
+                {
+                    "email": email,
+                    "name": name,
+                    "role": role,
+                    "is_active": True,
+                    "password_hash": password_hash,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+        except DuplicateKey:
+            raise Conflict(f"The email {email} is already registered.") from None
+        user = User.from_record(record)
+        log.info("user_created", user_id=user.id, role=role)
+        return user
+
+    async def get(self, user_id: int) -> User:
+        """The user with `user_id`, or `NotFound`."""
+        record = await self._repo.get(USERS, user_id)
+        if record is None:
+            raise NotFound(f"User {user_id} does not exist.")
+        return User.from_record(record)
+
+    async def find_active(self, user_id: int) -> User | None:
+        """The user with `user_id` if it exists and is active, else None."""
+        record = await self._repo.get(USERS, user_id)
+        if record is None or not record["is_active"]:
+            return None
+        return User.from_record(record)
+
+    async def find_by_email(self, email: str) -> User | None:
+        """The user with this email (any letter case), or None."""
+        record = await self._repo.find_unique(USERS, "email", email)
+        return User.from_record(record) if record is not None else None
+
+    async def list(
+        self,
+        *,
+        skip: int = 0,
+        limit: int = 20,
+        sort: str = "id",
+        name_contains: str | None = None,
+        email: str | None = None,
+        is_active: bool | None = None,
+    ) -> UserPage:
+        """A page of users matching every given filter."""
+        filters: list[Filter] = []
+        if name_contains:
+            filters.append(Filter("name", "icontains", name_contains))
+        if email is not None:
+            filters.append(Filter("email", "ieq", email))
+        if is_active is not None:
+            filters.append(Filter("is_active", "eq", is_active))
+        page = await self._repo.list(USERS, filters=filters, sort=sort, skip=skip, limit=limit)
+        return UserPage(items=[User.from_record(r) for r in page.items], total=page.total)
+
+    async def replace(
+        self,
+        user_id: int,
+        *,
+        email: str,
+        name: str,
+        is_active: bool,
+        actor: User,
+        expected_versions: Collection[int] | None = None,
+    ) -> User:
+        """Replace the editable fields of an account (owner or admin)."""
+        return await self.update(
+            user_id,
+            {"email": email, "name": name, "is_active": is_active},
+            actor=actor,
+            expected_versions=expected_versions,
+        )
+
+    async def update(
+        self,
+        user_id: int,
+        changes: Mapping[str, Any],
+        *,
+        actor: User,
+        expected_versions: Collection[int] | None = None,
+    ) -> User:
+        """Change only the given fields (`email`, `name`, `is_active`, `password`)."""
+        self._authorize(actor, user_id)
+        fields = dict(changes)
+        if "password" in fields:
+            fields["password_hash"] = await self._hasher.hash(fields.pop("password"))
+        if not fields:
+            # Nothing to change: answer with the current state, preconditions still apply.
+            current = await self.get(user_id)
+            if expected_versions is not None and current.version not in expected_versions:
+                raise PreconditionFailed(_stale(user_id))
+            return current
+        fields["updated_at"] = self._timestamp()
+        try:
+            record = await self._repo.update(
+                USERS, user_id, fields, expected_versions=expected_versions
+            )
+        except RecordNotFound:
+            raise NotFound(f"User {user_id} does not exist.") from None
+        except VersionMismatch:
+            raise PreconditionFailed(_stale(user_id)) from None
+        except DuplicateKey:
+            raise Conflict(f"The email {fields.get('email')} is already registered.") from None
+        log.info("user_updated", user_id=user_id, fields=sorted(set(changes)))
+        return User.from_record(record)
+
+    async def delete(
+        self, user_id: int, *, actor: User, expected_versions: Collection[int] | None = None
+    ) -> None:
+        """Delete an account (owner or admin). Its id is never given out again."""
+        self._authorize(actor, user_id)
+        try:
+            await self._repo.delete(USERS, user_id, expected_versions=expected_versions)
+        except RecordNotFound:
+            raise NotFound(f"User {user_id} does not exist.") from None
+        except VersionMismatch:
+            raise PreconditionFailed(_stale(user_id)) from None
+        log.info("user_deleted", user_id=user_id, by=actor.id)
+
+    async def ensure_admin(self, *, email: str, password: str) -> User:
+        """Create the configured admin account unless an account with that email exists."""
+        existing = await self.find_by_email(email)
+        if existing is not None:
+            if not existing.is_admin:
+                log.warning("admin_email_taken_by_user", user_id=existing.id)
+            return existing
+        try:
+            return await self.create(
+                email=email, name="Administrator", password=password, role="admin"
+            )
+        except Conflict:  # created concurrently by another start-up path
+            user = await self.find_by_email(email)
+            assert user is not None
+            return user
+
+    @staticmethod
+    def _authorize(actor: User, user_id: int) -> None:
+        if not actor.is_admin and actor.id != user_id:
+            raise Forbidden("Only the account's owner or an admin may change it.")
+
+
+def _stale(user_id: int) -> str:
+    return f"User {user_id} has changed since the given ETag; fetch it again."
