@@ -43,7 +43,8 @@ def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: loggers made before a reconfiguration (tests build many apps) must follow it.
+        cache_logger_on_first_use=False,
     )
 
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -1,0 +1,105 @@
+"""Settings: defaults, parsing, refusals, and the one-line start-up failure."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.core.config import DEV_ADMIN_PASSWORD, DEV_JWT_SECRET_KEY, SettingsError, load_settings
+from tests.live_server import ROOT
+
+STRONG_KEY = "k" * 40
+
+
+def _production(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "env": "production",
+        "jwt_secret_key": STRONG_KEY,
+        "admin_password": "a-real-admin-password",
+    }
+    base.update(overrides)
+    return base
+
+
+def test_defaults_start_in_development_with_console_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("APP_"):
+            monkeypatch.delenv(name)
+    settings = load_settings(_env_file=None)
+    assert settings.env == "development"
+    assert settings.effective_log_format == "console"
+    assert settings.cors_origins == ["http://localhost:3000", "http://localhost:5173"]
+    assert settings.max_body_bytes == 1_048_576
+    assert settings.effective_process_pool_queue == 4 * settings.process_pool_workers
+
+
+def test_json_logs_outside_development() -> None:
+    assert load_settings(env="test", log_format=None).effective_log_format == "json"
+
+
+def test_comma_separated_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("APP_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7")
+    settings = load_settings()
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.trusted_proxies == [
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("192.168.1.7/32"),
+    ]
+
+
+def test_bad_value_names_the_variable_and_hides_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_RATE_LIMIT_REQUESTS", "lots")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert "APP_RATE_LIMIT_REQUESTS" in message
+    assert "lots" not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"jwt_secret_key": DEV_JWT_SECRET_KEY}, "APP_JWT_SECRET_KEY"),
+        ({"jwt_secret_key": "short"}, "APP_JWT_SECRET_KEY"),
+        ({"admin_password": DEV_ADMIN_PASSWORD}, "APP_ADMIN_PASSWORD"),
+        ({"cors_origins": ["*"]}, "APP_CORS_ORIGINS"),
+        ({"bcrypt_rounds": 4}, "APP_BCRYPT_ROUNDS"),
+    ],
+)
+def test_production_refuses_insecure_values(overrides: dict[str, object], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(**_production(**overrides))
+
+
+def test_production_accepts_real_secrets() -> None:
+    settings = load_settings(**_production(bcrypt_rounds=12))
+    assert settings.env == "production"
+    assert settings.effective_log_format == "json"
+
+
+def test_breaker_min_calls_cannot_exceed_window() -> None:
+    with pytest.raises(SettingsError, match="APP_BREAKER_MIN_CALLS"):
+        load_settings(breaker_window_size=5, breaker_min_calls=6)
+
+
+def test_empty_snapshot_path_means_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_SNAPSHOT_PATH", "")
+    assert load_settings().snapshot_path is None
+
+
+def test_server_with_bad_setting_exits_with_one_clear_line() -> None:
+    env = {**os.environ, "APP_ENV": "production", "APP_JWT_SECRET_KEY": DEV_JWT_SECRET_KEY}
+    result = subprocess.run(
+        [sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "APP_JWT_SECRET_KEY" in lines[0]
+    assert "Traceback" not in result.stderr

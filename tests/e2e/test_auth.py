@@ -1,0 +1,147 @@
+"""The auth contract (section 4) against a real server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import statistics
+import time
+
+import httpx
+import pytest
+from jose import jwt
+
+from tests.e2e.helpers import TOKEN, assert_problem, bearer, login, register, unique_email
+from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_ENV
+
+ME = "/api/v1/auth/me"
+KEY = TEST_ENV["APP_JWT_SECRET_KEY"]
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_login_issues_a_bearer_token_for_me(http: httpx.Client) -> None:
+    email = unique_email("auth")
+    user = register(http, email)
+    response = http.post(TOKEN, data={"username": email, "password": "password123"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 30 * 60
+    claims = jwt.get_unverified_claims(body["access_token"])
+    assert claims["sub"] == str(user["id"])
+    assert claims["exp"] - claims["iat"] == 30 * 60
+    assert jwt.get_unverified_header(body["access_token"])["alg"] == "HS256"
+    me = http.get(ME, headers=bearer(body["access_token"]))
+    assert me.status_code == 200
+    assert me.json() == user
+
+
+def test_email_login_is_case_insensitive(http: httpx.Client) -> None:
+    email = unique_email("auth")
+    register(http, email)
+    assert login(http, email.upper(), "password123")
+
+
+def test_admin_exists_at_start_up(http: httpx.Client) -> None:
+    me = http.get(ME, headers=bearer(login(http, ADMIN_EMAIL, ADMIN_PASSWORD))).json()
+    assert (me["email"], me["role"]) == (ADMIN_EMAIL, "admin")
+
+
+def _failed_login(http: httpx.Client, email: str, password: str) -> tuple[httpx.Response, float]:
+    start = time.perf_counter()
+    response = http.post(TOKEN, data={"username": email, "password": password})
+    return response, time.perf_counter() - start
+
+
+def test_unknown_email_and_wrong_password_get_the_same_answer(http: httpx.Client) -> None:
+    email = unique_email("auth")
+    register(http, email)
+    wrong, _ = _failed_login(http, email, "wrong-password")
+    unknown, _ = _failed_login(http, unique_email("nobody"), "wrong-password")
+    for response in (wrong, unknown):
+        assert_problem(response, 401)
+        assert response.headers["www-authenticate"] == "Bearer"
+    strip = lambda r: {k: v for k, v in r.json().items() if k != "request_id"}
+    assert strip(wrong) == strip(unknown)
+
+
+def test_unknown_email_and_wrong_password_take_about_the_same_time(http: httpx.Client) -> None:
+    email = unique_email("auth")
+    register(http, email)
+    wrong = [_failed_login(http, email, "wrong-password")[1] for _ in range(15)]
+    unknown = [_failed_login(http, unique_email("nobody"), "wrong-password")[1] for _ in range(15)]
+    # Generous bound for a noisy machine: without the dummy hash, an unknown email would skip
+    # bcrypt entirely and answer many times faster.
+    ratio = statistics.median(unknown) / statistics.median(wrong)
+    assert 0.5 < ratio < 2.0, (statistics.median(unknown), statistics.median(wrong))
+
+
+def test_login_form_with_missing_fields_gets_422(http: httpx.Client) -> None:
+    body = assert_problem(http.post(TOKEN, data={"username": "x@example.com"}), 422)
+    assert any("password" in err["loc"] for err in body["errors"])
+
+
+def test_deactivated_account_cannot_log_in_or_use_its_token(http: httpx.Client) -> None:
+    email = unique_email("auth")
+    user = register(http, email)
+    token = login(http, email, "password123")
+    patched = http.patch(
+        f"/api/v1/users/{user['id']}", json={"is_active": False}, headers=bearer(token)
+    )
+    assert patched.status_code == 200
+    assert_problem(http.get(ME, headers=bearer(token)), 401)
+    assert_problem(http.post(TOKEN, data={"username": email, "password": "password123"}), 403)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(
+            jwt.encode({"sub": "1", "iat": 1, "exp": 2}, KEY, algorithm="HS256"), id="expired"
+        ),
+        pytest.param(
+            _b64({"alg": "none", "typ": "JWT"})
+            + "."
+            + _b64({"sub": "1", "iat": 1, "exp": 4_000_000_000})
+            + ".",
+            id="alg-none",
+        ),
+        pytest.param(
+            jwt.encode({"sub": "1", "iat": 1, "exp": 4_000_000_000}, "x" * 40, algorithm="HS256"),
+            id="other-key",
+        ),
+        pytest.param(
+            jwt.encode({"sub": "1", "iat": 1, "exp": 4_000_000_000}, KEY, algorithm="HS512"),
+            id="other-algorithm",
+        ),
+        pytest.param(jwt.encode({"sub": "1", "iat": 1}, KEY, algorithm="HS256"), id="no-exp"),
+        pytest.param(
+            jwt.encode({"sub": "abc", "iat": 1, "exp": 4_000_000_000}, KEY, algorithm="HS256"),
+            id="bad-sub",
+        ),
+        pytest.param("garbage", id="malformed"),
+    ],
+)
+def test_bad_tokens_get_401(http: httpx.Client, token: str) -> None:
+    response = http.get(ME, headers=bearer(token))
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Basic YTpi"}, {"Authorization": "Bearer"}]
+)
+def test_missing_token_gets_401(http: httpx.Client, headers: dict[str, str]) -> None:
+    response = http.get(ME, headers=headers)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_token_signed_with_the_right_key_for_the_admin_works(http: httpx.Client) -> None:
+    # Proves the failures above are about the token, not about forging being impossible here.
+    now = int(time.time())
+    token = jwt.encode({"sub": "1", "iat": now, "exp": now + 60}, KEY, algorithm="HS256")
+    assert http.get(ME, headers=bearer(token)).json()["email"] == ADMIN_EMAIL

@@ -1,0 +1,88 @@
+"""Start the real server (`python -m app`, i.e. uvicorn) on a free port for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+# Settings every test server gets unless a test overrides them.
+TEST_ENV = {
+    "APP_ENV": "test",
+    "APP_LOG_FORMAT": "json",
+    "APP_LOG_LEVEL": "INFO",
+    "APP_BCRYPT_ROUNDS": "4",  # fast hashing; production refuses fewer than 12 rounds
+    "APP_ADMIN_EMAIL": ADMIN_EMAIL,
+    "APP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    "APP_JWT_SECRET_KEY": "test-secret-key-that-is-at-least-32-bytes-long",
+}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A running server process, its base URL and the file its logs go to."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log_text(self) -> str:
+        """Everything the server has logged so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then wait; SIGKILL if it will not stop. Returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_server(
+    log_path: Path, env: Mapping[str, str] | None = None, timeout: float = 30.0
+) -> LiveServer:
+    """Start `python -m app` and return once it answers `GET /`."""
+    port = free_port()
+    full_env = {**os.environ, **TEST_ENV, "APP_HOST": "127.0.0.1", "APP_PORT": str(port)}
+    full_env.update(env or {})
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=ROOT, env=full_env, stdout=log_file, stderr=log_file
+    )
+    log_file.close()  # the child holds its own descriptor
+    server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_text()}")
+        try:
+            if httpx.get(server.base_url + "/", timeout=1.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"server did not start within {timeout} s:\n{server.log_text()}")

@@ -1,0 +1,96 @@
+"""RequestContextMiddleware against tiny inline ASGI apps."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+import structlog
+from starlette.types import Receive, Scope, Send
+
+from app.middleware.request_context import RequestContextMiddleware
+
+
+async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:
+    # Whatever the app logs while serving carries the request id.
+    structlog.get_logger("inner").info("inside", seen_id=scope["request_id"])
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def crashing_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("secret internals")
+
+
+def _client(app: object, **kwargs: object) -> httpx.AsyncClient:
+    wrapped = RequestContextMiddleware(app, **kwargs)  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=wrapped), base_url="http://t")
+
+
+async def test_valid_incoming_request_id_is_kept() -> None:
+    async with _client(ok_app) as client:
+        response = await client.get("/", headers={"X-Request-ID": "abc.DEF_123-x"})
+    assert response.headers["x-request-id"] == "abc.DEF_123-x"
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "semi;colon", "ünï"])
+async def test_invalid_incoming_request_id_is_replaced(bad: str) -> None:
+    async with _client(ok_app) as client:
+        response = await client.get("/", headers={"X-Request-ID": bad.encode("utf-8")})
+    rid = response.headers["x-request-id"]
+    assert rid != bad
+    assert len(rid) == 32
+
+
+async def test_each_request_gets_a_fresh_id() -> None:
+    async with _client(ok_app) as client:
+        ids = {(await client.get("/")).headers["x-request-id"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+async def test_unhandled_error_becomes_a_500_problem_without_internals() -> None:
+    async with _client(crashing_app, show_error_detail=False) as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["instance"] == "/boom"
+    assert "secret internals" not in response.text
+    assert "Traceback" not in response.text
+
+
+async def test_development_mode_shows_the_exception_text() -> None:
+    async with _client(crashing_app, show_error_detail=True) as client:
+        response = await client.get("/boom")
+    assert response.json()["detail"] == "RuntimeError: secret internals"
+
+
+async def test_access_log_line_has_route_status_and_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    structlog.reset_defaults()  # log through the standard library so caplog sees the events
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.KeyValueRenderer(),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+    )
+    try:
+        with caplog.at_level(logging.DEBUG):
+            async with _client(ok_app, quiet_paths=["/live"]) as client:
+                response = await client.get("/hello", headers={"X-Request-ID": "req-1"})
+                await client.get("/live")
+    finally:
+        structlog.reset_defaults()
+    assert response.status_code == 204
+    access = [r for r in caplog.records if r.name == "app.access"]
+    assert len(access) == 2
+    assert "request_id='req-1'" in access[0].getMessage()
+    assert "status=204" in access[0].getMessage()
+    assert access[0].levelno == logging.INFO
+    assert access[1].levelno == logging.DEBUG  # probes log at debug only
+    inner = [r for r in caplog.records if r.name == "inner"]
+    assert "request_id='req-1'" in inner[0].getMessage()
