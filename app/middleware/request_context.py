@@ -13,9 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import REQUEST_ID_SCOPE_KEY, internal_error_response
 from app.core.logging import get_logger
+from app.core.routing import route_template
 
 REQUEST_ID_HEADER = "X-Request-ID"
-UNMATCHED_ROUTE = "<unmatched>"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 access_log = get_logger("app.access")
@@ -27,12 +27,6 @@ def _request_id(scope: Scope) -> str:
     if incoming is not None and _VALID_REQUEST_ID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
-
-
-def route_template(scope: Scope) -> str:
-    """The matched route's path template (`/api/v1/users/{user_id}`), never the raw path."""
-    route = scope.get("route")
-    return getattr(route, "path", None) or UNMATCHED_ROUTE
 
 
 class RequestContextMiddleware:

@@ -68,6 +68,24 @@ def test_log_lines_of_a_request_carry_its_id_as_json(
     assert "password123" not in live_server.log_text()
 
 
+def test_access_log_names_route_templates_never_raw_paths(
+    http: httpx.Client, live_server: LiveServer
+) -> None:
+    for path, rid in (
+        ("/docs", "tpl-docs"),
+        (f"{USERS}/1", "tpl-user"),
+        ("/no/such/7", "tpl-none"),
+    ):
+        http.get(path, headers={"X-Request-ID": rid})
+    lines = [
+        json.loads(line) for line in live_server.log_text().splitlines() if line.startswith("{")
+    ]
+    routes = {line["request_id"]: line["route"] for line in lines if line.get("event") == "request"}
+    assert routes["tpl-docs"] == "/docs"
+    assert routes["tpl-user"] == f"{USERS}/{{user_id}}"
+    assert routes["tpl-none"] == "<unmatched>"
+
+
 def test_sigterm_stops_the_server_cleanly(live_server: LiveServer) -> None:
     # Runs last in this module: the fixture's server is stopped here. uvicorn re-raises the
     # signal after its graceful shutdown, so "clean" is -SIGTERM with the lifespan finished.
