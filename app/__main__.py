@@ -6,22 +6,60 @@ container all use it), so uvicorn's own options cannot drift from the app's sett
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
+from types import FrameType
 
 import uvicorn
 
-from app.core.config import SettingsError, get_settings
+from app.core.config import Settings, SettingsError, get_settings
+from app.core.lifecycle import Lifecycle
+from app.core.logging import get_logger
+
+log = get_logger("app.server")
 
 
-def main() -> None:
-    """Start the server, or exit with status 2 and one line naming the bad setting."""
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    uvicorn.run(
-        "app.main:app",
+class DrainingServer(uvicorn.Server):
+    """uvicorn, plus a drain period on SIGTERM.
+
+    uvicorn stops accepting connections the moment it is asked to exit, so a load balancer
+    still sending traffic would see refused connections. Here SIGTERM first turns readiness
+    off and tells streams to end, keeps serving for `drain_seconds` while the endpoint is taken
+    out of rotation, and only then lets uvicorn's graceful shutdown begin. SIGINT (Ctrl+C) and
+    a second signal skip the drain.
+    """
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.lifecycle = lifecycle
+        self.drain_seconds = drain_seconds
+        self._drain_until: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: only set flags here; on_tick acts on them in the event loop.
+        if sig == signal.SIGTERM and self._drain_until is None and self.drain_seconds > 0:
+            self._captured_signals.append(sig)  # re-raised by uvicorn once it has stopped
+            self._drain_until = time.monotonic() + self.drain_seconds
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_until is not None or self.should_exit:
+            if not self.lifecycle.shutting_down:
+                log.info("draining", seconds=self.drain_seconds if self._drain_until else 0)
+            self.lifecycle.begin_shutdown()
+        if self._drain_until is not None and time.monotonic() >= self._drain_until:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def serve(settings: Settings) -> None:
+    """Run the app until it is told to stop."""
+    from app.main import app  # imported here so a settings error is reported first
+
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         # Logging is configured by the app (structlog); uvicorn must not install its own.
@@ -33,6 +71,17 @@ def main() -> None:
         server_header=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
+    DrainingServer(config, app.state.lifecycle, settings.shutdown_drain_seconds).run()
+
+
+def main() -> None:
+    """Start the server, or exit with status 2 and one line naming the bad setting."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    serve(settings)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ TEST_ENV = {
     "APP_ADMIN_EMAIL": ADMIN_EMAIL,
     "APP_ADMIN_PASSWORD": ADMIN_PASSWORD,
     "APP_JWT_SECRET_KEY": "test-secret-key-that-is-at-least-32-bytes-long",
+    "APP_SHUTDOWN_DRAIN_SECONDS": "0",  # tests that need the drain set it themselves
+    "APP_RATE_LIMIT_REQUESTS": "0",  # off unless a test module turns it on
 }
 
 

@@ -8,6 +8,9 @@ from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.clients import ClientIdentifier
+from app.core.config import Settings
+from app.core.lifecycle import Lifecycle
+from app.middleware.resilience import BreakerRegistry
 from app.services.auth import AuthService
 from app.services.container import AppServices
 from app.services.idempotency import IdempotencyStore
@@ -40,6 +43,27 @@ def _client_key(request: Request) -> str:
     return identifier.client_key(request.scope)
 
 
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _lifecycle(request: Request) -> Lifecycle:
+    return request.app.state.lifecycle
+
+
+def _breakers(request: Request) -> BreakerRegistry:
+    return request.app.state.breakers
+
+
+def _services_or_none(request: Request) -> AppServices | None:
+    # Probes may be asked before the lifespan has built the services.
+    return getattr(request.app.state, "services", None)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
+BreakersDep = Annotated[BreakerRegistry, Depends(_breakers)]
+MaybeServices = Annotated[AppServices | None, Depends(_services_or_none)]
 UserServiceDep = Annotated[UserService, Depends(_users)]
 AuthServiceDep = Annotated[AuthService, Depends(_auth)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]

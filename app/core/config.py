@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     graceful_shutdown_seconds: float = Field(default=20.0, gt=0, le=3600)
+    shutdown_drain_seconds: float = Field(default=5.0, ge=0, le=300)
 
     cors_origins: Annotated[list[str], NoDecode] = [
         "http://localhost:3000",

@@ -19,6 +19,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Gauge
+
 from app.db.base import (
     CollectionOps,
     CollectionSpec,
@@ -32,6 +34,13 @@ from app.db.base import (
 )
 
 _RESERVED = ("id", "version")
+
+RECORDS = Gauge(
+    "repository_records",
+    "Records held per collection (each process has its own in-memory store).",
+    ["collection"],
+    multiprocess_mode="liveall",
+)
 
 
 @dataclass(eq=False)
@@ -81,6 +90,8 @@ def _put(
         col.records[record_id] = record
         for name, key in _unique_keys(col, record):
             col.indexes[name][key] = record_id
+    if (previous is None) != (record is None):
+        RECORDS.labels(collection=col.spec.name).set(len(col.records))
 
 
 def _existing(col: _Collection, record_id: int, expected: Collection[int] | None) -> Record:
@@ -233,6 +244,7 @@ class InMemoryRepository:
         if col is None:
             col = _Collection(spec=spec)
             self._collections[spec.name] = col
+            RECORDS.labels(collection=spec.name).set(0)
         col.spec = spec
         col.indexes = {u.name: {} for u in spec.unique}
         for record_id, record in col.records.items():

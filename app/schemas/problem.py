@@ -50,5 +50,8 @@ _DESCRIPTIONS = {
     412: "If-Match precondition failed; nothing changed",
     413: "Request body too large",
     422: "Validation failed",
-    503: "Temporarily unavailable",
+    429: "Rate limit exceeded; see Retry-After",
+    500: "Internal error",
+    503: "Temporarily unavailable (circuit open, draining or overloaded); see Retry-After",
+    504: "The request timed out",
 }

@@ -1,0 +1,73 @@
+"""Resilience demos: a flaky route behind its own breaker, a slow route, and the live settings."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import API_PREFIX, BreakersDep, SettingsDep
+from app.core.errors import AppError
+from app.core.logging import get_logger
+from app.schemas.problem import problem_responses
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix=API_PREFIX, tags=["resilience demos"])
+DEMO_PREFIX = f"{API_PREFIX}/demo"
+FLAKY_PATH = f"{DEMO_PREFIX}/flaky"
+
+
+class SimulatedFailure(AppError):
+    """The failure `/demo/flaky` produces on purpose."""
+
+    status = 500
+    type = "/problems/simulated-failure"
+
+
+@router.get(
+    "/demo/flaky", summary="Fails at a chosen rate", responses=problem_responses(422, 500, 503)
+)
+async def flaky(
+    failure_rate: Annotated[float, Query(ge=0, le=1, description="Chance of a 500, 0-1.")] = 0.5,
+) -> dict[str, Any]:
+    """Answers 500 with probability `failure_rate`; enough failures open its breaker (503)."""
+    if random.random() < failure_rate:  # noqa: S311 - a demo, not cryptography
+        raise SimulatedFailure(f"Simulated failure (failure_rate={failure_rate:g}).")
+    return {"status": "ok", "failure_rate": failure_rate}
+
+
+@router.get(
+    "/demo/slow", summary="Waits, maybe past the timeout", responses=problem_responses(422, 504)
+)
+async def slow(
+    delay: Annotated[float, Query(ge=0, le=60, description="Seconds to wait, 0-60.")] = 1.0,
+) -> dict[str, Any]:
+    """Sleeps `delay` seconds; past the request timeout it is cancelled and answered 504 —
+    and its `finally` block still runs (see the `slow_demo_finished` log line)."""
+    start = time.perf_counter()
+    cancelled = True
+    try:
+        await asyncio.sleep(delay)
+        cancelled = False
+        return {"status": "ok", "delay": delay, "elapsed": round(time.perf_counter() - start, 3)}
+    finally:
+        log.info("slow_demo_finished", delay=delay, cancelled=cancelled)
+
+
+@router.get("/resilience", summary="Breaker states, rate-limit and timeout settings")
+async def resilience(settings: SettingsDep, breakers: BreakersDep) -> dict[str, Any]:
+    """What the resilience layers are doing right now."""
+    return {
+        "breakers": [breaker.snapshot() for breaker in breakers.all()],
+        "rate_limit": {
+            "enabled": settings.rate_limit_requests > 0,
+            "requests": settings.rate_limit_requests,
+            "window_seconds": settings.rate_limit_window_seconds,
+            "algorithm": "GCRA (token bucket)",
+        },
+        "timeout": {"seconds": settings.request_timeout_seconds},
+    }

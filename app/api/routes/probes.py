@@ -1,0 +1,84 @@
+"""Probes for Kubernetes and people: `/live`, `/ready`, `/health`, `/health/detailed`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from app.api.deps import LifecycleDep, MaybeServices
+from app.core.errors import problem_response
+from app.schemas.problem import problem_responses
+from app.services.health import CheckResult
+
+router = APIRouter(tags=["probes"])
+
+
+def _not_ok(request: Request, detail: str, checks: list[dict[str, Any]] | None) -> Response:
+    extra = {"checks": checks} if checks is not None else None
+    return problem_response(request.scope, 503, detail, type_="/problems/unavailable", extra=extra)
+
+
+@router.get("/live", summary="Liveness")
+async def live() -> dict[str, str]:
+    """200 while the process can serve requests; checks nothing else, so it never flaps."""
+    return {"status": "alive"}
+
+
+@router.get("/ready", summary="Readiness", responses=problem_responses(503))
+async def ready(
+    request: Request, lifecycle: LifecycleDep, services: MaybeServices, verbose: str | None = None
+) -> Response:
+    """200 once start-up finished and every critical component works; 503 before that and
+    from the moment shutdown begins. `?verbose` lists each check."""
+    checks: list[dict[str, Any]] = [
+        {"name": "startup", "status": "ok" if lifecycle.started else "fail"},
+        {"name": "shutdown", "status": "fail" if lifecycle.shutting_down else "ok"},
+    ]
+    if services is not None and lifecycle.started:
+        results = await services.health.run(critical_only=True)
+        checks += [r.as_dict() for r in results]
+    ok = all(check["status"] != "fail" for check in checks)
+    listed = checks if verbose is not None else None
+    if not ok:
+        reason = "shutting down" if lifecycle.shutting_down else "a critical check failed"
+        if not lifecycle.started:
+            reason = "starting up"
+        return _not_ok(request, f"Not ready: {reason}.", listed)
+    body: dict[str, Any] = {"status": "ready"}
+    if listed is not None:
+        body["checks"] = listed
+    return JSONResponse(body)
+
+
+def _overall(results: list[CheckResult]) -> str:
+    if any(r.critical and r.status == "fail" for r in results):
+        return "fail"
+    return "ok" if all(r.status == "ok" for r in results) else "degraded"
+
+
+@router.get("/health", summary="Health", responses=problem_responses(503))
+async def health(request: Request, services: MaybeServices) -> Response:
+    """200 `{"status": "ok"}` while every critical component works, else 503."""
+    if services is None:
+        return _not_ok(request, "Not started yet.", None)
+    results = await services.health.run(critical_only=True)
+    if _overall(results) == "fail":
+        return _not_ok(request, "A critical component is failing.", [r.as_dict() for r in results])
+    return JSONResponse({"status": "ok"})
+
+
+@router.get(
+    "/health/detailed", summary="Health of each component", responses=problem_responses(503)
+)
+async def health_detailed(request: Request, services: MaybeServices) -> Response:
+    """Every component with its status and check latency; 503 if a critical one fails."""
+    if services is None:
+        return _not_ok(request, "Not started yet.", [])
+    results = await services.health.run()
+    checks = [r.as_dict() for r in results]
+    overall = _overall(results)
+    if overall == "fail":
+        return _not_ok(request, "A critical component is failing.", checks)
+    return JSONResponse({"status": overall, "checks": checks})

@@ -1,0 +1,48 @@
+"""Prometheus exposition, single-process or multiprocess.
+
+Metrics themselves are defined next to what they measure (the HTTP metrics in
+`app/middleware/metrics.py`, the breaker's in `app/middleware/resilience.py`, ...). This module
+renders them: from the default registry in one process, or, when `PROMETHEUS_MULTIPROC_DIR` is
+set (several uvicorn/gunicorn workers), by merging every worker's files in that directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from app import __version__
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# The conventional "info" gauge: always 1, the facts are in the labels. (prometheus_client's
+# Info type cannot be used in multiprocess mode.)
+BUILD_INFO = Gauge(
+    "app_build_info",
+    "Version of the running service.",
+    ["version"],
+    multiprocess_mode="max",
+)
+BUILD_INFO.labels(version=__version__).set(1)
+
+
+def multiprocess_enabled() -> bool:
+    """True when worker processes share metrics through files (PROMETHEUS_MULTIPROC_DIR)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

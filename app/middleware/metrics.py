@@ -1,0 +1,73 @@
+"""HTTP metrics: requests, durations and requests in progress, labelled by route template."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.routing import route_template
+
+# From a few milliseconds (a cached read) to the 10 s request timeout and a little past it.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+
+REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from receiving a request to finishing its response, by method, route and status.",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_PROGRESS = Gauge(
+    "http_requests_in_progress",
+    "HTTP requests being served now.",
+    ["method"],
+    multiprocess_mode="livesum",
+)
+
+# Methods are a label; anything unusual shares one value so clients cannot mint series.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request except the ones in `skip_paths` (`/metrics`).
+
+    The route label is the matched template, and one shared value for unmatched paths, so a
+    scan of random URLs cannot create unbounded series. The status defaults to 500 and is
+    recorded in `finally`, so a request that crashed is still counted.
+    """
+
+    def __init__(self, app: ASGIApp, *, skip_paths: Collection[str] = ()) -> None:
+        self.app = app
+        self.skip_paths = frozenset(skip_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.skip_paths:
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
+        status = 500
+
+        async def send_observing(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_progress = IN_PROGRESS.labels(method=method)
+        in_progress.inc()
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_observing)
+        finally:
+            elapsed = time.perf_counter() - start
+            in_progress.dec()
+            labels = {"method": method, "route": route_template(scope), "status": str(status)}
+            REQUESTS.labels(**labels).inc()
+            DURATION.labels(**labels).observe(elapsed)

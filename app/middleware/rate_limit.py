@@ -1,0 +1,82 @@
+"""Rate limiting per client key, with the IETF RateLimit-Policy / RateLimit fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from prometheus_client import Counter
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import problem_response
+from app.core.logging import get_logger
+from app.core.rate_limiter import RateLimitDecision, RateLimiter
+
+log = get_logger(__name__)
+
+RATE_LIMITED = Counter(
+    "http_rate_limited_requests_total",
+    "Requests refused with 429 by the rate limiter.",
+)
+POLICY_NAME = "default"
+
+
+def _fields(limiter: RateLimiter, decision: RateLimitDecision) -> dict[str, str]:
+    # draft-ietf-httpapi-ratelimit-headers-11: Structured Fields, quota (q) per window (w) in
+    # the policy; remaining (r) and seconds until the quota resets (t) in RateLimit.
+    return {
+        "RateLimit-Policy": f'"{POLICY_NAME}";q={limiter.quota};w={int(limiter.window)}',
+        "RateLimit": f'"{POLICY_NAME}";r={decision.remaining};t={decision.reset_seconds}',
+    }
+
+
+class RateLimitMiddleware:
+    """Refuses requests past a client's quota with a 429 problem and `Retry-After`.
+
+    Every counted request's answer carries the rate-limit fields; `exempt_paths` (probes,
+    metrics, docs) are neither counted nor given the fields. The client key comes from
+    `client_key` (the token subject when a valid bearer token is sent, else the client address
+    seen through trusted proxies).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter,
+        client_key: Callable[[Scope], str],
+        exempt_paths: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.client_key = client_key
+        self.exempt_paths = frozenset(exempt_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        decision = self.limiter.hit(self.client_key(scope))
+        fields = _fields(self.limiter, decision)
+        if not decision.allowed:
+            RATE_LIMITED.inc()
+            log.info("rate_limited", retry_after=decision.retry_after)
+            response = problem_response(
+                scope,
+                429,
+                f"Rate limit of {self.limiter.quota} requests per {int(self.limiter.window)} s "
+                f"exceeded; retry in {decision.retry_after} s.",
+                type_="/problems/rate-limited",
+                headers={**fields, "Retry-After": str(decision.retry_after)},
+            )
+            await response(scope, receive, send)
+            return
+
+        async def send_with_fields(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in fields.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_fields)

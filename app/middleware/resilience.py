@@ -1,0 +1,336 @@
+"""The circuit breaker: usable around any awaitable (`async with breaker:`) and as the
+per-router middleware layer that answers 503 while a group of routes is failing.
+
+Semantics (contract section 2.7):
+- closed: calls pass; each result enters a sliding window of the last `window_size` calls.
+  Once at least `min_calls` are in the window and the failure share reaches `failure_rate`,
+  the breaker opens.
+- open: calls are refused at once (not entering the window) until `open_seconds` have passed.
+- half-open: up to `half_open_calls` trial calls are let through; one failure reopens the
+  breaker, and when all of them have succeeded it closes with an empty window. Calls beyond the
+  trials are refused while the trials run.
+A result that arrives after the breaker changed state (a slow call started while closed) is
+ignored: it describes a period that is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import problem_response
+from app.core.logging import get_logger
+from app.middleware.timeout import DEADLINE_SCOPE_KEY
+
+log = get_logger(__name__)
+
+
+class BreakerState(StrEnum):
+    """The three states; the gauge exports them as 0, 1 and 2."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
+
+BREAKER_STATE = Gauge(
+    "circuit_breaker_state",
+    "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+    ["breaker"],
+    multiprocess_mode="liveall",
+)
+BREAKER_TRANSITIONS = Counter(
+    "circuit_breaker_transitions_total",
+    "Circuit breaker state changes.",
+    ["breaker", "from_state", "to_state"],
+)
+BREAKER_REJECTED = Counter(
+    "circuit_breaker_rejected_total",
+    "Calls refused without running because the breaker was open (or half-open and full).",
+    ["breaker"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """How a breaker judges failure and how long it stays open."""
+
+    window_size: int = 20
+    min_calls: int = 10
+    failure_rate: float = 0.5
+    open_seconds: float = 30.0
+    half_open_calls: int = 3
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.min_calls <= self.window_size):
+            raise ValueError("need 1 <= min_calls <= window_size")
+        if not (0 < self.failure_rate <= 1):
+            raise ValueError("failure_rate must be in (0, 1]")
+        if self.open_seconds <= 0 or self.half_open_calls < 1:
+            raise ValueError("open_seconds and half_open_calls must be positive")
+
+
+class CircuitOpenError(Exception):
+    """Raised instead of running a call while the breaker refuses calls."""
+
+    def __init__(self, name: str, retry_after: int) -> None:
+        super().__init__(f"circuit breaker {name!r} is open; retry in {retry_after} s")
+        self.name = name
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Leave to make one call; hand it back to `record` with the call's result."""
+
+    generation: int
+    trial: bool
+
+
+def _default_is_failure(exc: BaseException) -> bool:
+    return isinstance(exc, Exception)
+
+
+class CircuitBreaker:
+    """One breaker. Not thread-safe: use it from one event loop, as everything here does."""
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        is_failure: Callable[[BaseException], bool] = _default_is_failure,
+    ) -> None:
+        self.name = name
+        self.config = config or BreakerConfig()
+        self._clock = clock
+        self._is_failure = is_failure
+        self._state = BreakerState.CLOSED
+        self._window: deque[bool] = deque(maxlen=self.config.window_size)
+        self._opened_at = 0.0
+        self._generation = 0
+        self._trials_running = 0
+        self._trial_successes = 0
+        # Permits of `async with breaker:` blocks, per task (each task has its own context).
+        self._permits: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
+            f"breaker_{name}_permits", default=()
+        )
+        BREAKER_STATE.labels(breaker=name).set(_STATE_VALUE[self._state])
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (an open breaker whose wait is over reports half-open)."""
+        self._maybe_half_open()
+        return self._state
+
+    def _transition(self, to: BreakerState) -> None:
+        previous = self._state
+        self._state = to
+        self._generation += 1
+        self._trials_running = 0
+        self._trial_successes = 0
+        if to is BreakerState.OPEN:
+            self._opened_at = self._clock()
+        if to is BreakerState.CLOSED:
+            self._window.clear()
+        BREAKER_STATE.labels(breaker=self.name).set(_STATE_VALUE[to])
+        BREAKER_TRANSITIONS.labels(breaker=self.name, from_state=previous, to_state=to).inc()
+        log.warning(
+            "circuit_breaker_state_changed",
+            breaker=self.name,
+            from_state=str(previous),
+            to_state=str(to),
+            failures=sum(self._window),
+            calls=len(self._window),
+        )
+
+    def _maybe_half_open(self) -> None:
+        if (
+            self._state is BreakerState.OPEN
+            and self._clock() - self._opened_at >= self.config.open_seconds
+        ):
+            self._transition(BreakerState.HALF_OPEN)
+
+    def retry_after(self) -> int:
+        """Whole seconds until an open breaker turns half-open (at least 1)."""
+        if self._state is BreakerState.OPEN:
+            remaining = self._opened_at + self.config.open_seconds - self._clock()
+            return max(1, math.ceil(remaining))
+        return 1
+
+    def acquire(self) -> Permit:
+        """A permit for one call, or `CircuitOpenError` if calls are refused now."""
+        self._maybe_half_open()
+        if self._state is BreakerState.CLOSED:
+            return Permit(self._generation, trial=False)
+        if (
+            self._state is BreakerState.HALF_OPEN
+            and self._trials_running + self._trial_successes < self.config.half_open_calls
+        ):
+            self._trials_running += 1
+            return Permit(self._generation, trial=True)
+        BREAKER_REJECTED.labels(breaker=self.name).inc()
+        raise CircuitOpenError(self.name, self.retry_after())
+
+    def record(self, permit: Permit, failure: bool | None) -> None:
+        """Report a call's result: True failed, False succeeded, None neither (abandoned)."""
+        if permit.generation != self._generation:
+            return
+        if permit.trial:
+            self._trials_running -= 1
+            if failure:
+                self._transition(BreakerState.OPEN)
+            elif failure is False:
+                self._trial_successes += 1
+                if self._trial_successes >= self.config.half_open_calls:
+                    self._transition(BreakerState.CLOSED)
+            return
+        if failure is None:
+            return
+        self._window.append(failure)
+        calls = len(self._window)
+        if calls >= self.config.min_calls and sum(self._window) / calls >= self.config.failure_rate:
+            self._transition(BreakerState.OPEN)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The breaker's state and counts, for `/resilience` and health checks."""
+        state = self.state
+        return {
+            "name": self.name,
+            "state": str(state),
+            "calls_in_window": len(self._window),
+            "failures_in_window": sum(self._window),
+            "retry_after_seconds": self.retry_after() if state is BreakerState.OPEN else None,
+            "config": {
+                "window_size": self.config.window_size,
+                "min_calls": self.config.min_calls,
+                "failure_rate": self.config.failure_rate,
+                "open_seconds": self.config.open_seconds,
+                "half_open_calls": self.config.half_open_calls,
+            },
+        }
+
+    async def __aenter__(self) -> CircuitBreaker:
+        permit = self.acquire()
+        self._permits.set((*self._permits.get(), permit))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        *rest, permit = self._permits.get()
+        self._permits.set(tuple(rest))
+        if exc is None:
+            self.record(permit, failure=False)
+        elif isinstance(exc, asyncio.CancelledError):
+            self.record(permit, failure=None)
+        else:
+            self.record(permit, failure=self._is_failure(exc))
+
+
+class BreakerRegistry:
+    """Breakers by name, created on first use with the shared configuration."""
+
+    def __init__(
+        self, config: BreakerConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config or BreakerConfig()
+        self._clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, name: str) -> CircuitBreaker:
+        """The breaker called `name`, created if needed."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            breaker = CircuitBreaker(name, self.config, clock=self._clock)
+            self._breakers[name] = breaker
+        return breaker
+
+    def all(self) -> list[CircuitBreaker]:
+        """Every breaker, by name."""
+        return [self._breakers[name] for name in sorted(self._breakers)]
+
+
+class CircuitBreakerMiddleware:
+    """Puts each route group (a path prefix, one per router) behind its own breaker.
+
+    5xx answers, unhandled exceptions and timeouts (a cancellation at or past the deadline the
+    timeout layer set) count as failures; 4xx answers are successes. Paths in no group (probes,
+    `/metrics`, `/resilience`) pass straight through.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, registry: BreakerRegistry, groups: Sequence[tuple[str, str]]
+    ) -> None:
+        self.app = app
+        self.registry = registry
+        # Longest prefix first, so /api/v1/demo/flaky wins over /api/v1/demo.
+        self.groups = sorted(groups, key=lambda group: len(group[0]), reverse=True)
+        for _, name in self.groups:
+            registry.get(name)
+
+    def _group(self, path: str) -> str | None:
+        for prefix, name in self.groups:
+            if path == prefix or path.startswith(prefix + "/"):
+                return name
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = self._group(scope["path"]) if scope["type"] == "http" else None
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        breaker = self.registry.get(name)
+        try:
+            permit = breaker.acquire()
+        except CircuitOpenError as exc:
+            response = problem_response(
+                scope,
+                503,
+                f"The {name} routes are failing; the circuit breaker is refusing calls. "
+                f"Retry in {exc.retry_after} s.",
+                type_="/problems/circuit-open",
+                headers={"Retry-After": str(exc.retry_after)},
+            )
+            await response(scope, receive, send)
+            return
+
+        status: int | None = None
+
+        async def send_observing(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observing)
+        except asyncio.CancelledError:
+            deadline = scope.get(DEADLINE_SCOPE_KEY)
+            # The timer may fire a hair before the deadline the timeout layer wrote down.
+            timed_out = (
+                deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01
+            )
+            breaker.record(permit, failure=True if timed_out else None)
+            raise
+        except Exception:
+            breaker.record(permit, failure=True)
+            raise
+        breaker.record(permit, failure=status is None or status >= 500)

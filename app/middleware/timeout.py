@@ -1,0 +1,73 @@
+"""Request timeout: a handler that has not started its answer in time is cancelled; 504."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import problem_response
+from app.core.logging import get_logger
+from app.core.routing import route_template
+
+log = get_logger(__name__)
+
+TIMEOUTS = Counter(
+    "http_request_timeouts_total",
+    "Requests cancelled and answered 504 because no response started in time, by route.",
+    ["route"],
+)
+# Inner layers (the circuit breaker) read this to tell a timeout from other cancellations.
+DEADLINE_SCOPE_KEY = "timeout.deadline"
+
+
+class TimeoutMiddleware:
+    """Cancels the request's handler if no response has started within `timeout_seconds`.
+
+    Cancellation is delivered into the handler as `CancelledError` at its current `await`, so
+    its `finally` blocks and context managers run before the 504 is sent. Once a response has
+    started (a stream, SSE) the timeout is switched off: a started stream is never cut.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, timeout_seconds: float, exempt_paths: Collection[str] = ()
+    ) -> None:
+        self.app = app
+        self.timeout_seconds = timeout_seconds
+        self.exempt_paths = frozenset(exempt_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        scope[DEADLINE_SCOPE_KEY] = loop.time() + self.timeout_seconds
+        started = False
+        deadline = asyncio.timeout(self.timeout_seconds)
+
+        try:
+            async with deadline:
+
+                async def send_disarming(message: Message) -> None:
+                    nonlocal started
+                    if message["type"] == "http.response.start":
+                        started = True
+                        deadline.reschedule(None)
+                    await send(message)
+
+                await self.app(scope, receive, send_disarming)
+        except TimeoutError:
+            if started or not deadline.expired():
+                raise  # the handler's own TimeoutError, not our deadline
+            route = route_template(scope)
+            TIMEOUTS.labels(route=route).inc()
+            log.warning("request_timeout", route=route, timeout_seconds=self.timeout_seconds)
+            response = problem_response(
+                scope,
+                504,
+                f"The request did not complete within {self.timeout_seconds:g} s.",
+                type_="/problems/timeout",
+            )
+            await response(scope, receive, send)
