@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -51,6 +53,24 @@ class LiveServer:
         """Everything the server has logged so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def log_events(self) -> list[dict[str, Any]]:
+        """The server's JSON log lines, parsed."""
+        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
+
+    def wait_for_events(
+        self, predicate: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """The log events matching `predicate`, once at least `count` are written.
+
+        A response can reach the client before the access line that follows it is written.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [event for event in self.log_events() if predicate(event)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then wait; SIGKILL if it will not stop. Returns the exit code."""
         if self.process.poll() is None:
@@ -66,7 +86,7 @@ class LiveServer:
 def start_server(
     log_path: Path, env: Mapping[str, str] | None = None, timeout: float = 30.0
 ) -> LiveServer:
-    """Start `python -m app` and return once it answers `GET /`."""
+    """Start `python -m app` and return once it answers `GET /live` (never rate-limited)."""
     port = free_port()
     full_env = {**os.environ, **TEST_ENV, "APP_HOST": "127.0.0.1", "APP_PORT": str(port)}
     full_env.update(env or {})
@@ -81,7 +101,7 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_text()}")
         try:
-            if httpx.get(server.base_url + "/", timeout=1.0).status_code == 200:
+            if httpx.get(server.base_url + "/live", timeout=1.0).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

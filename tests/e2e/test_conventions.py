@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 
 import httpx
@@ -51,10 +50,8 @@ def test_log_lines_of_a_request_carry_its_id_as_json(
         json={"email": "logged@example.com", "name": "L", "password": "password123"},
         headers={"X-Request-ID": "log-check-1"},
     )
-    lines = [
-        json.loads(line) for line in live_server.log_text().splitlines() if line.startswith("{")
-    ]
-    mine = [line for line in lines if line.get("request_id") == "log-check-1"]
+    mine = live_server.wait_for_events(lambda e: e.get("request_id") == "log-check-1", count=2)
+    lines = live_server.log_events()
     events = {line["event"] for line in mine}
     assert {"user_created", "request"} <= events
     access = next(line for line in mine if line["event"] == "request")
@@ -77,10 +74,11 @@ def test_access_log_names_route_templates_never_raw_paths(
         ("/no/such/7", "tpl-none"),
     ):
         http.get(path, headers={"X-Request-ID": rid})
-    lines = [
-        json.loads(line) for line in live_server.log_text().splitlines() if line.startswith("{")
-    ]
-    routes = {line["request_id"]: line["route"] for line in lines if line.get("event") == "request"}
+    lines = live_server.wait_for_events(
+        lambda e: e.get("event") == "request" and str(e.get("request_id")).startswith("tpl-"),
+        count=3,
+    )
+    routes = {line["request_id"]: line["route"] for line in lines}
     assert routes["tpl-docs"] == "/docs"
     assert routes["tpl-user"] == f"{USERS}/{{user_id}}"
     assert routes["tpl-none"] == "<unmatched>"

@@ -1,0 +1,65 @@
+"""Lifecycle (contract section 8) against a real server process: SIGTERM drains gracefully."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.live_server import start_server
+
+
+def test_sigterm_turns_readiness_off_at_once_and_in_flight_requests_finish(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server.log", {"APP_SHUTDOWN_DRAIN_SECONDS": "2"})
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            assert http.get("/ready").status_code == 200
+            in_flight: dict[str, httpx.Response] = {}
+
+            def slow_request() -> None:
+                with httpx.Client(base_url=server.base_url, timeout=10) as other:
+                    in_flight["response"] = other.get("/api/v1/demo/slow", params={"delay": 1.5})
+
+            worker = threading.Thread(target=slow_request)
+            worker.start()
+            time.sleep(0.3)  # the slow request is now being served
+            sent = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+
+            ready = None
+            while time.monotonic() - sent < 1.5:
+                ready = http.get("/ready?verbose")
+                if ready.status_code == 503:
+                    break
+                time.sleep(0.05)
+            assert ready is not None
+            assert ready.status_code == 503
+            assert time.monotonic() - sent < 0.5, "readiness must turn 503 at once"
+            assert ready.headers["content-type"] == "application/problem+json"
+            checks = {c["name"]: c["status"] for c in ready.json()["checks"]}
+            assert checks["shutdown"] == "fail"
+            # While draining, the process is alive and other routes still answer.
+            assert http.get("/live").status_code == 200
+
+            worker.join(10)
+            assert in_flight["response"].status_code == 200
+            assert in_flight["response"].json()["delay"] == 1.5
+
+        code = server.process.wait(15)
+        assert code in (0, -signal.SIGTERM)
+        events = [event["event"] for event in server.log_events()]
+        assert events.index("shutdown_begun") < events.index("shutdown_complete")
+        assert "Traceback" not in server.log_text()
+    finally:
+        server.stop()
+
+
+def test_sigint_skips_the_drain(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server.log", {"APP_SHUTDOWN_DRAIN_SECONDS": "30"})
+    start = time.monotonic()
+    server.process.send_signal(signal.SIGINT)
+    server.process.wait(10)
+    assert time.monotonic() - start < 5
