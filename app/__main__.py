@@ -12,6 +12,7 @@ import time
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.core.config import Settings, SettingsError, get_settings
 from app.core.lifecycle import Lifecycle
@@ -54,9 +55,10 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(settings: Settings) -> None:
-    """Run the app until it is told to stop."""
-    from app.main import app  # imported here so a settings error is reported first
+def serve(settings: Settings, app: FastAPI | None = None) -> None:
+    """Run `app` (by default the one `app.main` builds) until it is told to stop."""
+    if app is None:
+        from app.main import app  # imported here so a settings error is reported first
 
     config = uvicorn.Config(
         app,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
+from app.core.asgi import get_header
 from app.core.config import IpNetwork
 
 UNKNOWN_CLIENT = "unknown"
@@ -50,8 +51,10 @@ class ClientIdentifier:
         peer = client[0] if client else None
         if peer is None:
             return UNKNOWN_CLIENT
+        if not self._trusted:
+            return peer
         peer_ip = _parse_ip(peer)
-        if peer_ip is None or not self._trusted or not self._is_trusted(peer_ip):
+        if peer_ip is None or not self._is_trusted(peer_ip):
             return peer
         forwarded = Headers(scope=scope).getlist("x-forwarded-for")
         hops = [hop.strip() for value in forwarded for hop in value.split(",") if hop.strip()]
@@ -68,7 +71,7 @@ class ClientIdentifier:
     def client_key(self, scope: Scope) -> str:
         """`user:<subject>` for a valid bearer token, else `ip:<client address>`."""
         if self._token_subject is not None:
-            authorization = Headers(scope=scope).get("authorization", "")
+            authorization = get_header(scope, b"authorization") or ""
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 subject = self._token_subject(token.strip())

@@ -1,54 +1,87 @@
-"""Structured logging: structlog for our events, the same pipeline for stdlib and uvicorn records.
+"""Structured logging: structlog for our events, the same format for stdlib and uvicorn records.
 
 Every line carries the context bound with `structlog.contextvars` (the request id while a request
 is served), whether it was logged through structlog or through the standard library.
+
+Our own events take structlog's fast path (a level-filtering bound logger, cached, rendered
+with orjson and written straight to stderr): the access log writes one line per request, and
+going through the standard library's `logging` machinery would cost more than the rest of the
+middleware chain together. Records of other libraries (uvicorn, asyncio) go through `logging`
+and are rendered by the same processors, so the output looks the same.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
-def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
-    """Route structlog and the standard library through one renderer on stderr.
+def _orjson_dumps(event: Any, **_: Any) -> str:
+    return orjson.dumps(event, default=str).decode()
 
-    Safe to call more than once (each app built in tests calls it); the last call wins.
+
+class _StderrLogger:
+    """Writes each rendered line to the current `sys.stderr` (looked up per line, so test
+    harnesses that swap stderr still see the output)."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        """Write one line."""
+        # stderr is line-buffered, so each line goes out whole and at once.
+        sys.stderr.write(message + "\n")
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _stderr_logger_factory(name: str | None = None, *_: Any) -> _StderrLogger:
+    return _StderrLogger(name)
+
+
+def _add_logger_name(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    # Our loggers carry their name; records from the standard library carry it in the record.
+    record = event.get("_record")
+    name = record.name if record is not None else getattr(logger, "name", None)
+    if name is not None:
+        event.setdefault("logger", name)
+    return event
+
+
+def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
+    """Send structlog events and standard-library records to stderr in one format.
+
+    Safe to call more than once (each app built in tests calls it); the last call wins for
+    loggers bound after it.
     """
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        _add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
     ]
     renderer: Processor
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        shared += [structlog.processors.format_exc_info]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
 
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        # Not cached: loggers made before a reconfiguration (tests build many apps) must follow it.
-        cache_logger_on_first_use=False,
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=_stderr_logger_factory,
+        cache_logger_on_first_use=True,
     )
 
     formatter = structlog.stdlib.ProcessorFormatter(
-        # Records from the standard library (uvicorn, asyncio, ...) get the same context.
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
@@ -68,6 +101,6 @@ def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A structlog logger named after the module that logs."""
-    return structlog.stdlib.get_logger(name)
+def get_logger(name: str) -> Any:
+    """A structlog logger that names its module in every line (`logger` field)."""
+    return structlog.get_logger(name)

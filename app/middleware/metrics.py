@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,7 @@ IN_PROGRESS = Gauge(
 
 # Methods are a label; anything unusual shares one value so clients cannot mint series.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_IN_PROGRESS_BY_METHOD = {m: IN_PROGRESS.labels(method=m) for m in (*_KNOWN_METHODS, "OTHER")}
 
 
 class MetricsMiddleware:
@@ -46,6 +48,18 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, *, skip_paths: Collection[str] = ()) -> None:
         self.app = app
         self.skip_paths = frozenset(skip_paths)
+        # labels() validates and locks on every call; the label sets are few and bounded
+        # (known methods x route templates x status codes), so keep their children.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def _series(self, method: str, route: str, status: str) -> tuple[Any, Any]:
+        key = (method, route, status)
+        series = self._children.get(key)
+        if series is None:
+            labels = {"method": method, "route": route, "status": status}
+            series = (REQUESTS.labels(**labels), DURATION.labels(**labels))
+            self._children[key] = series
+        return series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -60,7 +74,7 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        in_progress = IN_PROGRESS.labels(method=method)
+        in_progress = _IN_PROGRESS_BY_METHOD.get(method) or IN_PROGRESS.labels(method=method)
         in_progress.inc()
         start = time.perf_counter()
         try:
@@ -68,6 +82,6 @@ class MetricsMiddleware:
         finally:
             elapsed = time.perf_counter() - start
             in_progress.dec()
-            labels = {"method": method, "route": route_template(scope), "status": str(status)}
-            REQUESTS.labels(**labels).inc()
-            DURATION.labels(**labels).observe(elapsed)
+            count, duration = self._series(method, route_template(scope), str(status))
+            count.inc()
+            duration.observe(elapsed)

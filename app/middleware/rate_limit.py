@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from prometheus_client import Counter
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.asgi import append_headers
 from app.core.errors import problem_response
 from app.core.logging import get_logger
 from app.core.rate_limiter import RateLimitDecision, RateLimiter
@@ -21,13 +21,17 @@ RATE_LIMITED = Counter(
 POLICY_NAME = "default"
 
 
-def _fields(limiter: RateLimiter, decision: RateLimitDecision) -> dict[str, str]:
+def _policy(limiter: RateLimiter) -> str:
     # draft-ietf-httpapi-ratelimit-headers-11: Structured Fields, quota (q) per window (w) in
     # the policy; remaining (r) and seconds until the quota resets (t) in RateLimit.
-    return {
-        "RateLimit-Policy": f'"{POLICY_NAME}";q={limiter.quota};w={int(limiter.window)}',
-        "RateLimit": f'"{POLICY_NAME}";r={decision.remaining};t={decision.reset_seconds}',
-    }
+    return f'"{POLICY_NAME}";q={limiter.quota};w={int(limiter.window)}'
+
+
+def _fields(policy: str, decision: RateLimitDecision) -> tuple[tuple[str, str], ...]:
+    return (
+        ("RateLimit-Policy", policy),
+        ("RateLimit", f'"{POLICY_NAME}";r={decision.remaining};t={decision.reset_seconds}'),
+    )
 
 
 class RateLimitMiddleware:
@@ -51,13 +55,14 @@ class RateLimitMiddleware:
         self.limiter = limiter
         self.client_key = client_key
         self.exempt_paths = frozenset(exempt_paths)
+        self.policy = _policy(limiter)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
         decision = self.limiter.hit(self.client_key(scope))
-        fields = _fields(self.limiter, decision)
+        fields = _fields(self.policy, decision)
         if not decision.allowed:
             RATE_LIMITED.inc()
             log.info("rate_limited", retry_after=decision.retry_after)
@@ -67,16 +72,14 @@ class RateLimitMiddleware:
                 f"Rate limit of {self.limiter.quota} requests per {int(self.limiter.window)} s "
                 f"exceeded; retry in {decision.retry_after} s.",
                 type_="/problems/rate-limited",
-                headers={**fields, "Retry-After": str(decision.retry_after)},
+                headers={**dict(fields), "Retry-After": str(decision.retry_after)},
             )
             await response(scope, receive, send)
             return
 
         async def send_with_fields(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in fields.items():
-                    headers[name] = value
+                append_headers(message, fields)
             await send(message)
 
         await self.app(scope, receive, send_with_fields)

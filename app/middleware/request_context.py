@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Collection
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.asgi import append_headers, get_header
 from app.core.errors import REQUEST_ID_SCOPE_KEY, internal_error_response
 from app.core.logging import get_logger
 from app.core.routing import route_template
@@ -18,15 +18,12 @@ from app.core.routing import route_template
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
-access_log = get_logger("app.access")
-error_log = get_logger("app.errors")
-
 
 def _request_id(scope: Scope) -> str:
-    incoming = Headers(scope=scope).get(REQUEST_ID_HEADER)
+    incoming = get_header(scope, b"x-request-id")
     if incoming is not None and _VALID_REQUEST_ID.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as a UUID4 has, at a fraction of the cost
 
 
 class RequestContextMiddleware:
@@ -51,6 +48,10 @@ class RequestContextMiddleware:
         self.show_error_detail = show_error_detail
         self.client_address = client_address
         self.quiet_paths = frozenset(quiet_paths)
+        # Per instance rather than per module: loggers are cached on first use, and an app
+        # built after logging was reconfigured must log the new way.
+        self.access_log = get_logger("app.access")
+        self.error_log = get_logger("app.errors")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -78,14 +79,14 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                append_headers(message, ((REQUEST_ID_HEADER, request_id),))
             await send(message)
 
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            error_log.exception("unhandled_error", path=scope.get("path"))
+            self.error_log.exception("unhandled_error", path=scope.get("path"))
             if started:
                 raise
             response = internal_error_response(scope, exc, show_detail=self.show_error_detail)
@@ -93,7 +94,7 @@ class RequestContextMiddleware:
         finally:
             duration_ms = round((time.perf_counter() - start) * 1000, 2)
             path = scope.get("path", "")
-            log = access_log.debug if path in self.quiet_paths else access_log.info
+            log = self.access_log.debug if path in self.quiet_paths else self.access_log.info
             client = self.client_address(scope) if self.client_address else None
             log(
                 "request",

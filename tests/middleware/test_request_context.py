@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import httpx
 import pytest
 import structlog
@@ -67,30 +65,19 @@ async def test_development_mode_shows_the_exception_text() -> None:
     assert response.json()["detail"] == "RuntimeError: secret internals"
 
 
-async def test_access_log_line_has_route_status_and_request_id(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    structlog.reset_defaults()  # log through the standard library so caplog sees the events
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.KeyValueRenderer(),
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-    )
-    try:
-        with caplog.at_level(logging.DEBUG):
-            async with _client(ok_app, quiet_paths=["/live"]) as client:
-                response = await client.get("/hello", headers={"X-Request-ID": "req-1"})
-                await client.get("/live")
-    finally:
-        structlog.reset_defaults()
+async def test_access_log_line_has_route_status_and_request_id() -> None:
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as events:
+        async with _client(ok_app, quiet_paths=["/live"]) as client:
+            response = await client.get("/hello", headers={"X-Request-ID": "req-1"})
+            await client.get("/live")
     assert response.status_code == 204
-    access = [r for r in caplog.records if r.name == "app.access"]
+    access = [e for e in events if e["event"] == "request"]
     assert len(access) == 2
-    assert "request_id='req-1'" in access[0].getMessage()
-    assert "status=204" in access[0].getMessage()
-    assert access[0].levelno == logging.INFO
-    assert access[1].levelno == logging.DEBUG  # probes log at debug only
-    inner = [r for r in caplog.records if r.name == "inner"]
-    assert "request_id='req-1'" in inner[0].getMessage()
+    assert access[0]["request_id"] == "req-1"
+    assert (access[0]["status"], access[0]["path"], access[0]["method"]) == (204, "/hello", "GET")
+    assert access[0]["log_level"] == "info"
+    assert access[1]["log_level"] == "debug"  # probes log at debug only
+    inner = next(e for e in events if e["event"] == "inside")
+    assert inner["request_id"] == "req-1"
