@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,8 @@ format: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## bench: run the benchmarks in bench/ (loopback only, bounded in time; needs wrk)
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m bench.chain_layers
+	$(BIN)/python -m bench.chain_overhead

@@ -19,6 +19,7 @@ from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.lifecycle import Lifecycle
 from app.core.logging import configure_logging, get_logger
+from app.core.metrics import release_process_metrics
 from app.core.rate_limiter import RateLimiter
 from app.core.security import TokenCodec
 from app.middleware.body_limit import BodyLimitMiddleware
@@ -62,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         lifecycle.begin_shutdown()
+        release_process_metrics()
         log.info("shutdown_complete")
 
 

@@ -17,7 +17,7 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from app import __version__
 
@@ -46,3 +46,10 @@ def render_metrics() -> tuple[bytes, str]:
         MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def release_process_metrics() -> None:
+    """In multiprocess mode, drop this worker's live gauges (in-progress, breaker state, ...)
+    so a stopped worker stops being counted; counters and histograms stay, as they should."""
+    if multiprocess_enabled():
+        mark_process_dead(os.getpid())
