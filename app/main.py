@@ -13,7 +13,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from app import __version__
-from app.api.routes import auth, demos, metrics, probes, root, users
+from app.api.openapi import document_raw_body_models
+from app.api.routes import auth, demos, metrics, probes, root, scoring, users
 from app.core.clients import ClientIdentifier
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -44,6 +45,8 @@ BREAKER_GROUPS = (
     (auth.router.prefix, "auth"),
     (demos.DEMO_PREFIX, "demos"),
     (demos.FLAKY_PATH, "flaky"),
+    (scoring.router.prefix, "scoring"),
+    (f"{scoring.cpu_router.prefix}/cpu-intensive", "scoring"),
 )
 
 
@@ -53,16 +56,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     lifecycle: Lifecycle = app.state.lifecycle
     services = build_services(settings, app.state.tokens, app.state.breakers)
-    admin = await services.users.ensure_admin(
-        email=settings.admin_email, password=settings.admin_password
-    )
-    app.state.services = services
-    lifecycle.mark_started()
-    log.info("startup_complete", env=settings.env, version=__version__, admin_id=admin.id)
+    await services.start()
     try:
+        admin = await services.users.ensure_admin(
+            email=settings.admin_email, password=settings.admin_password
+        )
+        app.state.services = services
+        lifecycle.mark_started()
+        log.info("startup_complete", env=settings.env, version=__version__, admin_id=admin.id)
         yield
     finally:
         lifecycle.begin_shutdown()
+        await services.close()
         release_process_metrics()
         log.info("shutdown_complete")
 
@@ -129,7 +134,11 @@ def _middleware(
         # 7. Circuit breaker: per route group; 503 while the group keeps failing.
         Middleware(CircuitBreakerMiddleware, registry=breakers, groups=BREAKER_GROUPS),
         # Innermost: request bodies over the limit get 413 before a handler reads them.
-        Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+        Middleware(
+            BodyLimitMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            overrides=((scoring.router.prefix, settings.scoring_max_body_bytes),),
+        ),
     ]
     return chain
 
@@ -168,8 +177,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lifecycle = Lifecycle()
     install_error_handlers(app)
 
-    for module in (root, probes, metrics, users, auth, demos):
+    for module in (root, probes, metrics, users, auth, demos, scoring):
         app.include_router(module.router)
+    app.include_router(scoring.cpu_router)
+    document_raw_body_models(app, scoring.RAW_BODY_MODELS)
     return app
 
 

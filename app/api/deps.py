@@ -14,6 +14,7 @@ from app.middleware.resilience import BreakerRegistry
 from app.services.auth import AuthService
 from app.services.container import AppServices
 from app.services.idempotency import IdempotencyStore
+from app.services.scoring_service import ScoringService
 from app.services.users import User, UserService
 
 API_PREFIX = "/api/v1"
@@ -40,6 +41,10 @@ async def _auth(request: Request) -> AuthService:
 
 async def _idempotency(request: Request) -> IdempotencyStore:
     return _services(request).idempotency
+
+
+async def _scoring(request: Request) -> ScoringService:
+    return _services(request).scoring
 
 
 async def _client_key(request: Request) -> str:
@@ -71,6 +76,7 @@ MaybeServices = Annotated[AppServices | None, Depends(_services_or_none)]
 UserServiceDep = Annotated[UserService, Depends(_users)]
 AuthServiceDep = Annotated[AuthService, Depends(_auth)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
+ScoringServiceDep = Annotated[ScoringService, Depends(_scoring)]
 ClientKey = Annotated[str, Depends(_client_key)]
 
 

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     process_pool_workers: int = Field(default_factory=_available_cpus, ge=1, le=64)
     process_pool_queue: int | None = Field(default=None, ge=0)
     scoring_max_records: int = Field(default=100_000, ge=1)
+    scoring_max_features: int = Field(default=100, ge=1, le=10_000)
+    scoring_max_body_bytes: int = Field(default=32 * 1_048_576, ge=1024, le=1024 * 1_048_576)
+    scoring_task_timeout_seconds: float = Field(default=8.0, gt=0, le=3600)
+    scoring_job_ttl_seconds: float = Field(default=600.0, gt=0)
+    scoring_job_chunk_records: int = Field(default=10_000, ge=100)
+    thread_pool_workers: int = Field(default=16, ge=1, le=256)
     ws_max_message_bytes: int = Field(default=65_536, ge=64)
     ws_messages_per_second: int = Field(default=20, ge=1)
     snapshot_path: str | None = None

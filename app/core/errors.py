@@ -112,6 +112,17 @@ class UnprocessableContent(AppError):
     type = "/problems/unprocessable"
 
 
+class ValidationFailed(AppError):
+    """Input that failed validation outside FastAPI (in a worker process, say)."""
+
+    status = 422
+    type = "/problems/validation"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(detail)
+        self.errors = errors
+
+
 class ServiceUnavailable(AppError):
     """A dependency or the whole service cannot serve now; retry later."""
 
@@ -181,8 +192,15 @@ def _public_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 async def _app_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
+    extra = {"errors": _public_errors(exc.errors)} if isinstance(exc, ValidationFailed) else None
     return problem_response(
-        request.scope, exc.status, exc.detail, title=exc.title, type_=exc.type, headers=exc.headers
+        request.scope,
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        type_=exc.type,
+        headers=exc.headers,
+        extra=extra,
     )
 
 

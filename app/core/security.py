@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio.to_thread
 from jose import JWTError, jwt
 from passlib.context import CryptContext
 
 
 class PasswordHasher:
-    """bcrypt through passlib (libpass); every hash and verify runs in a worker thread.
+    """bcrypt through passlib (libpass); every hash and verify runs in the blocking-I/O threads.
 
     bcrypt is slow on purpose (cost 12 is about 4 hashes per second per core): on the event loop
     it would stall every other request for a quarter of a second.
@@ -23,15 +23,15 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         """Hash `password` with a fresh salt."""
-        return await anyio.to_thread.run_sync(self._context.hash, password)
+        return await asyncio.to_thread(self._context.hash, password)
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
         """Check `password`; with no hash (unknown account) spend the same time and fail."""
         if password_hash is None:
             # Equal work for an unknown email, so timing does not reveal which emails exist.
-            await anyio.to_thread.run_sync(self._context.dummy_verify)
+            await asyncio.to_thread(self._context.dummy_verify)
             return False
-        return await anyio.to_thread.run_sync(self._context.verify, password, password_hash)
+        return await asyncio.to_thread(self._context.verify, password, password_hash)
 
 
 class InvalidTokenError(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.asgi import get_header
@@ -16,17 +18,32 @@ class BodyLimitMiddleware:
     `PayloadTooLarge` inside the app's `receive()`, so the handler never gets the body.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        overrides: Sequence[tuple[str, int]] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # (path prefix, limit): routes made for big payloads (scoring) get their own limit.
+        self.overrides = tuple(overrides)
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.overrides:
+            if path == prefix or path.startswith(prefix + "/"):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope["path"])
         declared = get_header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
             return
 
         received = 0
@@ -37,8 +54,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise PayloadTooLarge(self.max_body_bytes)
+                if received > limit:
+                    raise PayloadTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -53,10 +70,10 @@ class BodyLimitMiddleware:
             # Reached only when no exception handler answered it (a plain ASGI endpoint).
             if started:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, limit)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"The request body exceeds the limit of {self.max_body_bytes} bytes."
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        detail = f"The request body exceeds the limit of {limit} bytes."
         # The rest of the body is left unread; the server closes the connection after the answer.
         response = problem_response(scope, 413, detail, headers={"Connection": "close"})
         await response(scope, receive, send)

@@ -1,18 +1,28 @@
-"""The long-lived objects of a running app, built by the lifespan and reached through deps."""
+"""The long-lived objects of a running app: built from settings, started and closed by the
+lifespan in order, reached by routes through `app/api/deps.py`."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from app.core.config import Settings
+from app.core.logging import get_logger
 from app.core.security import PasswordHasher, TokenCodec
 from app.db.base import Repository
 from app.db.memory import InMemoryRepository
 from app.middleware.resilience import BreakerRegistry, BreakerState
 from app.services.auth import AuthService
+from app.services.cache import TTLCache
+from app.services.executors import ProcessPool
 from app.services.health import Degraded, HealthChecker
 from app.services.idempotency import IdempotencyStore
+from app.services.scoring import ScoringLimits
+from app.services.scoring_service import ScoringService
 from app.services.users import UserService
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +33,33 @@ class AppServices:
     users: UserService
     auth: AuthService
     idempotency: IdempotencyStore
+    users_cache: TTLCache
+    process_pool: ProcessPool
+    thread_pool: ThreadPoolExecutor
+    scoring: ScoringService
     health: HealthChecker
+    cache_cleanup_seconds: float
+
+    async def start(self) -> None:
+        """Start what runs in the background: threads, worker processes, cache cleanup."""
+        # Blocking calls (password hashing, file I/O) go through asyncio.to_thread: this pool.
+        asyncio.get_running_loop().set_default_executor(self.thread_pool)
+        await self.process_pool.start()
+        self.users_cache.start_cleanup(self.cache_cleanup_seconds)
+
+    async def close(self) -> None:
+        """Stop in reverse order: jobs, worker processes, cache cleanup, threads."""
+        await self.scoring.close()
+        await self.process_pool.close()
+        await self.users_cache.stop_cleanup()
+        # Not waited on from a thread of its own pool (it cannot join itself): queued calls are
+        # cancelled, running ones finish, and the interpreter joins the threads at exit.
+        self.thread_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _health_checks(repository: Repository, breakers: BreakerRegistry) -> HealthChecker:
+def _health_checks(
+    repository: Repository, breakers: BreakerRegistry, pool: ProcessPool, cache: TTLCache
+) -> HealthChecker:
     checker = HealthChecker(timeout_seconds=1.0)
 
     async def repository_check() -> dict[str, int]:
@@ -38,18 +71,51 @@ def _health_checks(repository: Repository, breakers: BreakerRegistry) -> HealthC
         open_ = sorted(name for name, state in states.items() if state != BreakerState.CLOSED)
         return Degraded(states) if open_ else states
 
+    async def pool_check() -> object:
+        detail = {
+            "workers": pool.workers,
+            "alive": len(pool.worker_pids()),
+            "in_flight": pool.in_flight,
+            "capacity": pool.capacity,
+            "restarts": pool.restarts,
+        }
+        if detail["alive"] < pool.workers or pool.in_flight >= pool.capacity:
+            return Degraded(detail)
+        return detail
+
+    async def cache_check() -> object:
+        return cache.stats()
+
     checker.register("repository", repository_check, critical=True)
     checker.register("breakers", breakers_check, critical=False)
+    checker.register("process_pool", pool_check, critical=False)
+    checker.register("cache", cache_check, critical=False)
     return checker
 
 
 def build_services(
     settings: Settings, tokens: TokenCodec, breakers: BreakerRegistry
 ) -> AppServices:
-    """Wire the repository and services from settings."""
+    """Wire the repository and services from settings (nothing starts until `start`)."""
     repository = InMemoryRepository()
     hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
-    users = UserService(repository, hasher)
+    users_cache = TTLCache(
+        name="users", ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
+    )
+    users = UserService(repository, hasher, users_cache)
+    pool = ProcessPool(
+        workers=settings.process_pool_workers,
+        queue_limit=settings.effective_process_pool_queue,
+        task_timeout=settings.scoring_task_timeout_seconds,
+    )
+    scoring = ScoringService(
+        pool,
+        ScoringLimits(
+            max_records=settings.scoring_max_records, max_features=settings.scoring_max_features
+        ),
+        job_ttl_seconds=settings.scoring_job_ttl_seconds,
+        chunk_records=settings.scoring_job_chunk_records,
+    )
     return AppServices(
         repository=repository,
         users=users,
@@ -57,5 +123,12 @@ def build_services(
         idempotency=IdempotencyStore(
             ttl_seconds=settings.idempotency_ttl_seconds, max_keys=settings.idempotency_max_keys
         ),
-        health=_health_checks(repository, breakers),
+        users_cache=users_cache,
+        process_pool=pool,
+        thread_pool=ThreadPoolExecutor(
+            max_workers=settings.thread_pool_workers, thread_name_prefix="blocking-io"
+        ),
+        scoring=scoring,
+        health=_health_checks(repository, breakers, pool, users_cache),
+        cache_cleanup_seconds=max(1.0, settings.cache_ttl_seconds),
     )

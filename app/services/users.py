@@ -20,6 +20,7 @@ from app.db.base import (
     UniqueField,
     VersionMismatch,
 )
+from app.services.cache import TTLCache, cache_result
 
 log = get_logger(__name__)
 
@@ -77,24 +78,43 @@ class User:
 class UserPage:
     """One page of users and the number of all matches."""
 
-    items: list[User]
+    items: tuple[User, ...]  # a tuple: pages are cached and shared, so they must not change
     total: int
 
 
+def _user_key(self: UserService, user_id: int) -> str:
+    return f"users:{user_id}"
+
+
+def _list_key(self: UserService, **query: Any) -> str:
+    return "users:list:" + "|".join(f"{name}={query[name]!r}" for name in sorted(query))
+
+
 class UserService:
-    """The rules for user accounts, over any `Repository`."""
+    """The rules for user accounts, over any `Repository`.
+
+    Reads (`get`, `list`) go through the cache; every write invalidates what it could have
+    changed before it returns, so a client never reads its own write stale.
+    """
 
     def __init__(
         self,
         repository: Repository,
         hasher: PasswordHasher,
+        cache: TTLCache,
         *,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repo = repository
         self._hasher = hasher
+        self.cache = cache
         self._now = now
         repository.declare(_USERS_SPEC)
+
+    def _invalidate(self, user_id: int | None) -> None:
+        if user_id is not None:
+            self.cache.invalidate(_user_key(self, user_id))
+        self.cache.invalidate_pattern("users:list:*")
 
     def _timestamp(self) -> str:
         return self._now().isoformat()
@@ -119,9 +139,11 @@ class UserService:
         except DuplicateKey:
             raise Conflict(f"The email {email} is already registered.") from None
         user = User.from_record(record)
+        self._invalidate(None)
         log.info("user_created", user_id=user.id, role=role)
         return user
 
+    @cache_result(lambda self: self.cache, key=_user_key)
     async def get(self, user_id: int) -> User:
         """The user with `user_id`, or `NotFound`."""
         record = await self._repo.get(USERS, user_id)
@@ -141,6 +163,7 @@ class UserService:
         record = await self._repo.find_unique(USERS, "email", email)
         return User.from_record(record) if record is not None else None
 
+    @cache_result(lambda self: self.cache, key=_list_key)
     async def list(
         self,
         *,
@@ -160,7 +183,7 @@ class UserService:
         if is_active is not None:
             filters.append(Filter("is_active", "eq", is_active))
         page = await self._repo.list(USERS, filters=filters, sort=sort, skip=skip, limit=limit)
-        return UserPage(items=[User.from_record(r) for r in page.items], total=page.total)
+        return UserPage(items=tuple(User.from_record(r) for r in page.items), total=page.total)
 
     async def replace(
         self,
@@ -210,6 +233,7 @@ class UserService:
             raise PreconditionFailed(_stale(user_id)) from None
         except DuplicateKey:
             raise Conflict(f"The email {fields.get('email')} is already registered.") from None
+        self._invalidate(user_id)
         log.info("user_updated", user_id=user_id, fields=sorted(set(changes)))
         return User.from_record(record)
 
@@ -224,6 +248,7 @@ class UserService:
             raise NotFound(f"User {user_id} does not exist.") from None
         except VersionMismatch:
             raise PreconditionFailed(_stale(user_id)) from None
+        self._invalidate(user_id)
         log.info("user_deleted", user_id=user_id, by=actor.id)
 
     async def ensure_admin(self, *, email: str, password: str) -> User:

@@ -1,0 +1,106 @@
+"""Scoring requests and answers.
+
+The request model is validated inside a worker process (from the raw body), not on the event
+loop: 100,000 records are a million numbers, and validating them would stall every other request.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StringConstraints
+
+ScoringMethod = Literal["zscore", "minmax", "rank"]
+FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# Strict: a string such as "1.5" is refused rather than coerced; NaN and infinities too.
+FiniteNumber = Annotated[float, Strict(), AllowInfNan(False)]
+
+
+class ScoringRecord(BaseModel):
+    """One item to score: an id and its numeric features."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    features: dict[FeatureName, FiniteNumber]
+
+
+class ScoringRequest(BaseModel):
+    """What to score, how, and how many results to return."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[ScoringRecord] = Field(min_length=1)
+    weights: dict[FeatureName, FiniteNumber] = Field(min_length=1)
+    method: ScoringMethod = "zscore"
+    top_k: int | None = Field(default=None, ge=1, description="Results returned (default all).")
+
+
+class ScoredRecord(BaseModel):
+    """One result: higher scores are better."""
+
+    id: str
+    score: float
+    rank: int = Field(description="1 for the best score; ties are ordered by id.")
+
+
+class FeatureStatistics(BaseModel):
+    """Per-feature statistics over the records that have the feature."""
+
+    count: int
+    mean: float
+    std: float = Field(description="Population standard deviation (ddof 0), as the z-scores use.")
+    min: float
+    p25: float
+    p50: float
+    p75: float
+    max: float
+
+
+class ScoringResult(BaseModel):
+    """Scores, ranks and statistics."""
+
+    method: ScoringMethod
+    count: int = Field(description="Records scored.")
+    results: list[ScoredRecord]
+    statistics: dict[str, FeatureStatistics]
+
+
+class CpuDemoRequest(BaseModel):
+    """A Monte Carlo estimate of pi: CPU-bound work of a chosen size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: int = Field(default=2_000_000, ge=1_000, le=50_000_000)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+
+class CpuDemoResult(BaseModel):
+    """What the worker computed, how long it took and which process ran it."""
+
+    samples: int
+    pi_estimate: float
+    error: float
+    elapsed_ms: float
+    worker_pid: int
+    server_pid: int
+
+
+class JobAccepted(BaseModel):
+    """A queued scoring job."""
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    location: str
+
+
+class JobStatus(BaseModel):
+    """A scoring job's state, progress (0-1) and, when done, its result."""
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float
+    created_at: str
+    finished_at: str | None = None
+    result: ScoringResult | None = None
+    error: str | None = None
