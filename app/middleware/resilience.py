@@ -272,8 +272,9 @@ class CircuitBreakerMiddleware:
     """Puts each route group (a path prefix, one per router) behind its own breaker.
 
     5xx answers, unhandled exceptions and timeouts (a cancellation at or past the deadline the
-    timeout layer set) count as failures; 4xx answers are successes. Paths in no group (probes,
-    `/metrics`, `/resilience`) pass straight through.
+    timeout layer set) count as failures; 4xx answers are successes; a 503 with `Retry-After`
+    (load shed on purpose) counts as neither. Paths in no group (probes, `/metrics`,
+    `/resilience`) pass straight through.
     """
 
     def __init__(
@@ -313,11 +314,17 @@ class CircuitBreakerMiddleware:
             return
 
         status: int | None = None
+        declined = False
 
         async def send_observing(message: Message) -> None:
-            nonlocal status
+            nonlocal status, declined
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # 503 + Retry-After is the server declining work on purpose (load shedding),
+                # not failing: counting it would turn a moment of overload into a long outage.
+                declined = status == 503 and any(
+                    name == b"retry-after" for name, _ in message.get("headers", ())
+                )
             await send(message)
 
         try:
@@ -333,4 +340,4 @@ class CircuitBreakerMiddleware:
         except Exception:
             breaker.record(permit, failure=True)
             raise
-        breaker.record(permit, failure=status is None or status >= 500)
+        breaker.record(permit, failure=None if declined else (status is None or status >= 500))

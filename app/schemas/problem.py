@@ -51,7 +51,7 @@ _DESCRIPTIONS = {
     413: "Request body too large",
     422: "Validation failed",
     429: "Rate limit exceeded; see Retry-After",
-    500: "Internal error",
+    500: "Internal error (a bug, a simulated failure, or a worker process that died)",
     503: "Temporarily unavailable (circuit open, draining or overloaded); see Retry-After",
     504: "The request timed out",
 }

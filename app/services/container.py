@@ -74,6 +74,7 @@ def _health_checks(
     async def pool_check() -> object:
         detail = {
             "workers": pool.workers,
+            "pids": pool.worker_pids(),
             "alive": len(pool.worker_pids()),
             "in_flight": pool.in_flight,
             "capacity": pool.capacity,

@@ -31,6 +31,13 @@ Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
 JOBS_TOPIC = "scoring.jobs"
 
 
+class WorkerDied(AppError):
+    """The worker process running the task died (the pool has been replaced)."""
+
+    status = 500
+    type = "/problems/worker-crashed"
+
+
 class TaskTimeout(AppError):
     """The CPU task overran its time limit."""
 
@@ -111,7 +118,7 @@ class ScoringService:
         except TaskTimedOut as exc:
             raise TaskTimeout(f"The CPU task overran: {exc}.") from None
         except WorkerCrashed as exc:
-            raise _busy(f"{exc}; the pool has been replaced. Retry the request.") from None
+            raise WorkerDied(f"{exc}; the pool has been replaced and retrying is safe.") from None
         except PoolSaturated as exc:
             raise _busy(str(exc)) from None
 

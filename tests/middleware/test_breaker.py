@@ -222,3 +222,20 @@ async def test_middleware_longest_prefix_picks_the_group(clock: FakeClock) -> No
         assert registry.get("flaky").state is BreakerState.OPEN
         assert registry.get("demos").state is BreakerState.CLOSED
         assert (await c.get("/demo/slow")).status_code == 200
+
+
+async def test_load_shedding_503_with_retry_after_is_not_a_failure(clock: FakeClock) -> None:
+    registry = BreakerRegistry(CONFIG, clock=clock)
+
+    async def shedding(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": 503, "headers": [(b"retry-after", b"1")]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    app = CircuitBreakerMiddleware(shedding, registry=registry, groups=[("/g", "g")])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for _ in range(10):
+            assert (await c.get("/g")).status_code == 503
+    assert registry.get("g").state is BreakerState.CLOSED
+    assert registry.get("g").snapshot()["calls_in_window"] == 0

@@ -54,7 +54,7 @@ def _job_status(job: ScoringJob) -> dict[str, Any]:
 @router.post(
     "",
     response_model=ScoringResult,
-    responses=problem_responses(413, 422, 503, 504),
+    responses=problem_responses(413, 422, 500, 503, 504),
     openapi_extra=_BODY_DOC,
     summary="Score records now",
 )
@@ -72,7 +72,7 @@ async def score(request: Request, service: ScoringServiceDep) -> JSONResponse:
     "/jobs",
     status_code=202,
     response_model=JobAccepted,
-    responses=problem_responses(413, 422, 503, 504),
+    responses=problem_responses(413, 422, 500, 503, 504),
     openapi_extra=_BODY_DOC,
     summary="Score records in the background",
 )
@@ -103,7 +103,7 @@ async def get_job(job_id: str, service: ScoringServiceDep) -> JSONResponse:
 @cpu_router.post(
     "/cpu-intensive",
     response_model=CpuDemoResult,
-    responses=problem_responses(422, 503, 504),
+    responses=problem_responses(422, 500, 503, 504),
     summary="A CPU-bound demo in the process pool",
 )
 async def cpu_intensive(payload: CpuDemoRequest, service: ScoringServiceDep) -> CpuDemoResult:

@@ -1,0 +1,188 @@
+"""The TTL cache with a fake clock: expiry, LRU, invalidation, stats, single-flight."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.services.cache import TTLCache, cache_result
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def cache(clock: FakeClock) -> TTLCache:
+    return TTLCache(name="test", ttl_seconds=10, max_entries=3, clock=clock)
+
+
+def test_entries_expire_after_their_ttl(cache: TTLCache, clock: FakeClock) -> None:
+    cache.set("a", 1)
+    cache.set("b", 2, ttl=30)
+    clock.now = 9.9
+    assert cache.get("a") == (True, 1)
+    clock.now = 10
+    assert cache.get("a") == (False, None)
+    assert cache.get("b") == (True, 2)
+    assert cache.stats()["evictions"]["expired"] == 1
+
+
+def test_least_recently_used_goes_first(cache: TTLCache) -> None:
+    for key in ("a", "b", "c"):
+        cache.set(key, key)
+    cache.get("a")  # a is now the most recently used
+    cache.set("d", "d")
+    assert cache.get("b") == (False, None)
+    assert cache.get("a") == (True, "a")
+    assert cache.stats()["evictions"]["lru"] == 1
+    assert len(cache) == 3
+
+
+def test_invalidation_by_key_and_by_pattern(cache: TTLCache) -> None:
+    cache.set("users:1", 1)
+    cache.set("users:list:a", 2)
+    cache.set("users:list:b", 3)
+    assert cache.invalidate("users:1")
+    assert not cache.invalidate("users:1")
+    assert cache.invalidate_pattern("users:list:*") == 2
+    assert len(cache) == 0
+    assert cache.stats()["evictions"]["invalidated"] == 3
+
+
+def test_stats_count_hits_misses_and_size(cache: TTLCache) -> None:
+    cache.get("x")
+    cache.set("x", 1)
+    cache.get("x")
+    cache.get("x")
+    assert cache.stats() | {} == {
+        "hits": 2,
+        "misses": 1,
+        "evictions": {"expired": 0, "lru": 0, "invalidated": 0},
+        "size": 1,
+        "max_entries": 3,
+        "ttl_seconds": 10,
+    }
+
+
+def test_purge_drops_expired_entries_nobody_asks_for(cache: TTLCache, clock: FakeClock) -> None:
+    cache.set("a", 1)
+    cache.set("b", 2, ttl=100)
+    clock.now = 50
+    assert cache.purge_expired() == 1
+    assert len(cache) == 1
+
+
+async def test_1000_concurrent_misses_run_the_loader_once() -> None:
+    cache = TTLCache(name="sf", ttl_seconds=10, max_entries=10)
+    calls = 0
+
+    async def load() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return "value"
+
+    results = await asyncio.gather(*(cache.get_or_load("k", load) for _ in range(1000)))
+    assert calls == 1
+    assert set(results) == {"value"}
+    assert await cache.get_or_load("k", load) == "value"
+    assert calls == 1
+
+
+async def test_an_exception_is_shared_and_not_cached() -> None:
+    cache = TTLCache(name="err", ttl_seconds=10, max_entries=10)
+    calls = 0
+
+    async def failing() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        raise LookupError("backend down")
+
+    results = await asyncio.gather(
+        *(cache.get_or_load("k", failing) for _ in range(50)), return_exceptions=True
+    )
+    assert calls == 1
+    assert all(isinstance(r, LookupError) for r in results)
+    assert len(cache) == 0
+
+    async def working() -> str:
+        return "ok"
+
+    assert await cache.get_or_load("k", working) == "ok"
+
+
+async def test_a_load_that_raced_an_invalidation_is_not_stored() -> None:
+    cache = TTLCache(name="race", ttl_seconds=10, max_entries=10)
+    release = asyncio.Event()
+
+    async def slow_old_value() -> str:
+        await release.wait()
+        return "old"
+
+    reader = asyncio.create_task(cache.get_or_load("users:1", slow_old_value))
+    await asyncio.sleep(0)
+    cache.invalidate("users:1")  # a write happened while the read was in flight
+    release.set()
+    assert await reader == "old"  # that reader asked before the write: fine
+    assert cache.get("users:1") == (False, None)  # but nobody after the write sees it
+
+
+async def test_waiters_load_themselves_if_the_leader_is_cancelled() -> None:
+    cache = TTLCache(name="cancel", ttl_seconds=10, max_entries=10)
+    started = asyncio.Event()
+
+    async def hang() -> str:
+        started.set()
+        await asyncio.sleep(10)
+        return "never"
+
+    async def quick() -> str:
+        return "fresh"
+
+    leader = asyncio.create_task(cache.get_or_load("k", hang))
+    await started.wait()
+    follower = asyncio.create_task(cache.get_or_load("k", quick))
+    await asyncio.sleep(0)
+    leader.cancel()
+    assert await follower == "fresh"
+
+
+async def test_decorator_caches_per_key_and_per_instance() -> None:
+    class Repo:
+        def __init__(self) -> None:
+            self.cache = TTLCache(name="deco", ttl_seconds=10, max_entries=10)
+            self.calls = 0
+
+        @cache_result(lambda self: self.cache, key=lambda self, n: f"item:{n}")
+        async def item(self, n: int) -> int:
+            self.calls += 1
+            return n * 2
+
+    repo = Repo()
+    assert [await repo.item(1), await repo.item(1), await repo.item(2)] == [2, 2, 4]
+    assert repo.calls == 2
+    repo.cache.invalidate_pattern("item:*")
+    assert await repo.item(1) == 2
+    assert repo.calls == 3
+
+
+async def test_cleanup_task_starts_and_stops(clock: FakeClock) -> None:
+    cache = TTLCache(name="cleanup", ttl_seconds=1, max_entries=10, clock=clock)
+    cache.set("a", 1)
+    clock.now = 5
+    cache.start_cleanup(0.01)
+    await asyncio.sleep(0.05)
+    assert len(cache) == 0
+    await cache.stop_cleanup()
