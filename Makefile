@@ -42,3 +42,4 @@ clean:
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.chain_layers
 	$(BIN)/python -m bench.chain_overhead
+	$(BIN)/python -m bench.scoring_pool

@@ -122,10 +122,10 @@ class ProcessPool:
 
         self._executor = self._new_executor()
         loop = asyncio.get_running_loop()
-        pids = await asyncio.gather(
+        await asyncio.gather(
             *(loop.run_in_executor(self._executor, warm_up) for _ in range(self.workers))
         )
-        log.info("process_pool_started", workers=self.workers, pids=sorted(set(pids)))
+        log.info("process_pool_started", workers=self.workers, pids=self.worker_pids())
 
     async def close(self) -> None:
         """Stop every worker (cancelling queued tasks) and wait for the processes to exit."""
