@@ -21,6 +21,10 @@ def test_docs_and_schema_are_served(http: httpx.Client) -> None:
     schema = http.get("/openapi.json").json()
     assert f"{USERS}/{{user_id}}" in schema["paths"]
     assert "/api/v1/auth/token" in schema["paths"]
+    # Bodies validated in a worker are documented too.
+    body_schema = schema["paths"]["/api/v1/scoring"]["post"]["requestBody"]["content"]
+    assert body_schema["application/json"]["schema"]["$ref"].endswith("/ScoringRequest")
+    assert "ScoringRecord" in schema["components"]["schemas"]
     # Error answers are documented as problem details.
     responses = schema["paths"][f"{USERS}/{{user_id}}"]["patch"]["responses"]
     assert "application/problem+json" in responses["412"]["content"]
