@@ -21,14 +21,18 @@ from app.core.logging import get_logger
 log = get_logger("app.server")
 
 
+MIN_GRACE_SECONDS = 0.2
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn, plus a drain period on SIGTERM.
 
     uvicorn stops accepting connections the moment it is asked to exit, so a load balancer
     still sending traffic would see refused connections. Here SIGTERM first turns readiness
     off and tells streams to end, keeps serving for `drain_seconds` while the endpoint is taken
-    out of rotation, and only then lets uvicorn's graceful shutdown begin. SIGINT (Ctrl+C) and
-    a second signal skip the drain.
+    out of rotation, and only then lets uvicorn's graceful shutdown begin. SIGINT (Ctrl+C) skips
+    the drain (keeping a 0.2 s grace for closing WebSockets properly); a second signal goes
+    straight to uvicorn.
     """
 
     def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, drain_seconds: float) -> None:
@@ -39,9 +43,12 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A signal handler: only set flags here; on_tick acts on them in the event loop.
-        if sig == signal.SIGTERM and self._drain_until is None and self.drain_seconds > 0:
+        if self._drain_until is None:
             self._captured_signals.append(sig)  # re-raised by uvicorn once it has stopped
-            self._drain_until = time.monotonic() + self.drain_seconds
+            drain = self.drain_seconds if sig == signal.SIGTERM else 0.0
+            # Even without a drain, one extra tick lets the app close WebSockets with 1001
+            # and end event streams before uvicorn closes them its own way.
+            self._drain_until = time.monotonic() + max(drain, MIN_GRACE_SECONDS)
             return
         super().handle_exit(sig, frame)
 
@@ -71,6 +78,9 @@ def serve(settings: Settings, app: FastAPI | None = None) -> None:
         # default would trust X-Forwarded-For from 127.0.0.1 whatever that setting says.
         proxy_headers=False,
         server_header=False,
+        # Oversized WebSocket frames are refused by the protocol layer (close 1009) before
+        # they are buffered whole; the chat route checks the same limit.
+        ws_max_size=settings.ws_max_message_bytes,
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
     DrainingServer(config, app.state.lifecycle, settings.shutdown_drain_seconds).run()

@@ -14,7 +14,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from app import __version__
 from app.api.openapi import document_raw_body_models
-from app.api.routes import auth, demos, metrics, probes, root, scoring, users
+from app.api.routes import auth, demos, events, metrics, probes, realtime, root, scoring, users
 from app.core.clients import ClientIdentifier
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -47,6 +47,11 @@ BREAKER_GROUPS = (
     (demos.FLAKY_PATH, "flaky"),
     (scoring.router.prefix, "scoring"),
     (f"{scoring.cpu_router.prefix}/cpu-intensive", "scoring"),
+    (events.router.prefix, "events"),
+    (f"{realtime.router.prefix}/sse", "realtime"),
+    (f"{realtime.router.prefix}/stream", "realtime"),
+    (f"{realtime.router.prefix}/async-demo", "demos"),
+    (f"{realtime.router.prefix}/blocking-demo", "demos"),
 )
 
 
@@ -56,7 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     lifecycle: Lifecycle = app.state.lifecycle
     services = build_services(settings, app.state.tokens, app.state.breakers)
-    await services.start()
+    await services.start(lifecycle)
     try:
         admin = await services.users.ensure_admin(
             email=settings.admin_email, password=settings.admin_password
@@ -177,7 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lifecycle = Lifecycle()
     install_error_handlers(app)
 
-    for module in (root, probes, metrics, users, auth, demos, scoring):
+    for module in (root, probes, metrics, users, auth, events, realtime, demos, scoring):
         app.include_router(module.router)
     app.include_router(scoring.cpu_router)
     document_raw_body_models(app, scoring.RAW_BODY_MODELS)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, WebSocket
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
 from app.core.clients import ClientIdentifier
 from app.core.config import Settings
 from app.core.lifecycle import Lifecycle
 from app.middleware.resilience import BreakerRegistry
 from app.services.auth import AuthService
+from app.services.chat import ChatManager
 from app.services.container import AppServices
+from app.services.events import EventBus
 from app.services.idempotency import IdempotencyStore
 from app.services.scoring_service import ScoringService
 from app.services.users import User, UserService
@@ -47,17 +50,26 @@ async def _scoring(request: Request) -> ScoringService:
     return _services(request).scoring
 
 
+async def _bus(request: Request) -> EventBus:
+    return _services(request).bus
+
+
+async def _chat(websocket: WebSocket) -> ChatManager:
+    return websocket.app.state.services.chat
+
+
 async def _client_key(request: Request) -> str:
     identifier: ClientIdentifier = request.app.state.client_identifier
     return identifier.client_key(request.scope)
 
 
-async def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+async def _settings(connection: HTTPConnection) -> Settings:
+    return connection.app.state.settings
 
 
-async def _lifecycle(request: Request) -> Lifecycle:
-    return request.app.state.lifecycle
+async def _lifecycle(connection: HTTPConnection) -> Lifecycle:
+    # HTTPConnection: usable by WebSocket routes as well as HTTP ones.
+    return connection.app.state.lifecycle
 
 
 async def _breakers(request: Request) -> BreakerRegistry:
@@ -77,6 +89,8 @@ UserServiceDep = Annotated[UserService, Depends(_users)]
 AuthServiceDep = Annotated[AuthService, Depends(_auth)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
 ScoringServiceDep = Annotated[ScoringService, Depends(_scoring)]
+EventBusDep = Annotated[EventBus, Depends(_bus)]
+ChatDep = Annotated[ChatManager, Depends(_chat)]
 ClientKey = Annotated[str, Depends(_client_key)]
 
 

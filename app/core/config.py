@@ -87,8 +87,11 @@ class Settings(BaseSettings):
     scoring_job_ttl_seconds: float = Field(default=600.0, gt=0)
     scoring_job_chunk_records: int = Field(default=10_000, ge=100)
     thread_pool_workers: int = Field(default=16, ge=1, le=256)
-    ws_max_message_bytes: int = Field(default=65_536, ge=64)
+    ws_max_message_bytes: int = Field(default=65_536, ge=64, le=16 * 1_048_576)
     ws_messages_per_second: int = Field(default=20, ge=1)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=15)
+    event_history_size: int = Field(default=1000, ge=1)
+    event_queue_size: int = Field(default=256, ge=1)
     snapshot_path: str | None = None
     snapshot_interval_seconds: float = Field(default=60.0, gt=0)
     audit_log_path: str | None = None

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.core.config import Settings
+from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
 from app.core.security import PasswordHasher, TokenCodec
 from app.db.base import Repository
 from app.db.memory import InMemoryRepository
 from app.middleware.resilience import BreakerRegistry, BreakerState
+from app.services.audit import AuditLog
 from app.services.auth import AuthService
 from app.services.cache import TTLCache
+from app.services.chat import ChatManager
+from app.services.events import EventBus
 from app.services.executors import ProcessPool
 from app.services.health import Degraded, HealthChecker
 from app.services.idempotency import IdempotencyStore
@@ -25,7 +29,7 @@ from app.services.users import UserService
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AppServices:
     """Everything a request handler may need, wired once per app."""
 
@@ -37,20 +41,44 @@ class AppServices:
     process_pool: ProcessPool
     thread_pool: ThreadPoolExecutor
     scoring: ScoringService
+    bus: EventBus
+    chat: ChatManager
+    audit: AuditLog | None
     health: HealthChecker
     cache_cleanup_seconds: float
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self) -> None:
-        """Start what runs in the background: threads, worker processes, cache cleanup."""
+    async def start(self, lifecycle: Lifecycle) -> None:
+        """Start what runs in the background: threads, worker processes, cache cleanup, the
+        audit log, and the watcher that ends long-lived connections when shutdown begins."""
         # Blocking calls (password hashing, file I/O) go through asyncio.to_thread: this pool.
         asyncio.get_running_loop().set_default_executor(self.thread_pool)
         await self.process_pool.start()
         self.users_cache.start_cleanup(self.cache_cleanup_seconds)
+        if self.audit is not None:
+            await self.audit.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._end_streams(lifecycle)))
+
+    async def _end_streams(self, lifecycle: Lifecycle) -> None:
+        # At the start of shutdown, before uvicorn closes sockets its own way (1012 for
+        # WebSockets): chat members get 1001, SSE streams end cleanly.
+        await lifecycle.wait_for_shutdown()
+        streams = self.bus.close_streams()
+        await self.chat.close_all()
+        log.info("long_lived_connections_closed", event_streams=streams)
 
     async def close(self) -> None:
-        """Stop in reverse order: jobs, worker processes, cache cleanup, threads."""
+        """Stop in reverse order: jobs, worker processes, the bus and audit log, cache cleanup,
+        threads."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.chat.close_all()
         await self.scoring.close()
         await self.process_pool.close()
+        if self.audit is not None:
+            await self.audit.stop()
+        await self.bus.close()
         await self.users_cache.stop_cleanup()
         # Not waited on from a thread of its own pool (it cannot join itself): queued calls are
         # cancelled, running ones finish, and the interpreter joins the threads at exit.
@@ -58,7 +86,12 @@ class AppServices:
 
 
 def _health_checks(
-    repository: Repository, breakers: BreakerRegistry, pool: ProcessPool, cache: TTLCache
+    repository: Repository,
+    breakers: BreakerRegistry,
+    pool: ProcessPool,
+    cache: TTLCache,
+    bus: EventBus,
+    chat: ChatManager,
 ) -> HealthChecker:
     checker = HealthChecker(timeout_seconds=1.0)
 
@@ -87,10 +120,24 @@ def _health_checks(
     async def cache_check() -> object:
         return cache.stats()
 
+    async def bus_check() -> object:
+        return {
+            "last_id": bus.last_id,
+            "published": bus.published,
+            "delivered": bus.delivered,
+            "dropped": bus.dropped,
+            "subscribers": bus.subscriber_counts(),
+        }
+
+    async def chat_check() -> object:
+        return {"connections": chat.connection_count, "rooms": len(chat.rooms())}
+
     checker.register("repository", repository_check, critical=True)
     checker.register("breakers", breakers_check, critical=False)
     checker.register("process_pool", pool_check, critical=False)
     checker.register("cache", cache_check, critical=False)
+    checker.register("event_bus", bus_check, critical=False)
+    checker.register("chat", chat_check, critical=False)
     return checker
 
 
@@ -100,10 +147,12 @@ def build_services(
     """Wire the repository and services from settings (nothing starts until `start`)."""
     repository = InMemoryRepository()
     hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
+    bus = EventBus(history_size=settings.event_history_size, queue_size=settings.event_queue_size)
     users_cache = TTLCache(
         name="users", ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
     )
-    users = UserService(repository, hasher, users_cache)
+    users = UserService(repository, hasher, users_cache, publish=bus.publish)
+    chat = ChatManager(messages_per_second=settings.ws_messages_per_second)
     pool = ProcessPool(
         workers=settings.process_pool_workers,
         queue_limit=settings.effective_process_pool_queue,
@@ -116,6 +165,7 @@ def build_services(
         ),
         job_ttl_seconds=settings.scoring_job_ttl_seconds,
         chunk_records=settings.scoring_job_chunk_records,
+        publish=bus.publish,
     )
     return AppServices(
         repository=repository,
@@ -130,6 +180,9 @@ def build_services(
             max_workers=settings.thread_pool_workers, thread_name_prefix="blocking-io"
         ),
         scoring=scoring,
-        health=_health_checks(repository, breakers, pool, users_cache),
+        bus=bus,
+        chat=chat,
+        audit=AuditLog(bus, settings.audit_log_path) if settings.audit_log_path else None,
+        health=_health_checks(repository, breakers, pool, users_cache, bus, chat),
         cache_cleanup_seconds=max(1.0, settings.cache_ttl_seconds),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -68,6 +68,18 @@ class User:
             password_hash=record["password_hash"],
         )
 
+    def public(self) -> dict[str, Any]:
+        """The fields anyone may see (no password hash)."""
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "role": self.role,
+            "is_active": self.is_active,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
     @property
     def is_admin(self) -> bool:
         """Admins may change any account."""
@@ -103,13 +115,21 @@ class UserService:
         hasher: PasswordHasher,
         cache: TTLCache,
         *,
+        publish: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repo = repository
         self._hasher = hasher
         self.cache = cache
+        self._publish = publish
         self._now = now
         repository.declare(_USERS_SPEC)
+
+    async def _announce(self, topic: str, user: User | None, user_id: int) -> None:
+        # The public view only: events reach SSE clients and the audit log, never a hash.
+        if self._publish is not None:
+            data = user.public() if user is not None else {"id": user_id}
+            await self._publish(topic, data)
 
     def _invalidate(self, user_id: int | None) -> None:
         if user_id is not None:
@@ -141,6 +161,7 @@ class UserService:
         user = User.from_record(record)
         self._invalidate(None)
         log.info("user_created", user_id=user.id, role=role)
+        await self._announce("user.created", user, user.id)
         return user
 
     @cache_result(lambda self: self.cache, key=_user_key)
@@ -235,7 +256,9 @@ class UserService:
             raise Conflict(f"The email {fields.get('email')} is already registered.") from None
         self._invalidate(user_id)
         log.info("user_updated", user_id=user_id, fields=sorted(set(changes)))
-        return User.from_record(record)
+        user = User.from_record(record)
+        await self._announce("user.updated", user, user_id)
+        return user
 
     async def delete(
         self, user_id: int, *, actor: User, expected_versions: Collection[int] | None = None
@@ -250,6 +273,7 @@ class UserService:
             raise PreconditionFailed(_stale(user_id)) from None
         self._invalidate(user_id)
         log.info("user_deleted", user_id=user_id, by=actor.id)
+        await self._announce("user.deleted", None, user_id)
 
     async def ensure_admin(self, *, email: str, password: str) -> User:
         """Create the configured admin account unless an account with that email exists."""

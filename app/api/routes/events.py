@@ -1,0 +1,110 @@
+"""`/api/v1/events`: publish on the event bus, read its history, follow it live over SSE."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Header, Query, status
+from sse_starlette import ServerSentEvent
+
+from app.api.deps import API_PREFIX, EventBusDep, LifecycleDep, SettingsDep
+from app.api.routes.realtime import refuse_during_shutdown
+from app.api.sse import sse_response
+from app.core.errors import BadRequest
+from app.schemas.events import EventAccepted, EventIn, EventList, EventOut
+from app.schemas.problem import problem_responses
+from app.services.events import Event, EventBus
+
+router = APIRouter(prefix=f"{API_PREFIX}/events", tags=["events"])
+
+TopicPattern = Annotated[
+    str,
+    Query(
+        pattern=r"^[a-z0-9_.*-]{1,64}$",
+        description="A topic or glob pattern (`user.*`); `*` for everything.",
+    ),
+]
+
+
+def _sse(event: Event) -> ServerSentEvent:
+    return ServerSentEvent(
+        data=orjson.dumps(event.as_dict()).decode(), event=event.topic, id=str(event.id)
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventAccepted,
+    responses=problem_responses(413, 422),
+    summary="Publish an event",
+)
+async def publish(payload: EventIn, bus: EventBusDep) -> EventAccepted:
+    """Publishes at once; subscribers receive it without the publisher waiting for them."""
+    event = await bus.publish(payload.topic, payload.data)
+    return EventAccepted(id=event.id, topic=event.topic, ts=event.ts)
+
+
+@router.get("", response_model=EventList, responses=problem_responses(422), summary="Recent events")
+async def history(
+    bus: EventBusDep,
+    topic: TopicPattern = "*",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventList:
+    """The newest `limit` events whose topic matches, oldest first (the history is bounded)."""
+    return EventList(items=[EventOut(**e.as_dict()) for e in bus.history(topic, limit)])
+
+
+def _last_event_id(header: str | None) -> int | None:
+    if header is None or header == "":
+        return None
+    if not header.isdigit() or len(header) > 18:
+        raise BadRequest("Last-Event-ID must be the id of an event: a non-negative integer.")
+    return int(header)
+
+
+async def _live(bus: EventBus, last_id: int | None, pattern: str) -> AsyncIterator[ServerSentEvent]:
+    # Subscribe before reading the history, in one step with it, so nothing published in
+    # between is lost; inside the generator, so a stream that never starts leaves nothing.
+    async with bus.stream(pattern) as subscription:
+        sent = bus.last_id if last_id is None else last_id
+        if last_id is not None:
+            missed, gap = bus.since(last_id, pattern)
+            if gap:
+                oldest = missed[0].id if missed else bus.last_id + 1
+                data = {
+                    "last_event_id": last_id,
+                    "oldest_available_id": oldest,
+                    "detail": "Events between were dropped from the history.",
+                }
+                yield ServerSentEvent(data=orjson.dumps(data).decode(), event="gap")
+            for event in missed:
+                sent = event.id
+                yield _sse(event)
+        async for event in subscription:
+            if event.id > sent:  # already sent from the history
+                sent = event.id
+                yield _sse(event)
+
+
+@router.get(
+    "/stream",
+    summary="Follow events live (SSE)",
+    responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(400, 422, 503)},
+)
+async def stream(
+    bus: EventBusDep,
+    lifecycle: LifecycleDep,
+    settings: SettingsDep,
+    topic: TopicPattern = "*",
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Any:
+    """Each event's SSE `id` is its bus id; reconnect with `Last-Event-ID` to get what you
+    missed from the history, or a `gap` event if it is older than the history."""
+    refuse_during_shutdown(lifecycle)
+    last_id = _last_event_id(last_event_id)
+    return sse_response(
+        _live(bus, last_id, topic), heartbeat_seconds=settings.sse_heartbeat_seconds
+    )

@@ -1,0 +1,115 @@
+"""The audit log: every bus event appended as one JSON line to a file, in batches.
+
+The bus hands events to a handler that only appends them to a buffer, so a slow disk never
+slows publishing; a writer task drains the buffer with aiofiles every half second (or sooner
+when 200 events are waiting), and `stop` writes whatever is left. The buffer is bounded: if the
+disk cannot keep up, the oldest unwritten events are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import aiofiles
+import orjson
+from prometheus_client import Counter
+
+from app.core.logging import get_logger
+from app.services.events import Event, EventBus
+
+log = get_logger(__name__)
+
+AUDIT_WRITTEN = Counter("audit_events_written_total", "Events appended to the audit log.")
+AUDIT_DROPPED = Counter(
+    "audit_events_dropped_total", "Events the audit log could not keep up with."
+)
+
+
+class AuditLog:
+    """A bus subscriber that appends events to `path` as JSON lines."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        path: str,
+        *,
+        flush_seconds: float = 0.5,
+        batch_size: int = 200,
+        max_buffered: int = 10_000,
+    ) -> None:
+        self.bus = bus
+        self.path = path
+        self.flush_seconds = flush_seconds
+        self.batch_size = batch_size
+        self._buffer: deque[Event] = deque()
+        self._max_buffered = max_buffered
+        self._wakeup = asyncio.Event()
+        self._unsubscribe: Callable[[], Awaitable[None]] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.written = 0
+        self.dropped = 0
+
+    def _collect(self, event: Event) -> None:
+        if len(self._buffer) >= self._max_buffered:
+            self._buffer.popleft()
+            self.dropped += 1
+            AUDIT_DROPPED.inc()
+        self._buffer.append(event)
+        if len(self._buffer) >= self.batch_size:
+            self._wakeup.set()
+
+    async def start(self) -> None:
+        """Subscribe to every topic and start the writer."""
+        self._unsubscribe = self.bus.subscribe("*", self._collect)
+        self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+        log.info("audit_log_started", path=self.path)
+
+    async def _write_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self.flush_seconds)
+            self._wakeup.clear()
+            try:
+                await self.flush()
+            except OSError:
+                # Keep the events for the next attempt (the buffer stays bounded).
+                log.exception("audit_log_write_failed", path=self.path)
+
+    async def flush(self) -> None:
+        """Append everything buffered, in one write; on failure the events stay buffered."""
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, deque()
+        payload = b"".join(orjson.dumps(e.as_dict(), default=str) + b"\n" for e in batch)
+        try:
+            async with aiofiles.open(self.path, "ab") as file:
+                await file.write(payload)
+                await file.flush()
+        except BaseException:
+            # Put them back in front of what arrived meanwhile, keeping the newest if over.
+            batch.extend(self._buffer)
+            while len(batch) > self._max_buffered:
+                batch.popleft()
+                self.dropped += 1
+                AUDIT_DROPPED.inc()
+            self._buffer = batch
+            raise
+        self.written += len(batch)
+        AUDIT_WRITTEN.inc(len(batch))
+
+    async def stop(self) -> None:
+        """Stop listening and write what is left."""
+        if self._unsubscribe is not None:
+            await self._unsubscribe()  # the handler sees every event published before this
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        try:
+            await self.flush()
+        except OSError:
+            log.exception("audit_log_final_flush_failed", path=self.path, lost=len(self._buffer))
+        log.info("audit_log_stopped", written=self.written, dropped=self.dropped)

@@ -1,0 +1,202 @@
+"""Chat rooms over WebSockets: membership, broadcast, direct messages, per-connection limits.
+
+The manager knows connections only as things that can `send_text` and `close`, so it is tested
+without a server. A broadcast sends to every member concurrently, each with a timeout: one slow
+or dead client is dropped instead of holding up the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from prometheus_client import Counter, Gauge
+
+from app.core.logging import get_logger
+
+log = get_logger(__name__)
+
+WS_CONNECTIONS = Gauge(
+    "websocket_connections", "Open chat WebSocket connections.", multiprocess_mode="livesum"
+)
+CHAT_MESSAGES = Counter("chat_messages_total", "Chat frames handled, by type.", ["type"])
+
+# WebSocket close codes (RFC 6455 section 7.4.1).
+GOING_AWAY = 1001
+UNSUPPORTED_DATA = 1003
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+TRY_AGAIN_LATER = 1013
+
+
+class ChatConnection(Protocol):
+    """What the manager needs of a WebSocket."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class NameTaken(Exception):
+    """Someone in the room already uses that name."""
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601."""
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(eq=False)
+class Member:
+    """One connection in one room, with its message-rate allowance (a token bucket)."""
+
+    room: str
+    name: str
+    connection: ChatConnection
+    tokens: float
+    refilled_at: float
+    closed: bool = field(default=False)
+
+
+class ChatManager:
+    """Rooms of members; every way a connection can end goes through `leave`."""
+
+    def __init__(
+        self,
+        *,
+        messages_per_second: int,
+        send_timeout_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = float(messages_per_second)
+        self.send_timeout = send_timeout_seconds
+        self._clock = clock
+        self._rooms: dict[str, dict[str, Member]] = {}
+
+    @property
+    def connection_count(self) -> int:
+        """Members in every room."""
+        return sum(len(members) for members in self._rooms.values())
+
+    def rooms(self) -> dict[str, int]:
+        """Members per room."""
+        return {room: len(members) for room, members in self._rooms.items()}
+
+    async def join(self, room: str, name: str, connection: ChatConnection) -> Member:
+        """Add a member and tell the others; `NameTaken` if the name is in use in the room."""
+        members = self._rooms.setdefault(room, {})
+        if name in members:
+            if not members:
+                del self._rooms[room]
+            raise NameTaken(name)
+        member = Member(room, name, connection, tokens=self.rate, refilled_at=self._clock())
+        members[name] = member
+        WS_CONNECTIONS.inc()
+        log.info("chat_joined", room=room, name=name)
+        await self.broadcast(
+            room, {"type": "system", "event": "join", "name": name, "room": room}, exclude=member
+        )
+        return member
+
+    async def leave(self, member: Member) -> None:
+        """Remove a member (idempotent) and tell the others."""
+        members = self._rooms.get(member.room)
+        if members is None or members.get(member.name) is not member:
+            return
+        del members[member.name]
+        if not members:
+            del self._rooms[member.room]
+        WS_CONNECTIONS.dec()
+        log.info("chat_left", room=member.room, name=member.name)
+        event = {"type": "system", "event": "leave", "name": member.name, "room": member.room}
+        await self.broadcast(member.room, event)
+
+    def allow(self, member: Member) -> bool:
+        """Spend one message from the member's allowance; False when it is used up."""
+        now = self._clock()
+        member.tokens = min(self.rate, member.tokens + (now - member.refilled_at) * self.rate)
+        member.refilled_at = now
+        if member.tokens < 1:
+            return False
+        member.tokens -= 1
+        return True
+
+    async def _send(self, member: Member, text: str) -> bool:
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await member.connection.send_text(text)
+        except Exception:
+            return False
+        return True
+
+    async def broadcast(
+        self, room: str, payload: dict[str, Any], *, exclude: Member | None = None
+    ) -> int:
+        """Send to every member of `room` at once; drop members that fail or are too slow."""
+        targets = [
+            m for m in self._rooms.get(room, {}).values() if m is not exclude and not m.closed
+        ]
+        if not targets:
+            return 0
+        text = orjson.dumps(payload).decode()
+        results = await asyncio.gather(*(self._send(m, text) for m in targets))
+        for member, ok in zip(targets, results, strict=True):
+            if not ok:
+                await self.drop(member, POLICY_VIOLATION, "not reading: dropped")
+        return sum(results)
+
+    async def direct(self, sender: Member, to: str, text: str) -> bool:
+        """Send a direct message to `to` in the sender's room; False if nobody has that name."""
+        target = self._rooms.get(sender.room, {}).get(to)
+        if target is None:
+            return False
+        payload = {
+            "type": "direct",
+            "from": sender.name,
+            "to": to,
+            "room": sender.room,
+            "text": text,
+            "ts": now_iso(),
+        }
+        if not await self._send(target, orjson.dumps(payload).decode()):
+            await self.drop(target, POLICY_VIOLATION, "not reading: dropped")
+        return True
+
+    async def send(self, member: Member, payload: dict[str, Any]) -> None:
+        """Send to one member (pong, error frames)."""
+        if not await self._send(member, orjson.dumps(payload).decode()):
+            await self.drop(member, POLICY_VIOLATION, "not reading: dropped")
+
+    async def drop(self, member: Member, code: int, reason: str) -> None:
+        """Close a member's connection with `code` and remove it."""
+        if not member.closed:
+            member.closed = True
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await member.connection.close(code, reason)
+            except Exception:  # noqa: S110 - the peer is gone already: nothing to tell it
+                pass
+        await self.leave(member)
+
+    async def close_all(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close every connection (shutdown: 1001 before the server's own 1012)."""
+        members = [m for room in self._rooms.values() for m in room.values()]
+        # Everyone leaves at once: no "leave" notices to people who are being closed too.
+        self._rooms.clear()
+        WS_CONNECTIONS.dec(len(members))
+        for member in members:
+            member.closed = True
+        await asyncio.gather(
+            *(self._close_quietly(m, code, reason) for m in members), return_exceptions=True
+        )
+        if members:
+            log.info("chat_closed_all", connections=len(members), code=code)
+
+    async def _close_quietly(self, member: Member, code: int, reason: str) -> None:
+        async with asyncio.timeout(self.send_timeout):
+            await member.connection.close(code, reason)

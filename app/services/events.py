@@ -1,0 +1,250 @@
+"""The event bus: publish/subscribe by topic pattern, with history for resuming streams.
+
+- Publishing never waits on a subscriber: each subscriber has a bounded queue, and when it is
+  full the oldest event is dropped (and counted) to make room. A slow reader loses old events
+  instead of slowing down everyone else or growing memory.
+- A handler subscriber (`subscribe`) is called from its own task; one that raises is logged and
+  isolated, and the other subscribers still get the event.
+- A stream subscriber (`stream`) is an async iterator, for SSE and the like.
+- Every event gets a monotonically increasing id and a timestamp and enters a bounded history,
+  so a client reconnecting with `Last-Event-ID` gets what it missed, or learns that the gap is
+  older than the history.
+- Topics are dotted names (`user.created`); subscriptions take glob patterns (`user.*`, `*`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from app.core.logging import get_logger
+
+log = get_logger(__name__)
+
+TOPIC_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+PATTERN_PATTERN = re.compile(r"[a-z0-9_.*-]{1,64}")
+
+PUBLISHED = Counter("events_published_total", "Events published on the bus.", ["topic"])
+DELIVERED = Counter("events_delivered_total", "Events handed to subscribers.", ["topic"])
+DROPPED = Counter(
+    "events_dropped_total", "Events dropped because a subscriber's queue was full.", ["topic"]
+)
+SUBSCRIBERS = Gauge(
+    "event_subscribers", "Subscribers, by pattern.", ["pattern"], multiprocess_mode="livesum"
+)
+
+Handler = Callable[["Event"], Awaitable[None] | None]
+_MAX_LABELS = 100
+
+
+class _BoundedLabels:
+    """Topics come from clients (`POST /events`): past `_MAX_LABELS` distinct values, metrics
+    use "other", so a client cannot create unbounded series."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) < _MAX_LABELS:
+            self._seen.add(value)
+            return value
+        return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published event."""
+
+    id: int
+    topic: str
+    data: Any
+    ts: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form clients see."""
+        return {"id": self.id, "topic": self.topic, "data": self.data, "ts": self.ts}
+
+
+class Subscription:
+    """A subscriber's bounded queue; iterate it (`async for event in subscription`)."""
+
+    def __init__(self, bus: EventBus, pattern: str, maxsize: int) -> None:
+        self.bus = bus
+        self.pattern = pattern
+        self.dropped = 0
+        self._queue: deque[Event] = deque()
+        self._maxsize = maxsize
+        self._wakeup = asyncio.Event()
+        self.closed = False
+
+    def matches(self, topic: str) -> bool:
+        """Whether events of `topic` are for this subscriber."""
+        return fnmatch.fnmatchcase(topic, self.pattern)
+
+    def offer(self, event: Event) -> Event | None:
+        """Queue `event` without waiting; when full, drop the oldest and return it."""
+        dropped = None
+        if len(self._queue) >= self._maxsize:
+            dropped = self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        self._wakeup.set()
+        return dropped
+
+    async def get(self) -> Event | None:
+        """The next event, waiting for one; None once the subscription is closed."""
+        while not self._queue:
+            if self.closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._queue.popleft()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while (event := await self.get()) is not None:
+            yield event
+
+    def close(self) -> None:
+        """Stop receiving; a waiting `get` returns None. Idempotent."""
+        if not self.closed:
+            self.closed = True
+            self._wakeup.set()
+            self.bus._remove(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """In-process publish/subscribe (the observer pattern) with a bounded history."""
+
+    def __init__(self, *, history_size: int = 1000, queue_size: int = 256) -> None:
+        self.history_size = history_size
+        self.queue_size = queue_size
+        self._history: deque[Event] = deque(maxlen=history_size)
+        self._subscriptions: list[Subscription] = []
+        self._handler_tasks: dict[Subscription, asyncio.Task[None]] = {}
+        self._last_id = 0
+        self._label = _BoundedLabels()
+        self.published = 0
+        self.delivered = 0
+        self.dropped = 0
+
+    @property
+    def last_id(self) -> int:
+        """The id of the newest event (0 before the first)."""
+        return self._last_id
+
+    def subscriber_counts(self) -> dict[str, int]:
+        """Subscribers per pattern."""
+        counts: dict[str, int] = {}
+        for sub in self._subscriptions:
+            counts[sub.pattern] = counts.get(sub.pattern, 0) + 1
+        return counts
+
+    def _add(self, subscription: Subscription) -> None:
+        self._subscriptions.append(subscription)
+        SUBSCRIBERS.labels(pattern=self._label(subscription.pattern)).inc()
+
+    def _remove(self, subscription: Subscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+            SUBSCRIBERS.labels(pattern=self._label(subscription.pattern)).dec()
+
+    def stream(self, pattern: str = "*") -> Subscription:
+        """A new stream subscription; close it (or use `async with`) when done."""
+        subscription = Subscription(self, pattern, self.queue_size)
+        self._add(subscription)
+        return subscription
+
+    def subscribe(self, pattern: str, handler: Handler) -> Callable[[], Awaitable[None]]:
+        """Call `handler` for each matching event, from a task of its own.
+
+        Returns an async `unsubscribe` that stops the subscription after the handler has seen
+        every event already queued for it.
+        """
+        subscription = self.stream(pattern)
+
+        async def consume() -> None:
+            async for event in subscription:
+                try:
+                    result = handler(event)
+                    if result is not None:
+                        await result
+                except Exception:
+                    log.exception("event_handler_failed", topic=event.topic, pattern=pattern)
+
+        task = asyncio.get_running_loop().create_task(consume())
+        self._handler_tasks[subscription] = task
+
+        async def unsubscribe() -> None:
+            subscription.close()  # the consumer ends once the queue is empty
+            self._handler_tasks.pop(subscription, None)
+            await task
+
+        return unsubscribe
+
+    def close_streams(self) -> int:
+        """End every stream subscription (SSE clients), keeping handler subscriptions
+        (the audit log) until `close`. For the start of shutdown."""
+        streams = [s for s in self._subscriptions if s not in self._handler_tasks]
+        for subscription in streams:
+            subscription.close()
+        return len(streams)
+
+    async def publish(self, topic: str, data: Any) -> Event:
+        """Record and deliver an event; never waits on subscribers."""
+        self._last_id += 1
+        event = Event(self._last_id, topic, data, datetime.now(UTC).isoformat())
+        self._history.append(event)
+        label = self._label(topic)
+        self.published += 1
+        PUBLISHED.labels(topic=label).inc()
+        for subscription in self._subscriptions:
+            if subscription.matches(topic):
+                dropped = subscription.offer(event)
+                self.delivered += 1
+                DELIVERED.labels(topic=label).inc()
+                if dropped is not None:
+                    self.dropped += 1
+                    DROPPED.labels(topic=self._label(dropped.topic)).inc()
+        return event
+
+    def history(self, pattern: str = "*", limit: int = 100) -> list[Event]:
+        """The newest `limit` events matching `pattern`, oldest first."""
+        matching = [e for e in self._history if fnmatch.fnmatchcase(e.topic, pattern)]
+        return matching[-limit:] if limit else []
+
+    def since(self, last_id: int, pattern: str = "*") -> tuple[list[Event], bool]:
+        """Events after `last_id` matching `pattern`, and whether some were already forgotten."""
+        oldest = self._history[0].id if self._history else self._last_id + 1
+        gap = last_id + 1 < oldest and last_id < self._last_id
+        events = [
+            e for e in self._history if e.id > last_id and fnmatch.fnmatchcase(e.topic, pattern)
+        ]
+        return events, gap
+
+    async def close(self) -> None:
+        """End every subscription and stop the handler tasks (shutdown)."""
+        for subscription in list(self._subscriptions):
+            subscription.close()
+        tasks = list(self._handler_tasks.values())
+        self._handler_tasks.clear()
+        # Handlers finish what is queued: their iterators end once the queue is empty.
+        await asyncio.gather(*tasks, return_exceptions=True)
