@@ -81,6 +81,9 @@ def serve(settings: Settings, app: FastAPI | None = None) -> None:
         # Oversized WebSocket frames are refused by the protocol layer (close 1009) before
         # they are buffered whole; the chat route checks the same limit.
         ws_max_size=settings.ws_max_message_bytes,
+        # The websockets implementation answers a malformed handshake (a 10,000-character
+        # query, say) with a clear 400; uvicorn's sans-I/O default left such clients hanging.
+        ws="websockets",
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
     DrainingServer(config, app.state.lifecycle, settings.shutdown_drain_seconds).run()

@@ -1,0 +1,413 @@
+"""Realtime routes (contract section 5) against a real server with real clients: httpx-sse,
+websockets, and raw reads of the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse, connect_sse
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.e2e.helpers import assert_problem
+from tests.live_server import LiveServer, start_server
+
+API = "/api/v1"
+AUDIT_FILE = "audit.jsonl"
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    folder = tmp_path_factory.mktemp("realtime")
+    env = {
+        "APP_SSE_HEARTBEAT_SECONDS": "0.5",
+        "APP_EVENT_HISTORY_SIZE": "50",
+        "APP_AUDIT_LOG_PATH": str(folder / AUDIT_FILE),
+    }
+    server = start_server(folder / "server.log", env)
+    yield server
+    server.stop()
+
+
+def _ws_url(server: LiveServer, room: str, name: str) -> str:
+    query = urlencode({"room": room, "name": name})
+    return server.base_url.replace("http", "ws") + f"{API}/ws/chat?{query}"
+
+
+async def _recv(ws: ClientConnection) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+
+async def _closed_code(ws: ClientConnection) -> int | None:
+    with pytest.raises(ConnectionClosed) as closed:
+        for _ in range(100):
+            await asyncio.wait_for(ws.recv(), 5)
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+def _health(http: httpx.Client) -> dict[str, Any]:
+    return {c["name"]: c["detail"] for c in http.get("/health/detailed").json()["checks"]}
+
+
+def _wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+# --- SSE ---------------------------------------------------------------------------------------
+
+
+def test_sse_stream_is_whatwg_with_retry_ids_and_json_data(http: httpx.Client) -> None:
+    with connect_sse(
+        http, "GET", f"{API}/sse/stream", params={"interval": 0.05, "count": 3}
+    ) as source:
+        response = source.response
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-accel-buffering"] == "no"
+        events = list(source.iter_sse())
+    assert events[0].retry == 3000
+    ticks = [e for e in events if e.event == "tick"]
+    assert [e.id for e in ticks] == ["1", "2", "3"]
+    assert [json.loads(e.data)["n"] for e in ticks] == [1, 2, 3]
+
+
+def test_sse_sends_comment_heartbeats_while_idle(http: httpx.Client) -> None:
+    lines: list[str] = []
+    with http.stream("GET", f"{API}/sse/stream", params={"interval": 1.6, "count": 1}) as response:
+        for line in response.iter_lines():
+            lines.append(line)
+    assert any(line.startswith(":") for line in lines), lines
+    assert "event: tick" in lines
+
+
+@pytest.mark.parametrize(
+    "params", [{"interval": 0}, {"interval": 61}, {"count": 0}, {"count": 10**6}]
+)
+def test_sse_out_of_range_parameters_get_422_stating_the_range(
+    http: httpx.Client, params: dict[str, Any]
+) -> None:
+    problem = assert_problem(http.get(f"{API}/sse/stream", params=params), 422)
+    assert any(ch.isdigit() for ch in problem["errors"][0]["msg"])
+
+
+# --- event bus ---------------------------------------------------------------------------------
+
+
+def test_publish_returns_202_and_history_lists_it(http: httpx.Client) -> None:
+    response = http.post(f"{API}/events", json={"topic": "orders.created", "data": {"n": 1}})
+    assert response.status_code == 202
+    event = response.json()
+    assert set(event) == {"id", "topic", "ts"}
+    items = http.get(f"{API}/events", params={"topic": "orders.*", "limit": 5}).json()["items"]
+    assert items[-1] == {**event, "data": {"n": 1}}
+
+
+@pytest.mark.parametrize(
+    "body", [{"topic": "Bad Topic"}, {"topic": ""}, {"data": 1}, {"topic": "a", "x": 1}]
+)
+def test_bad_events_get_422(http: httpx.Client, body: dict[str, Any]) -> None:
+    assert_problem(http.post(f"{API}/events", json=body), 422)
+
+
+async def test_200_sse_clients_all_receive_one_published_event(live_server: LiveServer) -> None:
+    ready = asyncio.Event()
+    connected = 0
+
+    async with httpx.AsyncClient(
+        base_url=live_server.base_url, timeout=30, limits=httpx.Limits(max_connections=250)
+    ) as client:
+
+        async def listen() -> dict[str, Any]:
+            nonlocal connected
+            async with aconnect_sse(
+                client, "GET", f"{API}/events/stream", params={"topic": "fanout.*"}
+            ) as source:
+                iterator = source.aiter_sse()
+                first = await iterator.__anext__()  # the retry event: subscribed by now
+                assert first.retry == 3000
+                connected += 1
+                if connected == 200:
+                    ready.set()
+                async for sse in iterator:
+                    if sse.event == "fanout.test":
+                        return json.loads(sse.data)
+            raise AssertionError("stream ended early")
+
+        listeners = [asyncio.create_task(listen()) for _ in range(200)]
+        await asyncio.wait_for(ready.wait(), 30)
+        published = (
+            await client.post(f"{API}/events", json={"topic": "fanout.test", "data": "hi"})
+        ).json()
+        received = await asyncio.wait_for(asyncio.gather(*listeners), 30)
+    assert all(r["id"] == published["id"] and r["data"] == "hi" for r in received)
+    assert len(received) == 200
+
+
+def test_clients_that_leave_are_unsubscribed(http: httpx.Client, live_server: LiveServer) -> None:
+    assert _wait_until(lambda: _health(http)["event_bus"]["subscribers"].get("fanout.*", 0) == 0)
+    metrics = http.get("/metrics").text
+    sse_clients = next(line for line in metrics.splitlines() if line.startswith("sse_clients "))
+    assert float(sse_clients.split()[1]) == 0
+
+
+def test_reconnect_with_last_event_id_gets_what_was_missed(http: httpx.Client) -> None:
+    first = http.post(f"{API}/events", json={"topic": "resume.a", "data": 1}).json()
+    http.post(f"{API}/events", json={"topic": "resume.b", "data": 2})
+    http.post(f"{API}/events", json={"topic": "resume.c", "data": 3})
+    headers = {"Last-Event-ID": str(first["id"])}
+    with connect_sse(
+        http, "GET", f"{API}/events/stream", params={"topic": "resume.*"}, headers=headers
+    ) as source:
+        received = []
+        for sse in source.iter_sse():
+            if sse.data:
+                received.append(json.loads(sse.data)["data"])
+                assert sse.id == str(json.loads(sse.data)["id"])
+            if len(received) == 2:
+                break
+    assert received == [2, 3]
+
+
+def test_a_gap_older_than_the_history_is_announced(http: httpx.Client) -> None:
+    first = http.post(f"{API}/events", json={"topic": "gap.start", "data": 0}).json()
+    for i in range(60):  # the server keeps 50
+        http.post(f"{API}/events", json={"topic": "gap.fill", "data": i})
+    headers = {"Last-Event-ID": str(first["id"])}
+    with connect_sse(
+        http, "GET", f"{API}/events/stream", params={"topic": "gap.*"}, headers=headers
+    ) as source:
+        for sse in source.iter_sse():
+            if sse.event == "gap":
+                gap = json.loads(sse.data)
+                break
+    assert gap["last_event_id"] == first["id"]
+    assert gap["oldest_available_id"] > first["id"] + 1
+
+
+@pytest.mark.parametrize("value", ["garbage", "-1", "1.5"])
+def test_garbage_last_event_id_gets_400(http: httpx.Client, value: str) -> None:
+    problem = assert_problem(
+        http.get(f"{API}/events/stream", headers={"Last-Event-ID": value}), 400
+    )
+    assert "Last-Event-ID" in problem["detail"]
+
+
+def test_user_events_are_published_without_secrets(http: httpx.Client) -> None:
+    with connect_sse(http, "GET", f"{API}/events/stream", params={"topic": "user.*"}) as source:
+        iterator = source.iter_sse()
+        next(iterator)  # retry: subscribed
+        http.post(
+            f"{API}/users",
+            json={"email": "events@example.com", "name": "E", "password": "password123"},
+        )
+        for sse in iterator:
+            if sse.event == "user.created":
+                event = json.loads(sse.data)
+                break
+    assert event["data"]["email"] == "events@example.com"
+    assert "password" not in sse.data
+    assert "$2b$" not in sse.data
+
+
+# --- WebSocket chat ----------------------------------------------------------------------------
+
+
+async def test_chat_join_broadcast_direct_and_ping(live_server: LiveServer) -> None:
+    async with connect(_ws_url(live_server, "lobby", "ann")) as ann:
+        async with connect(_ws_url(live_server, "lobby", "bob")) as bob:
+            assert await _recv(ann) == {
+                "type": "system",
+                "event": "join",
+                "name": "bob",
+                "room": "lobby",
+            }
+            await bob.send(json.dumps({"type": "message", "text": "hello"}))
+            for ws in (ann, bob):  # the sender gets its own broadcast too
+                message = await _recv(ws)
+                assert (message["type"], message["from"], message["room"], message["text"]) == (
+                    "message",
+                    "bob",
+                    "lobby",
+                    "hello",
+                )
+                assert message["ts"]
+            await ann.send(json.dumps({"type": "direct", "to": "bob", "text": "psst"}))
+            direct = await _recv(bob)
+            assert (direct["type"], direct["from"], direct["text"]) == ("direct", "ann", "psst")
+            await ann.send(json.dumps({"type": "ping"}))
+            assert (await _recv(ann))["type"] == "pong"
+        assert await _recv(ann) == {
+            "type": "system",
+            "event": "leave",
+            "name": "bob",
+            "room": "lobby",
+        }
+
+
+@pytest.mark.parametrize(
+    ("frame", "needle"),
+    [
+        ("not json", "JSON"),
+        ("[1, 2]", "JSON objects"),
+        ('{"text": "no type"}', "Missing type"),
+        ('{"type": "dance"}', "Unknown type"),
+        ('{"type": "message", "text": 5}', "text"),
+        ('{"type": "direct", "to": "nobody", "text": "hi"}', "nobody"),
+    ],
+)
+async def test_unusable_frames_get_an_error_and_the_connection_stays(
+    live_server: LiveServer, frame: str, needle: str
+) -> None:
+    async with connect(_ws_url(live_server, "errors", "eve")) as ws:
+        await ws.send(frame)
+        error = await _recv(ws)
+        assert error["type"] == "error"
+        assert needle in error["detail"]
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await _recv(ws))["type"] == "pong"
+
+
+async def test_a_frame_over_the_size_limit_closes_with_1009(live_server: LiveServer) -> None:
+    async with connect(_ws_url(live_server, "big", "bo"), max_size=None) as ws:
+        await ws.send(json.dumps({"type": "message", "text": "x" * 1_000_000}))
+        assert await _closed_code(ws) == 1009
+
+
+async def test_flooding_closes_with_1008(live_server: LiveServer) -> None:
+    async with connect(_ws_url(live_server, "flood", "fl")) as ws:
+        for _ in range(100):
+            await ws.send(json.dumps({"type": "ping"}))
+        assert await _closed_code(ws) == 1008
+
+
+async def test_a_binary_frame_closes_with_1003(live_server: LiveServer) -> None:
+    async with connect(_ws_url(live_server, "bin", "by")) as ws:
+        await ws.send(b"\x00\x01")
+        assert await _closed_code(ws) == 1003
+
+
+async def test_a_10000_character_room_name_is_refused_at_the_handshake(
+    live_server: LiveServer,
+) -> None:
+    # Past the protocol's request-line limit: a 4xx answer before the app runs, not a hang.
+    host, port = live_server.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET {API}/ws/chat?room={'r' * 10_000}&name=x HTTP/1.1\r\nHost: {host}\r\n"
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+    )
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status_line.split()[1] in (b"400", b"414"), status_line
+
+
+@pytest.mark.parametrize(("room", "name"), [("r" * 65, "ok"), ("ok", "bad name!"), ("", "x")])
+async def test_bad_room_or_name_is_refused_with_1008(
+    live_server: LiveServer, room: str, name: str
+) -> None:
+    async with connect(_ws_url(live_server, room, name)) as ws:
+        assert await _closed_code(ws) == 1008
+
+
+async def test_a_taken_name_is_refused(live_server: LiveServer) -> None:
+    async with (
+        connect(_ws_url(live_server, "dup", "same")),
+        connect(_ws_url(live_server, "dup", "same")) as second,
+    ):
+        assert await _closed_code(second) == 1008
+
+
+async def test_500_clients_that_vanish_leave_no_connections(live_server: LiveServer) -> None:
+    clients = [await connect(_ws_url(live_server, f"vanish{i % 10}", f"v{i}")) for i in range(500)]
+    async with httpx.AsyncClient(base_url=live_server.base_url) as http:
+
+        async def connections() -> int:
+            checks = (await http.get("/health/detailed")).json()["checks"]
+            return next(c["detail"]["connections"] for c in checks if c["name"] == "chat")
+
+        assert await connections() >= 500
+        for ws in clients:
+            ws.transport.abort()  # no close frame: the TCP connection just goes away
+        for _ in range(200):
+            await asyncio.sleep(0.1)
+            if await connections() == 0:
+                break
+        assert await connections() == 0
+        metrics = (await http.get("/metrics")).text
+    gauge = next(line for line in metrics.splitlines() if line.startswith("websocket_connections "))
+    assert float(gauge.split()[1]) == 0
+
+
+# --- streaming and async demos ---------------------------------------------------------------------
+
+
+def test_numbers_stream_is_chunked_ndjson(http: httpx.Client) -> None:
+    with http.stream("GET", f"{API}/stream/numbers", params={"count": 5}) as response:
+        assert response.headers["content-type"] == "application/x-ndjson"
+        assert response.headers.get("transfer-encoding") == "chunked"
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert lines == [{"n": n, "square": n * n} for n in range(1, 6)]
+
+
+def test_async_demo_takes_about_one_delay(http: httpx.Client) -> None:
+    body = http.get(f"{API}/async-demo", params={"tasks": 100, "delay": 0.3}).json()
+    assert body["elapsed"] < 0.9
+    assert body["sequential_would_take"] == 30.0
+
+
+def test_blocking_demo_shows_the_loop_stayed_free(http: httpx.Client) -> None:
+    body = http.get(f"{API}/blocking-demo", params={"delay": 0.5}).json()
+    assert body["loop_ticks"] >= 25  # about 50 ticks of 10 ms while the thread slept
+    assert body["loop_stayed_responsive"] is True
+
+
+def test_audit_log_holds_the_events(http: httpx.Client, live_server: LiveServer) -> None:
+    marker = http.post(f"{API}/events", json={"topic": "audit.check", "data": "marker"}).json()
+    path = live_server.log_path.parent / AUDIT_FILE
+
+    def written() -> bool:
+        return path.exists() and any(
+            json.loads(line)["id"] == marker["id"] for line in path.read_text().splitlines()
+        )
+
+    assert _wait_until(written)
+    assert all("password" not in line for line in path.read_text().splitlines())
+
+
+# --- shutdown ------------------------------------------------------------------------------------
+
+
+async def test_shutdown_closes_websockets_with_1001_and_ends_streams(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server.log")
+    try:
+        async with (
+            connect(_ws_url(server, "bye", "last")) as ws,
+            httpx.AsyncClient(base_url=server.base_url, timeout=10) as client,
+            aconnect_sse(client, "GET", f"{API}/events/stream") as source,
+        ):
+            iterator = source.aiter_sse()
+            await iterator.__anext__()  # subscribed
+            server.process.send_signal(signal.SIGTERM)
+            assert await _closed_code(ws) == 1001
+            remaining = [sse async for sse in iterator]  # the stream ends by itself
+            assert all(sse.event != "error" for sse in remaining)
+        assert server.process.wait(15) in (0, -signal.SIGTERM)
+        assert "long_lived_connections_closed" in server.log_text()
+    finally:
+        server.stop()
