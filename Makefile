@@ -43,3 +43,4 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench.chain_layers
 	$(BIN)/python -m bench.chain_overhead
 	$(BIN)/python -m bench.scoring_pool
+	$(BIN)/python -m bench.realtime_delivery

@@ -130,6 +130,14 @@ def test_scoring_job_runs_in_chunks_and_matches_direct_scoring(http: httpx.Clien
     for job_row, direct_row in zip(status["result"]["results"], direct["results"], strict=True):
         assert job_row["score"] == pytest.approx(direct_row["score"])
     assert status["result"]["statistics"] == direct["statistics"]
+    # Progress went out on the event bus too, ending with "done".
+    events = http.get("/api/v1/events", params={"topic": "scoring.jobs", "limit": 1000}).json()[
+        "items"
+    ]
+    mine = [e["data"] for e in events if e["data"]["job_id"] == status["id"]]
+    assert [e["status"] for e in mine][-1] == "done"
+    assert [e["progress"] for e in mine] == sorted(e["progress"] for e in mine)
+    assert len(mine) >= 4  # running, three chunks, done
 
 
 def test_invalid_job_is_refused_at_once(http: httpx.Client) -> None:
