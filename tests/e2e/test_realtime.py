@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +197,40 @@ def test_a_gap_older_than_the_history_is_announced(http: httpx.Client) -> None:
                 break
     assert gap["last_event_id"] == first["id"]
     assert gap["oldest_available_id"] > first["id"] + 1
+
+
+async def test_an_sse_client_that_never_reads_is_let_go(live_server: LiveServer) -> None:
+    host, port = live_server.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {API}/events/stream?topic=stuck.* HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    # A tiny receive buffer, never read: the server's writes soon have nowhere to go.
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=10) as http:
+
+        async def stuck_subscribers() -> int:
+            checks = (await http.get("/health/detailed")).json()["checks"]
+            bus = next(c["detail"] for c in checks if c["name"] == "event_bus")
+            return bus["subscribers"].get("stuck.*", 0)
+
+        for _ in range(50):
+            if await stuck_subscribers() == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await stuck_subscribers() == 1
+        big = "x" * 60_000
+        start = time.monotonic()
+        for _ in range(200):  # ~12 MB: far more than the socket buffers hold
+            await http.post(f"{API}/events", json={"topic": "stuck.data", "data": big})
+        assert time.monotonic() - start < 10, "publishing must not wait for the stuck reader"
+        for _ in range(300):
+            if await stuck_subscribers() == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await stuck_subscribers() == 0
+        assert (await http.get("/live")).status_code == 200
+    writer.close()
+    del reader
 
 
 @pytest.mark.parametrize("value", ["garbage", "-1", "1.5"])
