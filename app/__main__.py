@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+import warnings
 from types import FrameType
 
 import uvicorn
@@ -64,6 +65,9 @@ class DrainingServer(uvicorn.Server):
 
 def serve(settings: Settings, app: FastAPI | None = None) -> None:
     """Run `app` (by default the one `app.main` builds) until it is told to stop."""
+    # We choose uvicorn's `websockets` implementation on purpose (see ws= below and
+    # ARCHITECTURE.md); its deprecation notice would greet every start. Revisit on upgrades.
+    warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
     if app is None:
         from app.main import app  # imported here so a settings error is reported first
 

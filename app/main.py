@@ -30,6 +30,7 @@ from app.middleware.request_context import RequestContextMiddleware
 from app.middleware.resilience import BreakerConfig, BreakerRegistry, CircuitBreakerMiddleware
 from app.middleware.timeout import TimeoutMiddleware
 from app.services.container import build_services
+from app.services.snapshots import SnapshotError
 
 log = get_logger(__name__)
 
@@ -61,7 +62,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     lifecycle: Lifecycle = app.state.lifecycle
     services = build_services(settings, app.state.tokens, app.state.breakers)
-    await services.start(lifecycle)
+    try:
+        await services.start(lifecycle)
+    except SnapshotError as exc:
+        log.error("startup_failed", reason=str(exc))
+        await services.close()
+        raise
     try:
         admin = await services.users.ensure_admin(
             email=settings.admin_email, password=settings.admin_password

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     event_queue_size: int = Field(default=256, ge=1)
     snapshot_path: str | None = None
     snapshot_interval_seconds: float = Field(default=60.0, gt=0)
+    snapshot_on_corrupt: Literal["fail", "move-aside"] = "fail"
     audit_log_path: str | None = None
 
     @field_validator("cors_origins", mode="before")

@@ -337,6 +337,36 @@ class InMemoryRepository:
         async with col.lock:
             return len(col.records)
 
+    async def export(self) -> dict[str, Any]:
+        """A consistent copy of every collection (records and id counters), for snapshots.
+
+        Takes every collection's lock, in sorted order, so the copy is one point in time.
+        """
+        names = sorted(self._collections)
+        async with AsyncExitStack() as stack:
+            for name in names:
+                await stack.enter_async_context(self._collections[name].lock)
+            return {
+                name: {
+                    "last_id": self._collections[name].last_id,
+                    "records": copy.deepcopy(list(self._collections[name].records.values())),
+                }
+                for name in names
+            }
+
+    def restore(self, collections: Mapping[str, Any]) -> None:
+        """Replace the contents with `export()`'s output (at start-up, before serving).
+
+        Collections must have been declared; ids continue after the highest one seen.
+        """
+        for name, data in collections.items():
+            col = self._col(name)
+            records = {int(r["id"]): copy.deepcopy(r) for r in data["records"]}
+            col.records = records
+            col.last_id = max([int(data.get("last_id", 0)), *records])
+            self.declare(col.spec)  # rebuilds and checks the unique indexes
+            RECORDS.labels(collection=name).set(len(records))
+
     @asynccontextmanager
     async def transaction(self, *collections: str) -> AsyncIterator[CollectionOps]:
         """Exclusive access to `collections`; every change is undone if the block raises.

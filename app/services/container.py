@@ -24,6 +24,7 @@ from app.services.health import Degraded, HealthChecker
 from app.services.idempotency import IdempotencyStore
 from app.services.scoring import ScoringLimits
 from app.services.scoring_service import ScoringService
+from app.services.snapshots import SnapshotManager
 from app.services.users import UserService
 
 log = get_logger(__name__)
@@ -33,7 +34,7 @@ log = get_logger(__name__)
 class AppServices:
     """Everything a request handler may need, wired once per app."""
 
-    repository: Repository
+    repository: InMemoryRepository
     users: UserService
     auth: AuthService
     idempotency: IdempotencyStore
@@ -44,6 +45,7 @@ class AppServices:
     bus: EventBus
     chat: ChatManager
     audit: AuditLog | None
+    snapshots: SnapshotManager | None
     health: HealthChecker
     cache_cleanup_seconds: float
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -53,6 +55,10 @@ class AppServices:
         audit log, and the watcher that ends long-lived connections when shutdown begins."""
         # Blocking calls (password hashing, file I/O) go through asyncio.to_thread: this pool.
         asyncio.get_running_loop().set_default_executor(self.thread_pool)
+        if self.snapshots is not None:
+            # First: a snapshot that cannot be used stops start-up before anything else runs.
+            await self.snapshots.load()
+            self.snapshots.start()
         await self.process_pool.start()
         self.users_cache.start_cleanup(self.cache_cleanup_seconds)
         if self.audit is not None:
@@ -76,6 +82,8 @@ class AppServices:
         await self.chat.close_all()
         await self.scoring.close()
         await self.process_pool.close()
+        if self.snapshots is not None:
+            await self.snapshots.stop()  # after the last request: nothing written is lost
         if self.audit is not None:
             await self.audit.stop()
         await self.bus.close()
@@ -183,6 +191,16 @@ def build_services(
         bus=bus,
         chat=chat,
         audit=AuditLog(bus, settings.audit_log_path) if settings.audit_log_path else None,
+        snapshots=(
+            SnapshotManager(
+                repository,
+                settings.snapshot_path,
+                interval_seconds=settings.snapshot_interval_seconds,
+                on_corrupt=settings.snapshot_on_corrupt,
+            )
+            if settings.snapshot_path
+            else None
+        ),
         health=_health_checks(repository, breakers, pool, users_cache, bus, chat),
         cache_cleanup_seconds=max(1.0, settings.cache_ttl_seconds),
     )
