@@ -18,12 +18,19 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+TOOLS := .venv-tools
+$(TOOLS)/.installed: requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
+	touch $@
+
 ## run: install the runtime dependencies and serve on http://127.0.0.1:8000 (APP_HOST / APP_PORT change it)
 run: $(VENV)/.runtime-installed
 	$(BIN)/python -m app
 
-## test: install the test dependencies, lint, and run the whole suite
-test: $(VENV)/.dev-installed
+## test: install the test dependencies and deployment linters, lint, and run the whole suite
+test: $(VENV)/.dev-installed $(TOOLS)/.installed
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 
@@ -36,7 +43,7 @@ format: $(VENV)/.dev-installed
 	$(BIN)/python -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache
 
 ## bench: run the benchmarks in bench/ (loopback only, bounded in time; needs wrk)
 bench: $(VENV)/.dev-installed
