@@ -29,6 +29,7 @@ from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.request_context import RequestContextMiddleware
 from app.middleware.resilience import BreakerConfig, BreakerRegistry, CircuitBreakerMiddleware
 from app.middleware.timeout import TimeoutMiddleware
+from app.schemas.problem import problem_responses
 from app.services.container import build_services
 from app.services.snapshots import SnapshotError
 
@@ -188,9 +189,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lifecycle = Lifecycle()
     install_error_handlers(app)
 
-    for module in (root, probes, metrics, users, auth, events, realtime, demos, scoring):
+    # Every API route can also meet the chain's answers: documented once, for all of them.
+    chain = problem_responses(422, 429, 500, 503, 504)
+    for module in (probes, metrics):
         app.include_router(module.router)
-    app.include_router(scoring.cpu_router)
+    for module in (root, users, auth, events, realtime, demos, scoring):
+        app.include_router(module.router, responses=chain)
+    app.include_router(scoring.cpu_router, responses=chain)
     document_raw_body_models(app, scoring.RAW_BODY_MODELS)
     return app
 

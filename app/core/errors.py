@@ -23,6 +23,7 @@ from starlette.types import Scope
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUEST_ID_SCOPE_KEY = "request_id"
 
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
 # The order in which `Allow` lists methods, whatever order the routes were declared in.
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -213,6 +214,20 @@ async def _http_error_handler(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request)
         detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}."
+    if exc.status_code == 400 and detail == _FASTAPI_BODY_ERROR:
+        # A body that is not even text (invalid UTF-8): malformed like bad JSON, answered alike.
+        error = {
+            "loc": ["body"],
+            "msg": "The body is not valid UTF-8 JSON.",
+            "type": "json_invalid",
+        }
+        return problem_response(
+            request.scope,
+            422,
+            "The request is not valid; see errors.",
+            type_="/problems/validation",
+            extra={"errors": [error]},
+        )
     return problem_response(request.scope, exc.status_code, str(detail), headers=headers)
 
 

@@ -11,6 +11,15 @@ from jose import JWTError, jwt
 from passlib.context import CryptContext
 
 
+def _hashable(password: str) -> bool:
+    # bcrypt refuses NUL bytes and more than 72 bytes; registration refuses them too.
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return b"\x00" not in encoded and len(encoded) <= 72
+
+
 class PasswordHasher:
     """bcrypt through passlib (libpass); every hash and verify runs in the blocking-I/O threads.
 
@@ -27,8 +36,9 @@ class PasswordHasher:
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
         """Check `password`; with no hash (unknown account) spend the same time and fail."""
-        if password_hash is None:
-            # Equal work for an unknown email, so timing does not reveal which emails exist.
+        if password_hash is None or not _hashable(password):
+            # Equal work for an unknown email (or a password bcrypt cannot take, which no
+            # account can have), so timing does not reveal which emails exist.
             await asyncio.to_thread(self._context.dummy_verify)
             return False
         return await asyncio.to_thread(self._context.verify, password, password_hash)

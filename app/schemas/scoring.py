@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StringConstraints
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictInt, StringConstraints
 
 ScoringMethod = Literal["zscore", "minmax", "rank"]
 FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -33,7 +33,9 @@ class ScoringRequest(BaseModel):
     records: list[ScoringRecord] = Field(min_length=1)
     weights: dict[FeatureName, FiniteNumber] = Field(min_length=1)
     method: ScoringMethod = "zscore"
-    top_k: int | None = Field(default=None, ge=1, description="Results returned (default all).")
+    top_k: StrictInt | None = Field(
+        default=None, ge=1, description="Results returned (default all)."
+    )
 
 
 class ScoredRecord(BaseModel):
@@ -71,8 +73,8 @@ class CpuDemoRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    samples: int = Field(default=2_000_000, ge=1_000, le=50_000_000)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    samples: StrictInt = Field(default=2_000_000, ge=1_000, le=50_000_000)
+    seed: StrictInt | None = Field(default=None, ge=0, le=2**32 - 1)
 
 
 class CpuDemoResult(BaseModel):

@@ -11,8 +11,10 @@ PASSWORD_MAX_BYTES = 72  # bcrypt ignores what follows; refusing beats silently 
 
 
 def _password_bytes(value: str) -> str:
-    if len(value.encode()) > PASSWORD_MAX_BYTES:
+    if len(value.encode("utf-8", "surrogatepass")) > PASSWORD_MAX_BYTES:
         raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes in UTF-8")
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (bcrypt cannot hash them)")
     return value
 
 

@@ -79,6 +79,13 @@ def test_unknown_email_and_wrong_password_take_about_the_same_time(http: httpx.C
     assert 0.5 < ratio < 2.0, (statistics.median(unknown), statistics.median(wrong))
 
 
+def test_a_password_bcrypt_cannot_take_is_just_a_wrong_password(http: httpx.Client) -> None:
+    # Found by schemathesis: a NUL byte made bcrypt raise, and the login answered 500.
+    for password in ("bad\x00password", "x" * 100):
+        response = http.post(TOKEN, data={"username": ADMIN_EMAIL, "password": password})
+        assert_problem(response, 401)
+
+
 def test_login_form_with_missing_fields_gets_422(http: httpx.Client) -> None:
     body = assert_problem(http.post(TOKEN, data={"username": "x@example.com"}), 422)
     assert any("password" in err["loc"] for err in body["errors"])

@@ -154,6 +154,8 @@ def test_cpu_demo_reports_time_and_worker(http: httpx.Client) -> None:
     assert result["worker_pid"] in _pool_pids(http)
     assert result["worker_pid"] != result["server_pid"]
     assert_problem(http.post("/api/v1/cpu-intensive", json={"samples": 10**9}), 422)
+    # Strict integers: found by schemathesis, `false` used to pass as seed 0.
+    assert_problem(http.post("/api/v1/cpu-intensive", json={"seed": False}), 422)
 
 
 async def test_200_concurrent_requests_shed_load_and_the_loop_stays_free(

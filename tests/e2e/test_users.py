@@ -56,6 +56,7 @@ def test_create_returns_201_location_etag_and_no_secret(http: httpx.Client) -> N
         ({"email": "not-an-email", "name": "A", "password": "password123"}, "email"),
         ({"email": "x@example.com", "name": "A", "password": "short"}, "password"),
         ({"email": "x@example.com", "name": "A", "password": "é" * 37}, "password"),
+        ({"email": "x@example.com", "name": "A", "password": "pass\u0000word123"}, "password"),
         ({"email": "x@example.com", "name": "   ", "password": "password123"}, "name"),
         ({"email": "x@example.com", "name": 5, "password": "password123"}, "name"),
         ({"email": "x@example.com", "password": "password123"}, "name"),
@@ -84,6 +85,14 @@ def test_rejected_password_is_never_echoed(http: httpx.Client) -> None:
 
 def test_malformed_json_gets_422_not_500(http: httpx.Client) -> None:
     response = http.post(USERS, content=b'{"email": ', headers={"Content-Type": "application/json"})
+    body = assert_problem(response, 422)
+    assert body["errors"][0]["type"] == "json_invalid"
+
+
+def test_a_body_that_is_not_utf8_gets_422_not_400_or_500(http: httpx.Client) -> None:
+    response = http.post(
+        USERS, content=b"\xff\xfe\x00garbage", headers={"Content-Type": "application/json"}
+    )
     body = assert_problem(response, 422)
     assert body["errors"][0]["type"] == "json_invalid"
 

@@ -118,7 +118,12 @@ async def head_user(
     return await get_user(user_id, users, if_none_match)
 
 
-@router.options("/{user_id}", status_code=204, summary="Methods allowed on a user")
+@router.options(
+    "/{user_id}",
+    status_code=204,
+    responses=problem_responses(422),
+    summary="Methods allowed on a user",
+)
 async def user_options(user_id: UserId) -> Response:
     """Lists the methods in `Allow` (a CORS preflight is answered by the CORS layer instead)."""
     return Response(status_code=204, headers={"Allow": ITEM_METHODS})
