@@ -4,6 +4,7 @@ lifespan in order, reached by routes through `app/api/deps.py`."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -140,12 +141,17 @@ def _health_checks(
     async def chat_check() -> object:
         return {"connections": chat.connection_count, "rooms": len(chat.rooms())}
 
+    async def runtime_check() -> object:
+        # What leaks show up in first: tasks that never end, threads that pile up.
+        return {"asyncio_tasks": len(asyncio.all_tasks()), "threads": threading.active_count()}
+
     checker.register("repository", repository_check, critical=True)
     checker.register("breakers", breakers_check, critical=False)
     checker.register("process_pool", pool_check, critical=False)
     checker.register("cache", cache_check, critical=False)
     checker.register("event_bus", bus_check, critical=False)
     checker.register("chat", chat_check, critical=False)
+    checker.register("runtime", runtime_check, critical=False)
     return checker
 
 
