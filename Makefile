@@ -45,9 +45,6 @@ format: $(VENV)/.dev-installed
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache
 
-## bench: run the benchmarks in bench/ (loopback only, bounded in time; needs wrk)
+## bench: run every benchmark in bench/ and print one table (loopback only, bounded; needs wrk)
 bench: $(VENV)/.dev-installed
-	$(BIN)/python -m bench.chain_layers
-	$(BIN)/python -m bench.chain_overhead
-	$(BIN)/python -m bench.scoring_pool
-	$(BIN)/python -m bench.realtime_delivery
+	$(BIN)/python -m bench.run_all

@@ -1,0 +1,129 @@
+"""`make bench`: run every benchmark in bench/ and print one table of their headline figures.
+
+Each benchmark runs in its own process (they start servers of their own on loopback); their
+full reports are printed as they finish, and the table at the end gathers the figures that
+ARCHITECTURE.md quotes.
+
+Usage: .venv/bin/python -m bench.run_all [--quick]   (--quick: shorter rounds, for a smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+
+Row = tuple[str, str]
+
+
+def _run(module: str, *args: str) -> str:
+    print(f"\n=== python -m {module} {' '.join(args)}", flush=True)
+    result = subprocess.run(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, check=False
+    )
+    print(result.stdout, end="", flush=True)
+    if result.returncode not in (0, 1):  # the soak exits 1 for a failed verdict: still a figure
+        print(result.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{module} failed with exit code {result.returncode}")
+    return result.stdout
+
+
+def _find(pattern: str, text: str) -> list[str]:
+    found = re.search(pattern, text, re.MULTILINE)
+    return list(found.groups()) if found else ["?"]
+
+
+def chain_layers(out: str) -> list[Row]:
+    found = _find(r"^full chain\s+([\d.]+)\s+([\d.]+)", out)
+    value = f"{found[1]} of {found[0]}" if len(found) == 2 else "?"
+    return [("chain cost in process (us/request over bare, of total)", value)]
+
+
+def chain_overhead(out: str) -> list[Row]:
+    full = _find(r"^full\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out)
+    bare = _find(r"^bare\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out)
+    ratio = _find(r"ratio: ([\d.]+)", out)[0]
+    return [
+        ("users GET, full chain: req/s, p50, p99", " / ".join(full)),
+        ("users GET, no middleware: req/s, p50, p99", " / ".join(bare)),
+        ("full/bare throughput (target >= 0.75)", ratio),
+    ]
+
+
+def scoring_pool(out: str) -> list[Row]:
+    rows = []
+    for where in ("pool", "inline"):
+        lag = re.findall(rf"^\s+{where}\s+([\d.]+)\s+([\d.]+)\s*$", out, re.MULTILINE)
+        live = re.findall(rf"^\s+{where}\s+([\d.]+)\s+([\d.]+)\s+(\d+)$", out, re.MULTILINE)
+        if lag:
+            rows.append((f"10 ms timer lag p50/p99 ms, scoring {where}", " / ".join(lag[0])))
+        if live:
+            rows.append((f"/live p50/p99 ms under scoring load, {where}", " / ".join(live[0][:2])))
+    for records, numpy_rate, json_rate in re.findall(
+        r"^\s+([\d,]+)\s+([\d,]+)\s+([\d,]+|\(over limit\))$", out, re.MULTILINE
+    ):
+        rows.append(
+            (
+                f"scoring {records} records x 10: numpy / from JSON rec/s",
+                f"{numpy_rate} / {json_rate}",
+            )
+        )
+    return rows
+
+
+def realtime_delivery(out: str) -> list[Row]:
+    return [
+        (f"{transport} x {clients}: p50 / p99 ms, KiB per connection", f"{p50} / {p99}, {kib}")
+        for transport, clients, p50, p99, kib in re.findall(
+            r"^(sse|websocket)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE
+        )
+    ]
+
+
+def soak(out: str) -> list[Row]:
+    rate = _find(r"(\d+) req/s", out)[0]
+    growth = _find(r"\(([+-][\d.]+%) after warm-up\)", out)[0]
+    verdict = _find(r"^verdict: (\w+)", out)[0]
+    unexpected = _find(r"unexpected 5xx: (\d+)", out)[0]
+    return [
+        (
+            "soak: req/s, unexpected 5xx, RSS after warm-up, verdict",
+            f"{rate}, {unexpected}, {growth}, {verdict}",
+        )
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    quick = args.quick
+    plan: list[tuple[str, list[str], Callable[[str], list[Row]]]] = [
+        ("bench.chain_layers", ["--requests", "1000"] if quick else [], chain_layers),
+        (
+            "bench.chain_overhead",
+            ["--rounds", "1", "--seconds", "2"] if quick else ["--rounds", "5"],
+            chain_overhead,
+        ),
+        ("bench.scoring_pool", ["--seconds", "2"] if quick else [], scoring_pool),
+        (
+            "bench.realtime_delivery",
+            ["--sizes", "100", "--events", "5"] if quick else [],
+            realtime_delivery,
+        ),
+        ("bench.soak", ["--seconds", "15"] if quick else ["--seconds", "60"], soak),
+    ]
+    rows: list[Row] = []
+    for module, module_args, extract in plan:
+        rows += extract(_run(module, *module_args))
+    width = max(len(name) for name, _ in rows)
+    print(f"\n{'figure':{width}}  value")
+    print(f"{'-' * width}  {'-' * 30}")
+    for name, value in rows:
+        print(f"{name:{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
