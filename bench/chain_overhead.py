@@ -18,14 +18,10 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
+from bench._server import running_server
 
-ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/v1/users/1"  # the admin created at start-up
 WRK = shutil.which("wrk") or "wrk"
 
@@ -37,43 +33,13 @@ class Round:
     p99_ms: float
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(module: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "APP_PORT": str(port),
-        "APP_LOG_FORMAT": "json",
-        "APP_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
-        "APP_BCRYPT_ROUNDS": "4",
-        "APP_RATE_LIMIT_REQUESTS": "1000000000",
-        "APP_SHUTDOWN_DRAIN_SECONDS": "0",
-    }
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", module],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + PATH, timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"{module} did not start")
+# The chain's full cost: logging at INFO (to /dev/null), and the rate limiter on with a quota
+# so high it never refuses, so its work is measured too.
+CHAIN_ENV = {
+    "APP_LOG_FORMAT": "json",
+    "APP_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+    "APP_RATE_LIMIT_REQUESTS": "1000000000",
+}
 
 
 def _to_ms(value: str) -> float:
@@ -105,13 +71,16 @@ def main() -> None:
     if not os.path.isabs(WRK):
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
-    servers = {"full": _start("app"), "bare": _start("bench.bare_app")}
     results: dict[str, list[Round]] = {"full": [], "bare": []}
-    try:
-        for _, url in servers.values():
+    with (
+        running_server("app", 8770, CHAIN_ENV, ready_path=PATH) as (_, full_url),
+        running_server("bench.bare_app", 8771, CHAIN_ENV, ready_path=PATH) as (_, bare_url),
+    ):
+        servers = {"full": full_url, "bare": bare_url}
+        for url in servers.values():
             _wrk(url, 2, args.connections)  # warm-up, not counted
         for i in range(args.rounds):
-            for name, (_, url) in servers.items():
+            for name, url in servers.items():
                 result = _wrk(url, args.seconds, args.connections)
                 results[name].append(result)
                 print(
@@ -119,10 +88,6 @@ def main() -> None:
                     f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms",
                     flush=True,
                 )
-    finally:
-        for process, _ in servers.values():
-            process.terminate()
-            process.wait(15)
 
     median = {
         name: Round(

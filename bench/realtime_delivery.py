@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
+
+from bench._server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,35 +107,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--events", type=int, default=20)
     args = parser.parse_args()
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "APP_PORT": "8768",
-        "APP_LOG_LEVEL": "WARNING",
-        "APP_RATE_LIMIT_REQUESTS": "0",
-        "APP_SHUTDOWN_DRAIN_SECONDS": "0",
-        "APP_PROCESS_POOL_WORKERS": "1",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
-    )
-    base = "http://127.0.0.1:8768"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(base + "/live", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with running_server("app", 8768, {"APP_PROCESS_POOL_WORKERS": "1"}) as (server, base):
         print(f"{'transport':10} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'KiB/conn':>9}")
         for clients in args.sizes:
             for name, round_ in (("sse", sse_round), ("websocket", ws_round)):
                 p50, p99, memory = asyncio.run(round_(base, server.pid, clients, args.events))
                 print(f"{name:10} {clients:7d} {p50:8.1f} {p99:8.1f} {memory:9.1f}", flush=True)
                 time.sleep(1)
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +25,7 @@ import numpy as np
 
 from app.services import scoring
 from app.services.executors import PoolSaturated, ProcessPool
+from bench._server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = scoring.ScoringLimits(max_records=1_000_000, max_features=100)
@@ -97,34 +95,15 @@ async def loop_lag(seconds: float, body: bytes) -> dict[str, tuple[float, float]
 def live_latency(seconds: float, body: bytes) -> dict[str, tuple[float, float, int]]:
     """p50/p99 of GET /live (ms) and scoring answers while 8 clients keep the server busy."""
     env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "APP_PORT": "8765",
-        "APP_LOG_LEVEL": "WARNING",
-        "APP_RATE_LIMIT_REQUESTS": "0",
         "APP_PROCESS_POOL_WORKERS": "2",
         "APP_REQUEST_TIMEOUT_SECONDS": "60",
         "APP_MAX_BODY_BYTES": str(64 * 1_048_576),  # the inline route has no scoring override
-        "APP_SHUTDOWN_DRAIN_SECONDS": "0",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.inline_app"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
-    )
-    base = "http://127.0.0.1:8765"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(base + "/live", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        results = {}
-        for name, path in (("pool", "/api/v1/scoring"), ("inline", "/bench/inline-scoring")):
-            results[name] = asyncio.run(_drive(base, path, body, seconds))
-        return results
-    finally:
-        server.terminate()
-        server.wait(30)
+    with running_server("bench.inline_app", 8765, env) as (_, base):
+        return {
+            name: asyncio.run(_drive(base, path, body, seconds))
+            for name, path in (("pool", "/api/v1/scoring"), ("inline", "/bench/inline-scoring"))
+        }
 
 
 async def _drive(base: str, path: str, body: bytes, seconds: float) -> tuple[float, float, int]:

@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -31,6 +28,8 @@ from urllib.parse import urlencode
 import httpx
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
+
+from bench._server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVOKED = "/api/v1/demo/flaky"
@@ -252,34 +251,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--max-requests", type=int, default=200_000)
     args = parser.parse_args()
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "APP_PORT": "8769",
-        "APP_LOG_LEVEL": "WARNING",
-        "APP_BCRYPT_ROUNDS": "4",
-        "APP_RATE_LIMIT_REQUESTS": "0",
-        "APP_SHUTDOWN_DRAIN_SECONDS": "0",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
-    )
-    try:
-        for _ in range(300):
-            try:
-                httpx.get("http://127.0.0.1:8769/live", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        report = asyncio.run(
-            soak("http://127.0.0.1:8769", server.pid, args.seconds, args.max_requests, warmup=10)
-        )
+    with running_server("app", 8769) as (server, base):
+        report = asyncio.run(soak(base, server.pid, args.seconds, args.max_requests, warmup=10))
         print(report.table())
         for line in report.unexpected_5xx[:10]:
             print("  unexpected:", line)
-    finally:
-        server.terminate()
-        server.wait(30)
     raise SystemExit(0 if report.ok else 1)
 
 

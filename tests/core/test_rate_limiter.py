@@ -5,19 +5,12 @@ from __future__ import annotations
 import pytest
 
 from app.core.rate_limiter import RateLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(start=1000.0)
 
 
 def test_a_full_burst_is_allowed_then_refused(clock: FakeClock) -> None:

@@ -16,18 +16,11 @@ from app.middleware.resilience import (
     CircuitBreakerMiddleware,
     CircuitOpenError,
 )
+from tests.fakes import FakeClock
 
 CONFIG = BreakerConfig(
     window_size=4, min_calls=3, failure_rate=0.5, open_seconds=10, half_open_calls=2
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

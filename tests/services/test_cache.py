@@ -7,14 +7,7 @@ import asyncio
 import pytest
 
 from app.services.cache import TTLCache, cache_result
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 @pytest.fixture

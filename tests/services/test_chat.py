@@ -8,6 +8,7 @@ import json
 import pytest
 
 from app.services.chat import ChatManager, NameTaken
+from tests.fakes import FakeClock
 
 
 class FakeConnection:
@@ -26,14 +27,6 @@ class FakeConnection:
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         self.closed_with = (code, reason)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -14,14 +14,7 @@ from app.services.idempotency import (
     IdempotencyStore,
     Outcome,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 @pytest.fixture

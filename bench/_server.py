@@ -1,0 +1,55 @@
+"""Start a real server for a benchmark: loopback only, stopped however the benchmark ends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Quiet, unthrottled test-mode servers: benchmarks measure the app, not the rate limiter.
+BENCH_ENV = {
+    "APP_ENV": "test",
+    "APP_LOG_LEVEL": "WARNING",
+    "APP_BCRYPT_ROUNDS": "4",
+    "APP_RATE_LIMIT_REQUESTS": "0",
+    "APP_SHUTDOWN_DRAIN_SECONDS": "0",
+}
+
+
+@contextmanager
+def running_server(
+    module: str, port: int, env: Mapping[str, str] | None = None, *, ready_path: str = "/live"
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m module` on 127.0.0.1:port; yields (process, base URL) once it answers."""
+    full_env = {**os.environ, **BENCH_ENV, "APP_PORT": str(port), **(env or {})}
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + ready_path, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{module} did not start")
+            time.sleep(0.1)
+        yield process, base
+    finally:
+        process.terminate()
+        process.wait(30)
