@@ -239,7 +239,7 @@ async def blocking_demo(
         float, Query(ge=0, le=5, description="Seconds the blocking call takes.")
     ] = 1.0,
 ) -> dict[str, Any]:
-    """Runs `time.sleep(delay)` in the thread pool while counting event-loop ticks of 10 ms:
+    """Runs a blocking sleep of `delay` seconds in the thread pool while counting 10 ms loop ticks:
     about delay / 0.01 ticks means the loop stayed free to serve other requests."""
     ticks = 0
     worst_lag = 0.0
