@@ -65,8 +65,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services = build_services(settings, app.state.tokens, app.state.breakers)
     try:
         await services.start(lifecycle)
-    except SnapshotError as exc:
-        log.error("startup_failed", reason=str(exc))
+    except Exception as exc:
+        # Stop whatever did start (worker processes, tasks) before the process exits.
+        reason = str(exc) if isinstance(exc, SnapshotError) else f"{type(exc).__name__}: {exc}"
+        log.error("startup_failed", reason=reason)
         await services.close()
         raise
     try:
