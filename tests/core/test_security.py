@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest
 from jose import jwt
 
 from app.core.security import InvalidTokenError, PasswordHasher, TokenCodec
+from tests.tokens import forged_tokens
 
 KEY = "unit-test-signing-key-of-at-least-32-bytes"
-
-
-def _b64(data: dict[str, object]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
 def test_issued_token_round_trips_with_required_claims() -> None:
@@ -32,37 +26,7 @@ def test_issued_token_round_trips_with_required_claims() -> None:
 
 @pytest.mark.parametrize(
     "token",
-    [
-        pytest.param(
-            jwt.encode({"sub": "1", "iat": 1, "exp": 2}, KEY, algorithm="HS256"), id="expired"
-        ),
-        pytest.param(
-            jwt.encode(
-                {"sub": "1", "iat": 1, "exp": 4_000_000_000}, "another-key-" * 4, algorithm="HS256"
-            ),
-            id="other-key",
-        ),
-        pytest.param(
-            jwt.encode({"sub": "1", "iat": 1, "exp": 4_000_000_000}, KEY, algorithm="HS512"),
-            id="other-algorithm",
-        ),
-        pytest.param(
-            _b64({"alg": "none", "typ": "JWT"})
-            + "."
-            + _b64({"sub": "1", "iat": 1, "exp": 4_000_000_000})
-            + ".",
-            id="alg-none",
-        ),
-        pytest.param(jwt.encode({"sub": "1", "iat": 1}, KEY, algorithm="HS256"), id="no-exp"),
-        pytest.param(
-            jwt.encode({"sub": "1", "exp": 4_000_000_000}, KEY, algorithm="HS256"), id="no-iat"
-        ),
-        pytest.param(
-            jwt.encode({"iat": 1, "exp": 4_000_000_000}, KEY, algorithm="HS256"), id="no-sub"
-        ),
-        pytest.param("not.a.token", id="garbage"),
-        pytest.param("", id="empty"),
-    ],
+    [*forged_tokens(KEY), pytest.param("", id="empty")],
 )
 def test_bad_tokens_are_refused(token: str) -> None:
     codec = TokenCodec(KEY, "HS256", 30)

@@ -31,6 +31,15 @@ async def _filled(count: int = 3) -> InMemoryRepository:
     return repository
 
 
+async def _written_snapshot(tmp_path: Path) -> tuple[SnapshotManager, Path, bytes]:
+    """A manager that has written one snapshot of `_filled()`, its path and its bytes."""
+    path = tmp_path / "snap.json"
+    manager = SnapshotManager(await _filled(), str(path), interval_seconds=60)
+    await manager.load()
+    await manager.write()
+    return manager, path, path.read_bytes()
+
+
 async def test_round_trip_keeps_records_versions_and_id_counter(tmp_path: Path) -> None:
     path = tmp_path / "snap.json"
     original = await _filled()
@@ -54,11 +63,7 @@ async def test_round_trip_keeps_records_versions_and_id_counter(tmp_path: Path) 
 async def test_a_crash_between_write_and_rename_leaves_the_old_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "snap.json"
-    manager = SnapshotManager(await _filled(), str(path), interval_seconds=60)
-    await manager.load()
-    await manager.write()
-    before = path.read_bytes()
+    manager, path, before = await _written_snapshot(tmp_path)
     await manager.repository.create("users", {"email": "late@x.io"})
 
     async def killed(*args: object) -> None:
@@ -81,11 +86,7 @@ async def test_a_crash_between_write_and_rename_leaves_the_old_snapshot(
 async def test_a_full_disk_keeps_the_old_snapshot_and_reports_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "snap.json"
-    manager = SnapshotManager(await _filled(), str(path), interval_seconds=60)
-    await manager.load()
-    await manager.write()
-    before = path.read_bytes()
+    manager, path, before = await _written_snapshot(tmp_path)
 
     async def disk_full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
