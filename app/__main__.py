@@ -1,20 +1,26 @@
-"""`python -m app`: validate the settings, then serve with uvicorn as the settings say.
+"""`python -m app` (or the `resilient-api` command): validate the settings, then serve with
+uvicorn as the settings say.
 
 This is the one place that knows how the server is started (`make run`, the tests and the
-container all use it), so uvicorn's own options cannot drift from the app's settings.
+container all use it), so uvicorn's own options cannot drift from the app's settings. Settings
+come from `APP_*` environment variables and `.env`, never from flags: one source of truth for
+the container, Kubernetes and a laptop alike.
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
+from app import __version__
 from app.core.config import Settings, SettingsError, get_settings
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
@@ -63,14 +69,22 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(settings: Settings, app: FastAPI | None = None) -> None:
-    """Run `app` (by default the one `app.main` builds) until it is told to stop."""
+AppFactory = Callable[[Settings, Lifecycle], FastAPI]
+
+
+def _default_factory(settings: Settings, lifecycle: Lifecycle) -> FastAPI:
+    from app.main import create_app  # imported here so a settings error is reported first
+
+    return create_app(settings, lifecycle=lifecycle)
+
+
+def serve(settings: Settings, factory: AppFactory = _default_factory) -> None:
+    """Build the app from `settings` (with `factory`) and run it until it is told to stop."""
     # We choose uvicorn's `websockets` implementation on purpose (see ws= below and
     # ARCHITECTURE.md); its deprecation notice would greet every start. Revisit on upgrades.
     warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
-    if app is None:
-        from app.main import app  # imported here so a settings error is reported first
-
+    lifecycle = Lifecycle()
+    app = factory(settings, lifecycle)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -88,13 +102,28 @@ def serve(settings: Settings, app: FastAPI | None = None) -> None:
         # The websockets implementation answers a malformed handshake (a 10,000-character
         # query, say) with a clear 400; uvicorn's sans-I/O default left such clients hanging.
         ws="websockets",
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+        # uvicorn's annotation says int, but it is used as a float number of seconds.
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,  # type: ignore[arg-type]
     )
-    DrainingServer(config, app.state.lifecycle, settings.shutdown_drain_seconds).run()
+    DrainingServer(config, lifecycle, settings.shutdown_drain_seconds).run()
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resilient-api",
+        description=(
+            "Serve the Resilient API. Every setting comes from an APP_* environment variable "
+            "(or a .env file in the working directory): APP_HOST and APP_PORT choose the "
+            "address (default 127.0.0.1:8000). See docs/configuration.md for the full list."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """Start the server, or exit with status 2 and one line naming the bad setting."""
+    _parser().parse_args(argv)
     try:
         settings = get_settings()
     except SettingsError as exc:

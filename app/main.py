@@ -1,36 +1,53 @@
-"""The app factory. Read top to bottom, it is the architecture: settings, logging, the
-middleware chain (outermost first), the routers, and the lifespan that owns long-lived objects.
+"""The app factory. Read top to bottom, it is the architecture: the middleware chain (outermost
+first), the routers with the breaker that guards each, and the lifespan that owns long-lived
+objects. Importing this module does nothing; `create_app` builds an app (uvicorn calls it as a
+factory: `uvicorn app.main:create_app --factory`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from app import __version__
+from app.api.errors import install_error_handlers
 from app.api.openapi import document_raw_body_models
-from app.api.routes import auth, demos, events, metrics, probes, realtime, root, scoring, users
+from app.api.routes import (
+    auth,
+    chat,
+    concurrency,
+    demos,
+    events,
+    metrics,
+    probes,
+    root,
+    scoring,
+    sse,
+    streaming,
+    users,
+)
+from app.container import AppState, Foundation, build_services
+from app.core.breaker import BreakerConfig, BreakerRegistry
 from app.core.clients import ClientIdentifier
 from app.core.config import Settings, get_settings
-from app.core.errors import install_error_handlers
 from app.core.lifecycle import Lifecycle
 from app.core.logging import configure_logging, get_logger
 from app.core.metrics import release_process_metrics
 from app.core.rate_limiter import RateLimiter
+from app.core.routing import HTTP_METHODS
 from app.core.security import TokenCodec
 from app.middleware.body_limit import BodyLimitMiddleware
+from app.middleware.circuit_breaker import CircuitBreakerMiddleware
 from app.middleware.metrics import MetricsMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.request_context import RequestContextMiddleware
-from app.middleware.resilience import BreakerConfig, BreakerRegistry, CircuitBreakerMiddleware
 from app.middleware.timeout import TimeoutMiddleware
 from app.schemas.problem import problem_responses
-from app.services.container import build_services
 from app.services.snapshots import SnapshotError
 
 log = get_logger(__name__)
@@ -38,64 +55,58 @@ log = get_logger(__name__)
 PROBE_PATHS = ("/live", "/ready", "/health", "/health/detailed")
 METRICS_PATH = "/metrics"
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
-# Never rate-limited, timed out or behind a breaker (contract sections 2.5-2.7).
+# Never rate-limited, timed out or behind a breaker.
 OPERATIONAL_PATHS = (*PROBE_PATHS, METRICS_PATH, *DOCS_PATHS)
 
-# One breaker per route group (router); the flaky demo has its own so it cannot trip the others.
-BREAKER_GROUPS = (
-    (users.router.prefix, "users"),
-    (auth.router.prefix, "auth"),
-    (demos.DEMO_PREFIX, "demos"),
-    (demos.FLAKY_PATH, "flaky"),
-    (scoring.router.prefix, "scoring"),
-    (f"{scoring.cpu_router.prefix}/cpu-intensive", "scoring"),
-    (events.router.prefix, "events"),
-    (f"{realtime.router.prefix}/sse", "realtime"),
-    (f"{realtime.router.prefix}/stream", "realtime"),
-    (f"{realtime.router.prefix}/async-demo", "demos"),
-    (f"{realtime.router.prefix}/blocking-demo", "demos"),
+# Every router, and the breaker that guards it (None: behind no breaker). The flaky demo has a
+# breaker of its own so that opening it on purpose cannot refuse the other demos.
+ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
+    (probes.router, None),
+    (metrics.router, None),
+    (root.router, None),
+    (users.router, "users"),
+    (auth.router, "auth"),
+    (events.router, "events"),
+    (chat.router, None),  # WebSockets: the breaker layer sees HTTP only
+    (sse.router, "realtime"),
+    (streaming.router, "realtime"),
+    (concurrency.router, "demos"),
+    (demos.router, "demos"),
+    (demos.flaky_router, "flaky"),
+    (demos.resilience_router, None),
+    (scoring.router, "scoring"),
+    (scoring.cpu_router, "scoring"),
 )
+# Documented on every API route: the answers the chain itself can give.
+CHAIN_RESPONSES = problem_responses(422, 429, 500, 503, 504)
+UNDOCUMENTED_CHAIN = (probes.router, metrics.router)
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Build the services, create the admin, turn ready; on the way out, turn unready first."""
-    settings: Settings = app.state.settings
-    lifecycle: Lifecycle = app.state.lifecycle
-    services = build_services(settings, app.state.tokens, app.state.breakers)
-    try:
-        await services.start(lifecycle)
-    except Exception as exc:
-        # Stop whatever did start (worker processes, tasks) before the process exits.
-        reason = str(exc) if isinstance(exc, SnapshotError) else f"{type(exc).__name__}: {exc}"
-        log.error("startup_failed", reason=reason)
-        await services.close()
-        raise
-    try:
-        admin = await services.users.ensure_admin(
-            email=settings.admin_email, password=settings.admin_password
-        )
-        app.state.services = services
-        lifecycle.mark_started()
-        log.info("startup_complete", env=settings.env, version=__version__, admin_id=admin.id)
-        yield
-    finally:
-        lifecycle.begin_shutdown()
-        await services.close()
-        release_process_metrics()
-        log.info("shutdown_complete")
+def breaker_groups(
+    routers: Sequence[tuple[APIRouter, str | None]],
+) -> list[tuple[str, str]]:
+    """(path prefix, breaker) pairs for the breaker layer, from each route's static prefix."""
+    groups: dict[str, str] = {}
+    for router, breaker in routers:
+        if breaker is None:
+            continue
+        for route in router.routes:
+            template = getattr(route, "path", "")
+            prefix = template.split("{", 1)[0].rstrip("/")
+            if prefix:
+                groups.setdefault(prefix, breaker)
+    return sorted(groups.items())
 
 
-def _middleware(
-    settings: Settings, clients: ClientIdentifier, breakers: BreakerRegistry
-) -> list[Middleware]:
+def _middleware(foundation: Foundation) -> list[Middleware]:
+    settings, clients = foundation.settings, foundation.clients
     chain = [
         # 1. CORS: answers preflights; origins from settings, credentials never with "*".
         Middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials="*" not in settings.cors_origins,
-            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_methods=list(HTTP_METHODS),
             allow_headers=[
                 "Authorization",
                 "Content-Type",
@@ -146,7 +157,11 @@ def _middleware(
             exempt_paths=OPERATIONAL_PATHS,
         ),
         # 7. Circuit breaker: per route group; 503 while the group keeps failing.
-        Middleware(CircuitBreakerMiddleware, registry=breakers, groups=BREAKER_GROUPS),
+        Middleware(
+            CircuitBreakerMiddleware,
+            registry=foundation.breakers,
+            groups=breaker_groups(ROUTERS),
+        ),
         # Innermost: request bodies over the limit get 413 before a handler reads them.
         Middleware(
             BodyLimitMiddleware,
@@ -157,49 +172,76 @@ def _middleware(
     return chain
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Assemble the app from `settings` (the environment's when not given)."""
+def _lifespan(
+    foundation: Foundation,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[AppState]]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        """Build and start the services, create the admin, turn ready; on the way out, turn
+        unready first, then close everything in reverse order."""
+        settings = foundation.settings
+        services = build_services(foundation)
+        try:
+            await services.start()
+        except Exception as exc:
+            # Stop whatever did start (worker processes, tasks) before the process exits.
+            reason = str(exc) if isinstance(exc, SnapshotError) else f"{type(exc).__name__}: {exc}"
+            log.error("startup_failed", reason=reason)
+            await services.close()
+            raise
+        try:
+            admin = await services.users.ensure_admin(
+                email=settings.admin_email, password=settings.admin_password
+            )
+            foundation.lifecycle.mark_started()
+            log.info("startup_complete", env=settings.env, version=__version__, admin_id=admin.id)
+            yield {"services": services}
+        finally:
+            foundation.lifecycle.begin_shutdown()
+            await services.close()
+            release_process_metrics()
+            log.info("shutdown_complete")
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None = None) -> FastAPI:
+    """Assemble the app from `settings` (the environment's when not given).
+
+    `lifecycle` lets the server that runs the app see its readiness and start its drain.
+    """
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.effective_log_format)
     tokens = TokenCodec(
         settings.jwt_secret_key, settings.jwt_algorithm, settings.jwt_expire_minutes
     )
-    clients = ClientIdentifier(
-        trusted_proxies=settings.trusted_proxies, token_subject=tokens.subject_or_none
+    foundation = Foundation(
+        settings=settings,
+        lifecycle=lifecycle or Lifecycle(),
+        tokens=tokens,
+        clients=ClientIdentifier(
+            trusted_proxies=settings.trusted_proxies, token_subject=tokens.subject_or_none
+        ),
+        breakers=BreakerRegistry(
+            BreakerConfig(
+                window_size=settings.breaker_window_size,
+                min_calls=settings.breaker_min_calls,
+                failure_rate=settings.breaker_failure_rate,
+                open_seconds=settings.breaker_open_seconds,
+                half_open_calls=settings.breaker_half_open_calls,
+            )
+        ),
     )
-    breakers = BreakerRegistry(
-        BreakerConfig(
-            window_size=settings.breaker_window_size,
-            min_calls=settings.breaker_min_calls,
-            failure_rate=settings.breaker_failure_rate,
-            open_seconds=settings.breaker_open_seconds,
-            half_open_calls=settings.breaker_half_open_calls,
-        )
-    )
-
     app = FastAPI(
         title="Resilient API",
         version=__version__,
         summary="A resilience-focused reference API: every production pattern, done right.",
-        lifespan=lifespan,
-        middleware=_middleware(settings, clients, breakers),
+        lifespan=_lifespan(foundation),
+        middleware=_middleware(foundation),
     )
-    app.state.settings = settings
-    app.state.tokens = tokens
-    app.state.client_identifier = clients
-    app.state.breakers = breakers
-    app.state.lifecycle = Lifecycle()
     install_error_handlers(app)
-
-    # Every API route can also meet the chain's answers: documented once, for all of them.
-    chain = problem_responses(422, 429, 500, 503, 504)
-    for module in (probes, metrics):
-        app.include_router(module.router)
-    for module in (root, users, auth, events, realtime, demos, scoring):
-        app.include_router(module.router, responses=chain)
-    app.include_router(scoring.cpu_router, responses=chain)
+    for router, _ in ROUTERS:
+        responses = None if router in UNDOCUMENTED_CHAIN else CHAIN_RESPONSES
+        app.include_router(router, responses=responses)
     document_raw_body_models(app, scoring.RAW_BODY_MODELS)
     return app
-
-
-app = create_app()

@@ -21,7 +21,8 @@ os.environ.setdefault("APP_RATE_LIMIT_REQUESTS", "1000000000")
 os.environ.setdefault("APP_LOG_LEVEL", "INFO")
 os.environ.setdefault("APP_LOG_FORMAT", "json")
 
-from fastapi import FastAPI
+from asgi_lifespan import LifespanManager
+from starlette.types import ASGIApp
 
 from app.core.config import load_settings
 from app.main import create_app
@@ -46,7 +47,7 @@ def _scope() -> dict[str, object]:
     }
 
 
-async def _per_request_us(app: FastAPI, requests: int) -> float:
+async def _per_request_us(app: ASGIApp, requests: int) -> float:
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -63,9 +64,10 @@ async def _measure(keep: list[str] | None, requests: int, runs: int) -> float:
     app = create_app(load_settings())
     if keep is not None:
         app.user_middleware[:] = [m for m in app.user_middleware if m.cls.__name__ in keep]
-    async with app.router.lifespan_context(app):
-        await _per_request_us(app, requests // 5)  # warm-up
-        return min([await _per_request_us(app, requests) for _ in range(runs)])
+    async with LifespanManager(app) as manager:
+        started = manager.app
+        await _per_request_us(started, requests // 5)  # warm-up
+        return min([await _per_request_us(started, requests) for _ in range(runs)])
 
 
 async def main(requests: int, runs: int) -> None:

@@ -23,8 +23,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from app.services import scoring
-from app.services.executors import PoolSaturated, ProcessPool
+from app.core.exceptions import Overloaded
+from app.services.process_pool import ProcessPool
+from app.services.scoring import worker as scoring
 from bench._server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +59,7 @@ async def _lag_while(work: asyncio.Future[None] | asyncio.Task[None], samples: l
 
 async def loop_lag(seconds: float, body: bytes) -> dict[str, tuple[float, float]]:
     """p50/p99 lateness (ms) of a 10 ms timer while scoring runs in the pool, then inline."""
-    pool = ProcessPool(workers=2, queue_limit=6, task_timeout=60)
+    pool = ProcessPool(workers=2, queue_limit=6, task_timeout=60, warm_up=scoring.warm_up)
     await pool.start()
     results: dict[str, tuple[float, float]] = {}
     try:
@@ -70,7 +71,7 @@ async def loop_lag(seconds: float, body: bytes) -> dict[str, tuple[float, float]
                 while time.monotonic() < deadline:
                     try:
                         await pool.reserve().run(scoring.score, body, LIMITS)
-                    except PoolSaturated:
+                    except Overloaded:
                         await asyncio.sleep(0.005)
 
             await asyncio.gather(*(client() for _ in range(8)))

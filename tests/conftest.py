@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from tests.live_server import TEST_ENV, LiveServer, start_server
 
@@ -31,19 +33,24 @@ def http(live_server: LiveServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-async def app() -> AsyncIterator[FastAPI]:
-    """A fresh app with its lifespan running, for in-process tests."""
+def app() -> FastAPI:
+    """A fresh app, for in-process tests (a test may add routes of its own to it)."""
     from app.core.config import load_settings
     from app.main import create_app
 
-    application = create_app(load_settings())
-    async with application.router.lifespan_context(application):
-        yield application
+    return create_app(load_settings())
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client calling the in-process app through ASGI."""
-    transport = httpx.ASGITransport(app=app)
+async def started(app: FastAPI) -> AsyncIterator[ASGIApp]:
+    """`app` with its lifespan running: the ASGI callable that hands requests its state."""
+    async with LifespanManager(app) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def client(started: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client calling the started in-process app through ASGI."""
+    transport = httpx.ASGITransport(app=started)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c

@@ -1,23 +1,27 @@
-"""Dependencies, declared once as `Annotated` aliases so route signatures read like sentences."""
+"""Dependencies, declared once as `Annotated` aliases so route signatures read like sentences.
+
+Everything comes from the lifespan's typed state (`AppState`, built in `app/container.py`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
-from fastapi import Depends, Header, Request, WebSocket
+from fastapi import Depends, Header
 from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
-from app.core.clients import ClientIdentifier
+from app.container import AppServices, AppState
+from app.core.breaker import BreakerRegistry
 from app.core.config import Settings
+from app.core.exceptions import ShuttingDown
 from app.core.lifecycle import Lifecycle
-from app.middleware.resilience import BreakerRegistry
 from app.services.auth import AuthService
 from app.services.chat import ChatManager
-from app.services.container import AppServices
 from app.services.events import EventBus
+from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
-from app.services.scoring_service import ScoringService
+from app.services.scoring.service import ScoringService
 from app.services.users import User, UserService
 
 API_PREFIX = "/api/v1"
@@ -28,63 +32,64 @@ _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 # Dependencies are `async def` although none of them awaits: FastAPI runs plain `def`
 # dependencies in the thread pool, a thread hop per dependency per request for nothing.
+# They take an `HTTPConnection`, so WebSocket routes can use them as well as HTTP ones.
 
 
-def _services(request: Request) -> AppServices:
-    return request.app.state.services
+async def _services(connection: HTTPConnection) -> AppServices:
+    return cast("HTTPConnection[AppState]", connection).state["services"]
 
 
-async def _users(request: Request) -> UserService:
-    return _services(request).users
+Services = Annotated[AppServices, Depends(_services)]
 
 
-async def _auth(request: Request) -> AuthService:
-    return _services(request).auth
+async def _settings(services: Services) -> Settings:
+    return services.foundation.settings
 
 
-async def _idempotency(request: Request) -> IdempotencyStore:
-    return _services(request).idempotency
+async def _lifecycle(services: Services) -> Lifecycle:
+    return services.foundation.lifecycle
 
 
-async def _scoring(request: Request) -> ScoringService:
-    return _services(request).scoring
+async def _breakers(services: Services) -> BreakerRegistry:
+    return services.foundation.breakers
 
 
-async def _bus(request: Request) -> EventBus:
-    return _services(request).bus
+async def _health(services: Services) -> HealthChecker:
+    return services.health
 
 
-async def _chat(websocket: WebSocket) -> ChatManager:
-    return websocket.app.state.services.chat
+async def _users(services: Services) -> UserService:
+    return services.users
 
 
-async def _client_key(request: Request) -> str:
-    identifier: ClientIdentifier = request.app.state.client_identifier
-    return identifier.client_key(request.scope)
+async def _auth(services: Services) -> AuthService:
+    return services.auth
 
 
-async def _settings(connection: HTTPConnection) -> Settings:
-    return connection.app.state.settings
+async def _idempotency(services: Services) -> IdempotencyStore:
+    return services.idempotency
 
 
-async def _lifecycle(connection: HTTPConnection) -> Lifecycle:
-    # HTTPConnection: usable by WebSocket routes as well as HTTP ones.
-    return connection.app.state.lifecycle
+async def _scoring(services: Services) -> ScoringService:
+    return services.scoring
 
 
-async def _breakers(request: Request) -> BreakerRegistry:
-    return request.app.state.breakers
+async def _bus(services: Services) -> EventBus:
+    return services.bus
 
 
-async def _services_or_none(request: Request) -> AppServices | None:
-    # Probes may be asked before the lifespan has built the services.
-    return getattr(request.app.state, "services", None)
+async def _chat(services: Services) -> ChatManager:
+    return services.chat
+
+
+async def _client_key(connection: HTTPConnection, services: Services) -> str:
+    return services.foundation.clients.client_key(connection.scope)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
 BreakersDep = Annotated[BreakerRegistry, Depends(_breakers)]
-MaybeServices = Annotated[AppServices | None, Depends(_services_or_none)]
+HealthDep = Annotated[HealthChecker, Depends(_health)]
 UserServiceDep = Annotated[UserService, Depends(_users)]
 AuthServiceDep = Annotated[AuthService, Depends(_auth)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
@@ -92,6 +97,12 @@ ScoringServiceDep = Annotated[ScoringService, Depends(_scoring)]
 EventBusDep = Annotated[EventBus, Depends(_bus)]
 ChatDep = Annotated[ChatManager, Depends(_chat)]
 ClientKey = Annotated[str, Depends(_client_key)]
+
+
+async def accepting_streams(lifecycle: LifecycleDep) -> None:
+    """New long-lived streams are refused once shutdown has begun (503, come back elsewhere)."""
+    if lifecycle.shutting_down:
+        raise ShuttingDown()
 
 
 async def _current_user(

@@ -15,7 +15,8 @@ def get_header(scope: Scope, name: bytes) -> str | None:
     """The first value of header `name` (lower-case bytes) in the request, or None."""
     for key, value in scope["headers"]:
         if key == name:
-            return value.decode("latin-1")
+            decoded: str = value.decode("latin-1")
+            return decoded
     return None
 
 

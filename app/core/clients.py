@@ -48,7 +48,7 @@ class ClientIdentifier:
     def client_address(self, scope: Scope) -> str:
         """The address of the client, seen through trusted proxies only."""
         client = scope.get("client")
-        peer = client[0] if client else None
+        peer: str | None = client[0] if client else None
         if peer is None:
             return UNKNOWN_CLIENT
         if not self._trusted:

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development defaults let `make run` start with no `.env`; production refuses them.
@@ -171,7 +172,7 @@ class Settings(BaseSettings):
         return self.env == "development"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = [str(part) for part in error.get("loc", ())]
     # Model-level errors carry the variable name in their own message already.
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")

@@ -43,7 +43,7 @@ def render_metrics() -> tuple[bytes, str]:
     """The exposition text and its content type."""
     if multiprocess_enabled():
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
@@ -52,4 +52,4 @@ def release_process_metrics() -> None:
     """In multiprocess mode, drop this worker's live gauges (in-progress, breaker state, ...)
     so a stopped worker stops being counted; counters and histograms stay, as they should."""
     if multiprocess_enabled():
-        mark_process_dead(os.getpid())
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -10,14 +10,17 @@ from dataclasses import dataclass
 from jose import JWTError, jwt
 from passlib.context import CryptContext
 
+# bcrypt ignores what follows the 72nd byte and refuses NUL bytes; registration refuses both
+# rather than silently truncating.
+BCRYPT_MAX_BYTES = 72
+
 
 def _hashable(password: str) -> bool:
-    # bcrypt refuses NUL bytes and more than 72 bytes; registration refuses them too.
     try:
         encoded = password.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return b"\x00" not in encoded and len(encoded) <= 72
+    return b"\x00" not in encoded and len(encoded) <= BCRYPT_MAX_BYTES
 
 
 class PasswordHasher:

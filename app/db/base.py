@@ -2,6 +2,7 @@
 
 A record is a plain dict of JSON-like values plus two keys the repository owns: `id` (a positive
 integer, never reused) and `version` (1 on create, +1 on every change; the source of ETags).
+Backends raise the `RepositoryError` family of `app/core/exceptions.py`.
 """
 
 from __future__ import annotations
@@ -13,42 +14,6 @@ from typing import Any, Literal, Protocol
 
 Record = dict[str, Any]
 FilterOp = Literal["eq", "ieq", "icontains"]
-
-
-class RepositoryError(Exception):
-    """Base of the errors a repository raises."""
-
-
-class RecordNotFound(RepositoryError):
-    """No record with that id in that collection."""
-
-    def __init__(self, collection: str, record_id: int) -> None:
-        super().__init__(f"{collection} {record_id} not found")
-        self.collection = collection
-        self.record_id = record_id
-
-
-class DuplicateKey(RepositoryError):
-    """A unique field already holds that value (compared after normalisation)."""
-
-    def __init__(self, collection: str, field_name: str) -> None:
-        super().__init__(f"{collection}.{field_name} must be unique")
-        self.collection = collection
-        self.field = field_name
-
-
-class VersionMismatch(RepositoryError):
-    """The record's current version is not one the caller expected; nothing was changed."""
-
-    def __init__(self, collection: str, record_id: int, current: int) -> None:
-        super().__init__(f"{collection} {record_id} is at version {current}")
-        self.collection = collection
-        self.record_id = record_id
-        self.current = current
-
-
-class UnknownCollection(RepositoryError):
-    """The collection was never declared, or is not part of the current transaction."""
 
 
 @dataclass(frozen=True, slots=True)

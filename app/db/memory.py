@@ -21,17 +21,8 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from app.db.base import (
-    CollectionOps,
-    CollectionSpec,
-    DuplicateKey,
-    Filter,
-    Page,
-    Record,
-    RecordNotFound,
-    UnknownCollection,
-    VersionMismatch,
-)
+from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
+from app.db.base import CollectionOps, CollectionSpec, Filter, Page, Record
 
 _RESERVED = ("id", "version")
 
@@ -110,7 +101,7 @@ def _payload(data: Mapping[str, Any]) -> Record:
 def _matches(record: Record, flt: Filter) -> bool:
     value = record.get(flt.field)
     if flt.op == "eq":
-        return value == flt.value
+        return bool(value == flt.value)
     if not isinstance(value, str) or not isinstance(flt.value, str):
         return False
     if flt.op == "ieq":
@@ -233,13 +224,16 @@ class _Ops(CollectionOps):
 
 
 class InMemoryRepository:
-    """The `Repository` held in this process's memory: fast, simple, gone on restart."""
+    """The `Repository` held in this process's memory: fast, simple, gone on restart.
+
+    Each method does what the `Repository` protocol (`app/db/base.py`) documents; what this
+    backend adds is in the module docstring and in `export`, `restore` and `transaction`.
+    """
 
     def __init__(self) -> None:
         self._collections: dict[str, _Collection] = {}
 
     def declare(self, spec: CollectionSpec) -> None:
-        """Create the collection if needed and enforce `spec` from now on."""
         col = self._collections.get(spec.name)
         if col is None:
             col = _Collection(spec=spec)
@@ -265,17 +259,14 @@ class InMemoryRepository:
             yield _Ops({name: col}, undo=None)
 
     async def create(self, collection: str, data: Mapping[str, Any]) -> Record:
-        """Insert a record with a fresh id and version 1; return a copy of it."""
         async with self._locked(collection) as ops:
             return await ops.create(collection, data)
 
     async def get(self, collection: str, record_id: int) -> Record | None:
-        """A copy of the record, or None."""
         async with self._locked(collection) as ops:
             return await ops.get(collection, record_id)
 
     async def find_unique(self, collection: str, field_name: str, value: Any) -> Record | None:
-        """A copy of the record whose unique field `field_name` equals `value`, or None."""
         async with self._locked(collection) as ops:
             return await ops.find_unique(collection, field_name, value)
 
@@ -287,7 +278,6 @@ class InMemoryRepository:
         *,
         expected_versions: Collection[int] | None = None,
     ) -> Record:
-        """Replace every field but `id`; bump the version; return a copy."""
         async with self._locked(collection) as ops:
             return await ops.replace(
                 collection, record_id, data, expected_versions=expected_versions
@@ -301,7 +291,6 @@ class InMemoryRepository:
         *,
         expected_versions: Collection[int] | None = None,
     ) -> Record:
-        """Merge `changes` into the record; bump the version; return a copy."""
         async with self._locked(collection) as ops:
             return await ops.update(
                 collection, record_id, changes, expected_versions=expected_versions
@@ -314,7 +303,6 @@ class InMemoryRepository:
         *,
         expected_versions: Collection[int] | None = None,
     ) -> Record:
-        """Remove the record and return what it was."""
         async with self._locked(collection) as ops:
             return await ops.delete(collection, record_id, expected_versions=expected_versions)
 
@@ -327,12 +315,10 @@ class InMemoryRepository:
         skip: int = 0,
         limit: int | None = None,
     ) -> Page:
-        """Matching records sorted by `sort` (a field, `-` prefix for descending; ties by id)."""
         async with self._locked(collection) as ops:
             return await ops.list(collection, filters=filters, sort=sort, skip=skip, limit=limit)
 
     async def count(self, collection: str) -> int:
-        """How many records the collection holds."""
         col = self._col(collection)
         async with col.lock:
             return len(col.records)

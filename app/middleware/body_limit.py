@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.asgi import get_header
-from app.core.errors import PayloadTooLarge, problem_response
+from app.core.problems import problem_response
+from app.core.routing import under_prefix
+
+
+class PayloadTooLarge(HTTPException):
+    """A request body over the limit.
+
+    An `HTTPException` rather than an `AppError` because it is raised from inside `receive()`,
+    while FastAPI reads the body, and FastAPI re-raises only HTTP exceptions from there.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            f"The request body exceeds the limit of {limit} bytes.",
+            # The rest of the body stays unread, so the connection cannot be reused.
+            headers={"Connection": "close"},
+        )
 
 
 class BodyLimitMiddleware:
@@ -32,7 +50,7 @@ class BodyLimitMiddleware:
 
     def _limit(self, path: str) -> int:
         for prefix, limit in self.overrides:
-            if path == prefix or path.startswith(prefix + "/"):
+            if under_prefix(path, prefix):
                 return limit
         return self.max_body_bytes
 

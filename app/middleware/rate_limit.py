@@ -8,8 +8,9 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.asgi import append_headers
-from app.core.errors import problem_response
+from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
+from app.core.problems import problem_response
 from app.core.rate_limiter import RateLimitDecision, RateLimiter
 
 log = get_logger(__name__)
@@ -71,7 +72,7 @@ class RateLimitMiddleware:
                 429,
                 f"Rate limit of {self.limiter.quota} requests per {int(self.limiter.window)} s "
                 f"exceeded; retry in {decision.retry_after} s.",
-                type_="/problems/rate-limited",
+                type_=ProblemType.RATE_LIMITED,
                 headers={**dict(fields), "Retry-After": str(decision.retry_after)},
             )
             await response(scope, receive, send)

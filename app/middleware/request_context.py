@@ -11,8 +11,8 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.asgi import append_headers, get_header
-from app.core.errors import REQUEST_ID_SCOPE_KEY, internal_error_response
 from app.core.logging import get_logger
+from app.core.problems import REQUEST_ID_SCOPE_KEY, internal_error_response
 from app.core.routing import route_template
 
 REQUEST_ID_HEADER = "X-Request-ID"

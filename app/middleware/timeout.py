@@ -8,8 +8,9 @@ from collections.abc import Collection
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import problem_response
+from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
+from app.core.problems import problem_response
 from app.core.routing import route_template
 
 log = get_logger(__name__)
@@ -68,6 +69,6 @@ class TimeoutMiddleware:
                 scope,
                 504,
                 f"The request did not complete within {self.timeout_seconds:g} s.",
-                type_="/problems/timeout",
+                type_=ProblemType.TIMEOUT,
             )
             await response(scope, receive, send)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-PASSWORD_MAX_BYTES = 72  # bcrypt ignores what follows; refusing beats silently truncating
+from app.core.security import BCRYPT_MAX_BYTES as PASSWORD_MAX_BYTES
 
 
 def _password_bytes(value: str) -> str:
@@ -86,6 +86,11 @@ class UserOut(BaseModel):
     is_active: bool
     created_at: datetime
     updated_at: datetime
+
+
+def public_view(user: object) -> dict[str, Any]:
+    """The JSON a response or an event shows of a user (an object with `UserOut`'s fields)."""
+    return UserOut.model_validate(user, from_attributes=True).model_dump(mode="json")
 
 
 class UserList(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.core.errors import Forbidden, Unauthorized
+from app.core.exceptions import Forbidden, Unauthorized
 from app.core.logging import get_logger
 from app.core.security import InvalidTokenError, IssuedToken, PasswordHasher, TokenCodec
 from app.services.users import User, UserService

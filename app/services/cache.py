@@ -15,19 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import functools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar, cast
 
 from prometheus_client import Counter, Gauge
 
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
-P = ParamSpec("P")
 T = TypeVar("T")
 
 CACHE_HITS = Counter("cache_hits_total", "Cache lookups answered from the cache.", ["cache"])
@@ -133,7 +131,7 @@ class TTLCache:
         """The cached value, or the loader's result (one load per key at a time)."""
         hit, value = self.get(key)
         if hit:
-            return value
+            return cast(T, value)
         while (pending := self._loading.get(key)) is not None:
             try:
                 return await asyncio.shield(pending)
@@ -202,28 +200,3 @@ class TTLCache:
             "max_entries": self.max_entries,
             "ttl_seconds": self.ttl,
         }
-
-
-def cache_result(
-    cache: TTLCache | Callable[[Any], TTLCache],
-    *,
-    key: Callable[..., str],
-    ttl: float | None = None,
-) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
-    """Cache an async function's results under `key(*args, **kwargs)`, single-flight.
-
-    `cache` is a `TTLCache`, or a function of the first argument returning one (for methods:
-    `cache=lambda self: self.cache`), so instances can hold their own cache.
-    """
-
-    def decorate(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-        @functools.wraps(function)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            target = cache if isinstance(cache, TTLCache) else cache(args[0])
-            return await target.get_or_load(
-                key(*args, **kwargs), lambda: function(*args, **kwargs), ttl
-            )
-
-        return wrapper
-
-    return decorate

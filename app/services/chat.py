@@ -11,12 +11,12 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 from prometheus_client import Counter, Gauge
 
+from app.core.clock import utc_now_iso
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -44,11 +44,6 @@ class ChatConnection(Protocol):
 
 class NameTaken(Exception):
     """Someone in the room already uses that name."""
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO 8601."""
-    return datetime.now(UTC).isoformat()
 
 
 @dataclass(eq=False)
@@ -82,6 +77,10 @@ class ChatManager:
     def connection_count(self) -> int:
         """Members in every room."""
         return sum(len(members) for members in self._rooms.values())
+
+    def stats(self) -> dict[str, int]:
+        """Open connections and rooms with members."""
+        return {"connections": self.connection_count, "rooms": len(self.rooms())}
 
     def rooms(self) -> dict[str, int]:
         """Members per room."""
@@ -161,7 +160,7 @@ class ChatManager:
             "to": to,
             "room": sender.room,
             "text": text,
-            "ts": now_iso(),
+            "ts": utc_now_iso(),
         }
         if not await self._send(target, orjson.dumps(payload).decode()):
             await self.drop(target, POLICY_VIOLATION, "not reading: dropped")

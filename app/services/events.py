@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from app.core.clock import utc_now_iso
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
 
-TOPIC_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-PATTERN_PATTERN = re.compile(r"[a-z0-9_.*-]{1,64}")
 
 PUBLISHED = Counter("events_published_total", "Events published on the bus.", ["topic"])
 DELIVERED = Counter("events_delivered_total", "Events handed to subscribers.", ["topic"])
@@ -42,6 +39,8 @@ SUBSCRIBERS = Gauge(
 )
 
 Handler = Callable[["Event"], Awaitable[None] | None]
+# What services are given to announce something on the bus (`EventBus.publish` fits it).
+Publish = Callable[[str, Any], Awaitable[object]]
 _MAX_LABELS = 100
 
 
@@ -151,6 +150,16 @@ class EventBus:
         """The id of the newest event (0 before the first)."""
         return self._last_id
 
+    def stats(self) -> dict[str, Any]:
+        """The last id, counts of published, delivered and dropped events, and subscribers."""
+        return {
+            "last_id": self.last_id,
+            "published": self.published,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "subscribers": self.subscriber_counts(),
+        }
+
     def subscriber_counts(self) -> dict[str, int]:
         """Subscribers per pattern."""
         counts: dict[str, int] = {}
@@ -211,7 +220,7 @@ class EventBus:
     async def publish(self, topic: str, data: Any) -> Event:
         """Record and deliver an event; never waits on subscribers."""
         self._last_id += 1
-        event = Event(self._last_id, topic, data, datetime.now(UTC).isoformat())
+        event = Event(self._last_id, topic, data, utc_now_iso())
         self._history.append(event)
         label = self._label(topic)
         self.published += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ from app.core.logging import get_logger
 log = get_logger(__name__)
 
 Status = Literal["ok", "degraded", "fail"]
-# A check returns details (ok), raises (fail), or returns `Degraded(details)`.
-CheckFunction = Callable[[], Awaitable[Any]]
+# A check returns details (ok), raises (fail), or returns `Degraded(details)`; it may be a
+# coroutine function or a plain one (a component's `stats` method).
+CheckFunction = Callable[[], Awaitable[Any] | Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class _Check:
     name: str
     run: CheckFunction
     critical: bool
+    degraded_if: Callable[[], bool] | None
 
 
 class HealthChecker:
@@ -59,18 +62,30 @@ class HealthChecker:
         self.timeout_seconds = timeout_seconds
         self._checks: list[_Check] = []
 
-    def register(self, name: str, check: CheckFunction, *, critical: bool) -> None:
-        """Add a component check; critical ones decide readiness."""
-        self._checks.append(_Check(name, check, critical))
+    def register(
+        self,
+        name: str,
+        check: CheckFunction,
+        *,
+        critical: bool = False,
+        degraded_if: Callable[[], bool] | None = None,
+    ) -> None:
+        """Add a component check; critical ones decide readiness. `degraded_if`, asked after a
+        check succeeded, marks the component as working but not fully."""
+        self._checks.append(_Check(name, check, critical, degraded_if))
 
     async def _run(self, check: _Check) -> CheckResult:
         start = time.perf_counter()
         status: Status
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                detail = await check.run()
+                detail = check.run()
+                if inspect.isawaitable(detail):
+                    detail = await detail
             if isinstance(detail, Degraded):
                 status, detail = "degraded", detail.detail
+            elif check.degraded_if is not None and check.degraded_if():
+                status = "degraded"
             else:
                 status = "ok"
         except TimeoutError:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.errors import AppError, Conflict, UnprocessableContent
+from app.core.exceptions import AppError, IdempotencyKeyInFlight, IdempotencyKeyReused
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -42,18 +42,6 @@ class _Entry:
     @property
     def in_flight(self) -> bool:
         return self.outcome is None and self.error is None
-
-
-class IdempotencyKeyReused(UnprocessableContent):
-    """The key was already used with a different request body."""
-
-    type = "/problems/idempotency-key-reused"
-
-
-class IdempotencyKeyInFlight(Conflict):
-    """The first request with this key has not finished yet."""
-
-    type = "/problems/idempotency-key-in-flight"
 
 
 def _replay_of(error: AppError) -> AppError:

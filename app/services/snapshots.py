@@ -32,6 +32,7 @@ import aiofiles.os
 import orjson
 from prometheus_client import Counter, Gauge
 
+from app.core.clock import utc_now_iso
 from app.core.logging import get_logger
 from app.db.memory import InMemoryRepository
 
@@ -179,7 +180,7 @@ class SnapshotManager:
             document = {
                 "format": FORMAT,
                 "version": FORMAT_VERSION,
-                "written_at": datetime.now(UTC).isoformat(),
+                "written_at": utc_now_iso(),
                 "collections": collections,
             }
             # Serialising a big store is CPU work: keep it off the event loop.

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from app.core.errors import Conflict, Forbidden, NotFound, PreconditionFailed
-from app.core.logging import get_logger
-from app.core.security import PasswordHasher
-from app.db.base import (
-    CollectionSpec,
+from app.core.clock import utc_now
+from app.core.exceptions import (
+    Conflict,
     DuplicateKey,
-    Filter,
-    Record,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
     RecordNotFound,
-    Repository,
-    UniqueField,
     VersionMismatch,
 )
-from app.services.cache import TTLCache, cache_result
+from app.core.logging import get_logger
+from app.core.security import PasswordHasher
+from app.db.base import CollectionSpec, Filter, Record, Repository, UniqueField
+from app.schemas.users import public_view
+from app.services.cache import TTLCache
+from app.services.events import Publish
 
 log = get_logger(__name__)
 
@@ -32,11 +34,6 @@ _USERS_SPEC = CollectionSpec(
     unique=(UniqueField("email", case_insensitive=True),),
     sortable=USER_SORT_FIELDS,
 )
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +65,6 @@ class User:
             password_hash=record["password_hash"],
         )
 
-    def public(self) -> dict[str, Any]:
-        """The fields anyone may see (no password hash)."""
-        return {
-            "id": self.id,
-            "email": self.email,
-            "name": self.name,
-            "role": self.role,
-            "is_active": self.is_active,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }
-
     @property
     def is_admin(self) -> bool:
         """Admins may change any account."""
@@ -94,11 +79,11 @@ class UserPage:
     total: int
 
 
-def _user_key(self: UserService, user_id: int) -> str:
+def _user_key(user_id: int) -> str:
     return f"users:{user_id}"
 
 
-def _list_key(self: UserService, **query: Any) -> str:
+def _list_key(**query: Any) -> str:
     return "users:list:" + "|".join(f"{name}={query[name]!r}" for name in sorted(query))
 
 
@@ -115,7 +100,7 @@ class UserService:
         hasher: PasswordHasher,
         cache: TTLCache,
         *,
-        publish: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None,
+        publish: Publish | None = None,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repo = repository
@@ -128,12 +113,12 @@ class UserService:
     async def _announce(self, topic: str, user: User | None, user_id: int) -> None:
         # The public view only: events reach SSE clients and the audit log, never a hash.
         if self._publish is not None:
-            data = user.public() if user is not None else {"id": user_id}
+            data = public_view(user) if user is not None else {"id": user_id}
             await self._publish(topic, data)
 
     def _invalidate(self, user_id: int | None) -> None:
         if user_id is not None:
-            self.cache.invalidate(_user_key(self, user_id))
+            self.cache.invalidate(_user_key(user_id))
         self.cache.invalidate_pattern("users:list:*")
 
     def _timestamp(self) -> str:
@@ -164,13 +149,17 @@ class UserService:
         await self._announce("user.created", user, user.id)
         return user
 
-    @cache_result(lambda self: self.cache, key=_user_key)
     async def get(self, user_id: int) -> User:
-        """The user with `user_id`, or `NotFound`."""
-        record = await self._repo.get(USERS, user_id)
-        if record is None:
-            raise NotFound(f"User {user_id} does not exist.")
-        return User.from_record(record)
+        """The user with `user_id`, or `NotFound` (through the cache)."""
+
+        async def load() -> User:
+            record = await self._repo.get(USERS, user_id)
+            if record is None:
+                raise NotFound(f"User {user_id} does not exist.")
+            return User.from_record(record)
+
+        user: User = await self.cache.get_or_load(_user_key(user_id), load)
+        return user
 
     async def find_active(self, user_id: int) -> User | None:
         """The user with `user_id` if it exists and is active, else None."""
@@ -184,7 +173,6 @@ class UserService:
         record = await self._repo.find_unique(USERS, "email", email)
         return User.from_record(record) if record is not None else None
 
-    @cache_result(lambda self: self.cache, key=_list_key)
     async def list(
         self,
         *,
@@ -195,7 +183,31 @@ class UserService:
         email: str | None = None,
         is_active: bool | None = None,
     ) -> UserPage:
-        """A page of users matching every given filter."""
+        """A page of users matching every given filter (through the cache)."""
+        key = _list_key(
+            skip=skip,
+            limit=limit,
+            sort=sort,
+            name_contains=name_contains,
+            email=email,
+            is_active=is_active,
+        )
+
+        async def load() -> UserPage:
+            return await self._load_page(skip, limit, sort, name_contains, email, is_active)
+
+        page: UserPage = await self.cache.get_or_load(key, load)
+        return page
+
+    async def _load_page(
+        self,
+        skip: int,
+        limit: int,
+        sort: str,
+        name_contains: str | None,
+        email: str | None,
+        is_active: bool | None,
+    ) -> UserPage:
         filters: list[Filter] = []
         if name_contains:
             filters.append(Filter("name", "icontains", name_contains))

@@ -6,16 +6,8 @@ import asyncio
 
 import pytest
 
-from app.db.base import (
-    CollectionSpec,
-    DuplicateKey,
-    Filter,
-    RecordNotFound,
-    Repository,
-    UniqueField,
-    UnknownCollection,
-    VersionMismatch,
-)
+from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
+from app.db.base import CollectionSpec, Filter, Repository, UniqueField
 from app.db.memory import InMemoryRepository
 
 PEOPLE = CollectionSpec(

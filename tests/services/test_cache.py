@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.services.cache import TTLCache, cache_result
+from app.services.cache import TTLCache
 from tests.fakes import FakeClock
 
 
@@ -150,25 +150,6 @@ async def test_waiters_load_themselves_if_the_leader_is_cancelled() -> None:
     await asyncio.sleep(0)
     leader.cancel()
     assert await follower == "fresh"
-
-
-async def test_decorator_caches_per_key_and_per_instance() -> None:
-    class Repo:
-        def __init__(self) -> None:
-            self.cache = TTLCache(name="deco", ttl_seconds=10, max_entries=10)
-            self.calls = 0
-
-        @cache_result(lambda self: self.cache, key=lambda self, n: f"item:{n}")
-        async def item(self, n: int) -> int:
-            self.calls += 1
-            return n * 2
-
-    repo = Repo()
-    assert [await repo.item(1), await repo.item(1), await repo.item(2)] == [2, 2, 4]
-    assert repo.calls == 2
-    repo.cache.invalidate_pattern("item:*")
-    assert await repo.item(1) == 2
-    assert repo.calls == 3
 
 
 async def test_cleanup_task_starts_and_stops(clock: FakeClock) -> None:

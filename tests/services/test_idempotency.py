@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.core.errors import AppError, Conflict, ServiceUnavailable
+from app.core.exceptions import AppError, Conflict, ServiceUnavailable
 from app.services.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyInFlight,

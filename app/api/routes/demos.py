@@ -1,35 +1,32 @@
-"""Resilience demos: a flaky route behind its own breaker, a slow route, and the live settings."""
+"""Resilience demos: a flaky route behind its own breaker, a slow route, and the live state of
+the resilience layers. Three routers, because each sits differently in the chain: the flaky
+route has a breaker of its own, `/resilience` is behind none."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from app.api.deps import API_PREFIX, BreakersDep, SettingsDep
-from app.core.errors import AppError
+from app.core.exceptions import SimulatedFailure
 from app.core.logging import get_logger
 from app.schemas.problem import problem_responses
 
 log = get_logger(__name__)
 
-router = APIRouter(prefix=API_PREFIX, tags=["resilience demos"])
-DEMO_PREFIX = f"{API_PREFIX}/demo"
-FLAKY_PATH = f"{DEMO_PREFIX}/flaky"
+TAGS: list[str | Enum] = ["resilience demos"]
+router = APIRouter(prefix=f"{API_PREFIX}/demo", tags=TAGS)
+flaky_router = APIRouter(prefix=f"{API_PREFIX}/demo", tags=TAGS)
+resilience_router = APIRouter(prefix=API_PREFIX, tags=TAGS)
 
 
-class SimulatedFailure(AppError):
-    """The failure `/demo/flaky` produces on purpose."""
-
-    status = 500
-    type = "/problems/simulated-failure"
-
-
-@router.get(
-    "/demo/flaky", summary="Fails at a chosen rate", responses=problem_responses(422, 500, 503)
+@flaky_router.get(
+    "/flaky", summary="Fails at a chosen rate", responses=problem_responses(422, 500, 503)
 )
 async def flaky(
     failure_rate: Annotated[float, Query(ge=0, le=1, description="Chance of a 500, 0-1.")] = 0.5,
@@ -40,9 +37,7 @@ async def flaky(
     return {"status": "ok", "failure_rate": failure_rate}
 
 
-@router.get(
-    "/demo/slow", summary="Waits, maybe past the timeout", responses=problem_responses(422, 504)
-)
+@router.get("/slow", summary="Waits, maybe past the timeout", responses=problem_responses(422, 504))
 async def slow(
     delay: Annotated[float, Query(ge=0, le=60, description="Seconds to wait, 0-60.")] = 1.0,
 ) -> dict[str, Any]:
@@ -58,7 +53,7 @@ async def slow(
         log.info("slow_demo_finished", delay=delay, cancelled=cancelled)
 
 
-@router.get("/resilience", summary="Breaker states, rate-limit and timeout settings")
+@resilience_router.get("/resilience", summary="Breaker states, rate-limit and timeout settings")
 async def resilience(settings: SettingsDep, breakers: BreakersDep) -> dict[str, Any]:
     """What the resilience layers are doing right now."""
     return {

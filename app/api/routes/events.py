@@ -6,13 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Depends, Header, Query, status
 from sse_starlette import ServerSentEvent
 
-from app.api.deps import API_PREFIX, EventBusDep, LifecycleDep, SettingsDep
-from app.api.routes.realtime import refuse_during_shutdown
+from app.api.deps import API_PREFIX, EventBusDep, SettingsDep, accepting_streams
 from app.api.sse import sse_response
-from app.core.errors import BadRequest
+from app.core.exceptions import BadRequest
 from app.schemas.events import EventAccepted, EventIn, EventList, EventOut
 from app.schemas.problem import problem_responses
 from app.services.events import Event, EventBus
@@ -92,18 +91,17 @@ async def _live(bus: EventBus, last_id: int | None, pattern: str) -> AsyncIterat
 @router.get(
     "/stream",
     summary="Follow events live (SSE)",
+    dependencies=[Depends(accepting_streams)],
     responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(400, 422, 503)},
 )
 async def stream(
     bus: EventBusDep,
-    lifecycle: LifecycleDep,
     settings: SettingsDep,
     topic: TopicPattern = "*",
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Any:
     """Each event's SSE `id` is its bus id; reconnect with `Last-Event-ID` to get what you
     missed from the history, or a `gap` event if it is older than the history."""
-    refuse_during_shutdown(lifecycle)
     last_id = _last_event_id(last_event_id)
     return sse_response(
         _live(bus, last_id, topic), heartbeat_seconds=settings.sse_heartbeat_seconds

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import LifecycleDep, MaybeServices
-from app.core.errors import problem_response
+from app.api.deps import HealthDep, LifecycleDep
+from app.core.exceptions import ProblemType
+from app.core.problems import problem_response
 from app.schemas.problem import problem_responses
 from app.services.health import CheckResult
 
@@ -17,7 +18,7 @@ router = APIRouter(tags=["probes"])
 
 def _not_ok(request: Request, detail: str, checks: list[dict[str, Any]] | None) -> Response:
     extra = {"checks": checks} if checks is not None else None
-    return problem_response(request.scope, 503, detail, type_="/problems/unavailable", extra=extra)
+    return problem_response(request.scope, 503, detail, type_=ProblemType.UNAVAILABLE, extra=extra)
 
 
 @router.get("/live", summary="Liveness")
@@ -28,7 +29,7 @@ async def live() -> dict[str, str]:
 
 @router.get("/ready", summary="Readiness", responses=problem_responses(503))
 async def ready(
-    request: Request, lifecycle: LifecycleDep, services: MaybeServices, verbose: str | None = None
+    request: Request, lifecycle: LifecycleDep, health: HealthDep, verbose: str | None = None
 ) -> Response:
     """200 once start-up finished and every critical component works; 503 before that and
     from the moment shutdown begins. `?verbose` lists each check."""
@@ -36,8 +37,8 @@ async def ready(
         {"name": "startup", "status": "ok" if lifecycle.started else "fail"},
         {"name": "shutdown", "status": "fail" if lifecycle.shutting_down else "ok"},
     ]
-    if services is not None and lifecycle.started:
-        results = await services.health.run(critical_only=True)
+    if lifecycle.started:
+        results = await health.run(critical_only=True)
         checks += [r.as_dict() for r in results]
     ok = all(check["status"] != "fail" for check in checks)
     listed = checks if verbose is not None else None
@@ -59,11 +60,9 @@ def _overall(results: list[CheckResult]) -> str:
 
 
 @router.get("/health", summary="Health", responses=problem_responses(503))
-async def health(request: Request, services: MaybeServices) -> Response:
+async def health(request: Request, checker: HealthDep) -> Response:
     """200 `{"status": "ok"}` while every critical component works, else 503."""
-    if services is None:
-        return _not_ok(request, "Not started yet.", None)
-    results = await services.health.run(critical_only=True)
+    results = await checker.run(critical_only=True)
     if _overall(results) == "fail":
         return _not_ok(request, "A critical component is failing.", [r.as_dict() for r in results])
     return JSONResponse({"status": "ok"})
@@ -72,11 +71,9 @@ async def health(request: Request, services: MaybeServices) -> Response:
 @router.get(
     "/health/detailed", summary="Health of each component", responses=problem_responses(503)
 )
-async def health_detailed(request: Request, services: MaybeServices) -> Response:
+async def health_detailed(request: Request, checker: HealthDep) -> Response:
     """Every component with its status and check latency; 503 if a critical one fails."""
-    if services is None:
-        return _not_ok(request, "Not started yet.", [])
-    results = await services.health.run()
+    results = await checker.run()
     checks = [r.as_dict() for r in results]
     overall = _overall(results)
     if overall == "fail":

@@ -22,7 +22,7 @@ from app.schemas.scoring import (
     ScoringRequest,
     ScoringResult,
 )
-from app.services.scoring_service import ScoringJob
+from app.services.scoring.service import ScoringJob
 
 router = APIRouter(prefix=f"{API_PREFIX}/scoring", tags=["scoring"])
 cpu_router = APIRouter(prefix=API_PREFIX, tags=["scoring"])
@@ -46,7 +46,7 @@ def _job_status(job: ScoringJob) -> dict[str, Any]:
         progress=job.progress,
         created_at=job.created_at,
         finished_at=job.finished_at,
-        result=job.result,  # type: ignore[arg-type]
+        result=job.result,
         error=job.error,
     ).model_dump(mode="json")
 

@@ -18,19 +18,24 @@ from app.api.deps import (
     UserServiceDep,
 )
 from app.api.etags import entity_tag, if_match_versions, if_none_match_hits
+from app.core.routing import HTTP_METHODS
 from app.schemas.problem import problem_responses
-from app.schemas.users import UserCreate, UserList, UserOut, UserReplace, UserSort, UserUpdate
+from app.schemas.users import (
+    UserCreate,
+    UserList,
+    UserOut,
+    UserReplace,
+    UserSort,
+    UserUpdate,
+    public_view,
+)
 from app.services.idempotency import Outcome
 from app.services.users import User
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
-ITEM_METHODS = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"
+ITEM_METHODS = ", ".join(m for m in HTTP_METHODS if m != "POST")
 UserId = Annotated[int, Path(ge=1, le=2**53, description="A positive integer id.")]
-
-
-def _out(user: User) -> dict[str, object]:
-    return UserOut.model_validate(user, from_attributes=True).model_dump(mode="json")
 
 
 def _tag(user: User) -> str:
@@ -38,7 +43,7 @@ def _tag(user: User) -> str:
 
 
 def _user_response(user: User, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(_out(user), status_code=status_code, headers={"ETag": _tag(user)})
+    return JSONResponse(public_view(user), status_code=status_code, headers={"ETag": _tag(user)})
 
 
 @router.post(
@@ -60,7 +65,7 @@ async def create_user(
     async def register() -> Outcome:
         user = await users.create(email=payload.email, name=payload.name, password=payload.password)
         headers = {"Location": f"{router.prefix}/{user.id}", "ETag": _tag(user)}
-        return Outcome(status=201, body=_out(user), headers=headers)
+        return Outcome(status=201, body=public_view(user), headers=headers)
 
     if idempotency_key is None:
         outcome = await register()

@@ -1,5 +1,6 @@
-"""The long-lived objects of a running app: built from settings, started and closed by the
-lifespan in order, reached by routes through `app/api/deps.py`."""
+"""The composition root: every long-lived object of a running app, built from settings in one
+place, started and closed in order by the lifespan (`app/main.py`), and handed to requests as
+the lifespan's typed state, which `app/api/deps.py` reads."""
 
 from __future__ import annotations
 
@@ -7,34 +8,48 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
+from app.core.breaker import BreakerRegistry
+from app.core.clients import ClientIdentifier
 from app.core.config import Settings
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
 from app.core.security import PasswordHasher, TokenCodec
-from app.db.base import Repository
 from app.db.memory import InMemoryRepository
-from app.middleware.resilience import BreakerRegistry, BreakerState
 from app.services.audit import AuditLog
 from app.services.auth import AuthService
 from app.services.cache import TTLCache
 from app.services.chat import ChatManager
 from app.services.events import EventBus
-from app.services.executors import ProcessPool
-from app.services.health import Degraded, HealthChecker
+from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
-from app.services.scoring import ScoringLimits
-from app.services.scoring_service import ScoringService
+from app.services.process_pool import ProcessPool
+from app.services.scoring.service import ScoringService
+from app.services.scoring.worker import ScoringLimits, warm_up
 from app.services.snapshots import SnapshotManager
-from app.services.users import UserService
+from app.services.users import USERS, UserService
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Foundation:
+    """What the app builds before the lifespan runs, because the middleware chain and the
+    server's signal handling need it: settings, lifecycle, tokens, client keys, breakers."""
+
+    settings: Settings
+    lifecycle: Lifecycle
+    tokens: TokenCodec
+    clients: ClientIdentifier
+    breakers: BreakerRegistry
 
 
 @dataclass(frozen=True)
 class AppServices:
     """Everything a request handler may need, wired once per app."""
 
+    foundation: Foundation
     repository: InMemoryRepository
     users: UserService
     auth: AuthService
@@ -48,10 +63,9 @@ class AppServices:
     audit: AuditLog | None
     snapshots: SnapshotManager | None
     health: HealthChecker
-    cache_cleanup_seconds: float
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self, lifecycle: Lifecycle) -> None:
+    async def start(self) -> None:
         """Start what runs in the background: threads, worker processes, cache cleanup, the
         audit log, and the watcher that ends long-lived connections when shutdown begins."""
         # Blocking calls (password hashing, file I/O) go through asyncio.to_thread: this pool.
@@ -61,15 +75,15 @@ class AppServices:
             await self.snapshots.load()
             self.snapshots.start()
         await self.process_pool.start()
-        self.users_cache.start_cleanup(self.cache_cleanup_seconds)
+        self.users_cache.start_cleanup(max(1.0, self.foundation.settings.cache_ttl_seconds))
         if self.audit is not None:
             await self.audit.start()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._end_streams(lifecycle)))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._end_streams()))
 
-    async def _end_streams(self, lifecycle: Lifecycle) -> None:
+    async def _end_streams(self) -> None:
         # At the start of shutdown, before uvicorn closes sockets its own way (1012 for
         # WebSockets): chat members get 1001, SSE streams end cleanly.
-        await lifecycle.wait_for_shutdown()
+        await self.foundation.lifecycle.wait_for_shutdown()
         streams = self.bus.close_streams()
         await self.chat.close_all()
         log.info("long_lived_connections_closed", event_streams=streams)
@@ -94,71 +108,43 @@ class AppServices:
         self.thread_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _health_checks(
-    repository: Repository,
+class AppState(TypedDict):
+    """What the lifespan yields; Starlette hands a copy to every request as `request.state`."""
+
+    services: AppServices
+
+
+def _runtime_stats() -> dict[str, int]:
+    # What leaks show up in first: tasks that never end, threads that pile up.
+    return {"asyncio_tasks": len(asyncio.all_tasks()), "threads": threading.active_count()}
+
+
+def _health_checker(
+    repository: InMemoryRepository,
     breakers: BreakerRegistry,
     pool: ProcessPool,
     cache: TTLCache,
     bus: EventBus,
     chat: ChatManager,
 ) -> HealthChecker:
-    checker = HealthChecker(timeout_seconds=1.0)
-
-    async def repository_check() -> dict[str, int]:
+    async def repository_counts() -> dict[str, Any]:
         # Takes the collection lock: a repository wedged by a stuck transaction fails here.
-        return {"users": await repository.count("users")}
+        return {USERS: await repository.count(USERS)}
 
-    async def breakers_check() -> object:
-        states = {b.name: str(b.state) for b in breakers.all()}
-        open_ = sorted(name for name, state in states.items() if state != BreakerState.CLOSED)
-        return Degraded(states) if open_ else states
-
-    async def pool_check() -> object:
-        detail = {
-            "workers": pool.workers,
-            "pids": pool.worker_pids(),
-            "alive": len(pool.worker_pids()),
-            "in_flight": pool.in_flight,
-            "capacity": pool.capacity,
-            "restarts": pool.restarts,
-        }
-        if detail["alive"] < pool.workers or pool.in_flight >= pool.capacity:
-            return Degraded(detail)
-        return detail
-
-    async def cache_check() -> object:
-        return cache.stats()
-
-    async def bus_check() -> object:
-        return {
-            "last_id": bus.last_id,
-            "published": bus.published,
-            "delivered": bus.delivered,
-            "dropped": bus.dropped,
-            "subscribers": bus.subscriber_counts(),
-        }
-
-    async def chat_check() -> object:
-        return {"connections": chat.connection_count, "rooms": len(chat.rooms())}
-
-    async def runtime_check() -> object:
-        # What leaks show up in first: tasks that never end, threads that pile up.
-        return {"asyncio_tasks": len(asyncio.all_tasks()), "threads": threading.active_count()}
-
-    checker.register("repository", repository_check, critical=True)
-    checker.register("breakers", breakers_check, critical=False)
-    checker.register("process_pool", pool_check, critical=False)
-    checker.register("cache", cache_check, critical=False)
-    checker.register("event_bus", bus_check, critical=False)
-    checker.register("chat", chat_check, critical=False)
-    checker.register("runtime", runtime_check, critical=False)
+    checker = HealthChecker(timeout_seconds=1.0)
+    checker.register("repository", repository_counts, critical=True)
+    checker.register("breakers", breakers.stats, degraded_if=lambda: breakers.any_open)
+    checker.register("process_pool", pool.stats, degraded_if=lambda: pool.degraded)
+    checker.register("cache", cache.stats)
+    checker.register("event_bus", bus.stats)
+    checker.register("chat", chat.stats)
+    checker.register("runtime", _runtime_stats)
     return checker
 
 
-def build_services(
-    settings: Settings, tokens: TokenCodec, breakers: BreakerRegistry
-) -> AppServices:
+def build_services(foundation: Foundation) -> AppServices:
     """Wire the repository and services from settings (nothing starts until `start`)."""
+    settings = foundation.settings
     repository = InMemoryRepository()
     hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
     bus = EventBus(history_size=settings.event_history_size, queue_size=settings.event_queue_size)
@@ -171,6 +157,7 @@ def build_services(
         workers=settings.process_pool_workers,
         queue_limit=settings.effective_process_pool_queue,
         task_timeout=settings.scoring_task_timeout_seconds,
+        warm_up=warm_up,
     )
     scoring = ScoringService(
         pool,
@@ -181,10 +168,19 @@ def build_services(
         chunk_records=settings.scoring_job_chunk_records,
         publish=bus.publish,
     )
+    snapshots = None
+    if settings.snapshot_path:
+        snapshots = SnapshotManager(
+            repository,
+            settings.snapshot_path,
+            interval_seconds=settings.snapshot_interval_seconds,
+            on_corrupt=settings.snapshot_on_corrupt,
+        )
     return AppServices(
+        foundation=foundation,
         repository=repository,
         users=users,
-        auth=AuthService(users, hasher, tokens),
+        auth=AuthService(users, hasher, foundation.tokens),
         idempotency=IdempotencyStore(
             ttl_seconds=settings.idempotency_ttl_seconds, max_keys=settings.idempotency_max_keys
         ),
@@ -197,16 +193,6 @@ def build_services(
         bus=bus,
         chat=chat,
         audit=AuditLog(bus, settings.audit_log_path) if settings.audit_log_path else None,
-        snapshots=(
-            SnapshotManager(
-                repository,
-                settings.snapshot_path,
-                interval_seconds=settings.snapshot_interval_seconds,
-                on_corrupt=settings.snapshot_on_corrupt,
-            )
-            if settings.snapshot_path
-            else None
-        ),
-        health=_health_checks(repository, breakers, pool, users_cache, bus, chat),
-        cache_cleanup_seconds=max(1.0, settings.cache_ttl_seconds),
+        snapshots=snapshots,
+        health=_health_checker(repository, foundation.breakers, pool, users_cache, bus, chat),
     )

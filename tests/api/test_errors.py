@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
-async def test_unhandled_exception_is_a_500_problem_without_internals(app: FastAPI) -> None:
+async def test_unhandled_exception_is_a_500_problem_without_internals(
+    app: FastAPI, started: ASGIApp
+) -> None:
     @app.get("/explode")
     async def explode() -> None:
         raise RuntimeError("database password is hunter2")
 
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=started, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         response = await client.get("/explode", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500

@@ -1,8 +1,11 @@
-"""CPU scoring: pure, picklable functions that run in the worker processes.
+"""The worker side of scoring: pure, picklable functions that run in the pool's processes.
+
+Nothing here imports the web stack (FastAPI, Starlette): a spawned worker imports this module,
+numpy, pandas and pydantic, and no more.
 
 Data model: the records become one float matrix (records x features) with NaN where a record
 lacks a feature, plus the list of ids; that is what crosses process boundaries, never lists of
-dicts. The rules (contract section 10):
+dicts. The rules:
 - `zscore`: (x - mean) / std with the population std (ddof 0); a constant feature scores 0.
 - `minmax`: (x - min) / (max - min); a constant feature scores 0.
 - `rank`: average ranks scaled to (0, 1], as pandas `rank(pct=True)`.
@@ -12,6 +15,7 @@ dicts. The rules (contract section 10):
   normalisation use only the records that have it.
 - Results are sorted by score descending, ties by id; `top_k` limits the results returned, not
   the statistics.
+- Invalid input raises `ValidationFailed`, which pickles back to the web process as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,15 +31,10 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from app.core.exceptions import ValidationFailed
 from app.schemas.scoring import ScoringRequest
 
-
-class ScoringInputError(Exception):
-    """The request cannot be scored; `errors` are `{loc, msg, type}` like validation errors."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__(f"{len(errors)} problem(s) with the scoring request")
-        self.errors = errors
+_INVALID = "The scoring request is not valid; see errors."
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +74,12 @@ def _error(loc: list[str | int], msg: str, type_: str) -> dict[str, Any]:
 
 
 def parse_request(body: bytes, limits: ScoringLimits) -> ScoringInput:
-    """Validate a raw JSON body and turn it into arrays, or raise `ScoringInputError`."""
+    """Validate a raw JSON body and turn it into arrays, or raise `ValidationFailed`."""
     try:
         request = ScoringRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise ScoringInputError(
-            [_error(list(e["loc"]), e["msg"], e["type"]) for e in exc.errors()[:20]]
+        raise ValidationFailed(
+            _INVALID, [_error(list(e["loc"]), e["msg"], e["type"]) for e in exc.errors()[:20]]
         ) from None
 
     errors: list[dict[str, Any]] = []
@@ -116,7 +116,7 @@ def parse_request(body: bytes, limits: ScoringLimits) -> ScoringInput:
             )
         )
     if errors:
-        raise ScoringInputError(errors[:20])
+        raise ValidationFailed(_INVALID, errors[:20])
 
     features = list(request.weights)
     column = {name: j for j, name in enumerate(features)}
@@ -141,16 +141,17 @@ def feature_statistics(matrix: np.ndarray, features: list[str]) -> dict[str, dic
     frame = pd.DataFrame(matrix, columns=features)
     described = frame.describe(percentiles=[0.25, 0.5, 0.75])
     population_std = frame.std(ddof=0)
+    table: dict[Hashable, Any] = described.to_dict()
     return {
         name: {
-            "count": int(described.at["count", name]),
-            "mean": float(described.at["mean", name]),
+            "count": int(table[name]["count"]),
+            "mean": float(table[name]["mean"]),
             "std": float(population_std[name]),
-            "min": float(described.at["min", name]),
-            "p25": float(described.at["25%", name]),
-            "p50": float(described.at["50%", name]),
-            "p75": float(described.at["75%", name]),
-            "max": float(described.at["max", name]),
+            "min": float(table[name]["min"]),
+            "p25": float(table[name]["25%"]),
+            "p50": float(table[name]["50%"]),
+            "p75": float(table[name]["75%"]),
+            "max": float(table[name]["max"]),
         }
         for name in features
     }
@@ -188,7 +189,7 @@ def _normalised(rows: np.ndarray, fitted: FittedFeatures) -> np.ndarray:
 
 def score_rows(rows: np.ndarray, fitted: FittedFeatures, weights: np.ndarray) -> np.ndarray:
     """Scores of a block of rows (any block: a job scores its records in chunks)."""
-    weighted = _normalised(rows, fitted) @ weights
+    weighted: np.ndarray = _normalised(rows, fitted) @ weights
     if fitted.method == "rank":
         weighted = weighted / weights.sum()
     return weighted
@@ -218,6 +219,25 @@ def score(body: bytes, limits: ScoringLimits) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """A job after its first worker step: the input, what scoring rows needs, the statistics."""
+
+    input: ScoringInput
+    fitted: FittedFeatures
+    statistics: dict[str, dict[str, float]]
+
+
+def prepare_job(body: bytes, limits: ScoringLimits) -> PreparedJob:
+    """Worker step 1 of a job: validate, build the matrix, fit, and compute the statistics."""
+    data = parse_request(body, limits)
+    return PreparedJob(
+        input=data,
+        fitted=fit(data.matrix, data.method),
+        statistics=feature_statistics(data.matrix, data.features),
+    )
+
+
 def estimate_pi(samples: int, seed: int | None) -> dict[str, Any]:
     """A Monte Carlo estimate of pi, in chunks so memory stays small whatever `samples` is."""
     start = time.perf_counter()
@@ -241,6 +261,7 @@ def estimate_pi(samples: int, seed: int | None) -> dict[str, Any]:
 
 
 def warm_up() -> int:
-    """Run once per worker at start-up so numpy and pandas are imported before real work."""
+    """Run once per worker at start-up so numpy and pandas are imported before real work;
+    returns the worker's pid."""
     feature_statistics(np.zeros((2, 1)), ["warm"])
     return os.getpid()

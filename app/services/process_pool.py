@@ -1,14 +1,15 @@
 """The process pool for CPU work, with admission control, per-task timeouts and self-repair.
 
 - Admission: at most `workers + queue_limit` tasks are admitted at once; past that, `reserve`
-  refuses at once (503 with Retry-After) instead of letting work pile up. A slot is reserved
-  before the request body is even read, so a flood cannot fill memory with bodies waiting.
+  refuses at once (`Overloaded`: 503 with Retry-After) instead of letting work pile up. A slot
+  is reserved before the request body is even read, so a flood cannot fill memory with bodies.
 - Timeout: a task that overruns is answered as timed out, but a running process cannot be
   interrupted, so its slot stays taken until the worker really finishes: admission stays honest.
 - Repair: a worker that dies (SIGKILL, out of memory) breaks a `ProcessPoolExecutor` for good;
   the tasks it held fail with `WorkerCrashed`, a fresh pool replaces it, and the next task runs.
 - Workers are started with `spawn` (a clean interpreter, safe with the event loop's threads)
-  and warmed up so the first request does not pay for importing numpy and pandas.
+  and each runs the `warm_up` function it was given, so the first request does not pay for
+  importing the libraries the work needs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge
 
+from app.core.exceptions import Overloaded, TaskTimedOut, WorkerCrashed
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -45,18 +47,6 @@ POOL_QUEUE_DEPTH = Gauge(
 POOL_RESTARTS = Counter(
     "process_pool_restarts_total", "Process pools replaced after a worker died."
 )
-
-
-class PoolSaturated(Exception):
-    """Every worker is busy and the queue is full."""
-
-
-class TaskTimedOut(Exception):
-    """The task did not finish within its timeout (it may still be running)."""
-
-
-class WorkerCrashed(Exception):
-    """The worker running the task died; the pool has been replaced."""
 
 
 class PoolSlot:
@@ -92,8 +82,16 @@ class PoolSlot:
 class ProcessPool:
     """A `ProcessPoolExecutor` owned by the lifespan, with the rules in the module docstring."""
 
-    def __init__(self, workers: int, queue_limit: int, task_timeout: float) -> None:
+    def __init__(
+        self,
+        workers: int,
+        queue_limit: int,
+        task_timeout: float,
+        *,
+        warm_up: Callable[[], int] | None = None,
+    ) -> None:
         self.workers = workers
+        self._warm_up = warm_up
         self.queue_limit = queue_limit
         self.task_timeout = task_timeout
         self.restarts = 0
@@ -117,14 +115,13 @@ class ProcessPool:
         )
 
     async def start(self) -> None:
-        """Start the workers and wait until each has imported the scoring libraries."""
-        from app.services.scoring import warm_up
-
+        """Start the workers and wait until each has run `warm_up` (when one was given)."""
         self._executor = self._new_executor()
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(self._executor, warm_up) for _ in range(self.workers))
-        )
+        if self._warm_up is not None:
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(loop.run_in_executor(self._executor, self._warm_up) for _ in range(self.workers))
+            )
         log.info("process_pool_started", workers=self.workers, pids=self.worker_pids())
 
     async def close(self) -> None:
@@ -137,6 +134,23 @@ class ProcessPool:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
         log.info("process_pool_stopped")
 
+    def stats(self) -> dict[str, Any]:
+        """Workers configured and alive, tasks in flight, capacity and restarts (for health)."""
+        pids = self.worker_pids()
+        return {
+            "workers": self.workers,
+            "pids": pids,
+            "alive": len(pids),
+            "in_flight": self._in_flight,
+            "capacity": self.capacity,
+            "restarts": self.restarts,
+        }
+
+    @property
+    def degraded(self) -> bool:
+        """Fewer workers alive than configured, or no room for another task."""
+        return len(self.worker_pids()) < self.workers or self._in_flight >= self.capacity
+
     def worker_pids(self) -> list[int]:
         """The pids of the current workers (for tests and health)."""
         processes = getattr(self._executor, "_processes", None) or {}
@@ -147,19 +161,21 @@ class ProcessPool:
         while True:
             try:
                 return self.reserve(count_rejection=False)
-            except PoolSaturated:
+            except Overloaded:
                 if self._executor is None:
                     raise
                 await asyncio.sleep(0.05)
 
     def reserve(self, *, count_rejection: bool = True) -> PoolSlot:
-        """Admit one task, or raise `PoolSaturated` at once."""
+        """Admit one task, or raise `Overloaded` at once."""
         if self._executor is None:
-            raise PoolSaturated("the process pool is not running")
+            raise Overloaded("The process pool is not running; retry shortly.")
         if self._in_flight >= self.capacity:
             if count_rejection:
                 POOL_TASKS.labels(outcome="rejected").inc()
-            raise PoolSaturated(f"all {self.workers} workers are busy and the queue is full")
+            raise Overloaded(
+                f"All {self.workers} workers are busy and the queue is full; retry shortly."
+            )
         self._in_flight += 1
         self._observe()
         return PoolSlot(self)
@@ -194,14 +210,16 @@ class ProcessPool:
         executor = self._executor
         if executor is None:
             slot._free()
-            raise PoolSaturated("the process pool is not running")
+            raise Overloaded("The process pool is not running; retry shortly.")
         try:
             future: Future[T] = executor.submit(fn, *args)
         except BrokenProcessPool:
             slot._free()
             self._replace_broken(executor)
             POOL_TASKS.labels(outcome="crashed").inc()
-            raise WorkerCrashed("the process pool was broken; it has been replaced") from None
+            raise WorkerCrashed(
+                "The process pool was broken; it has been replaced and retrying is safe."
+            ) from None
         # The slot is freed when the worker is really done, even if we stop waiting earlier.
         # Done callbacks run in the executor's thread: hop back to the loop to touch our state.
         loop = asyncio.get_running_loop()
@@ -213,12 +231,15 @@ class ProcessPool:
             future.cancel()  # frees the slot at once if the task had not started yet
             POOL_TASKS.labels(outcome="timeout").inc()
             raise TaskTimedOut(
-                f"the task did not finish within {time_limit or self.task_timeout:g} s"
+                f"The CPU task did not finish within {time_limit or self.task_timeout:g} s."
             ) from None
         except BrokenProcessPool:
             self._replace_broken(executor)
             POOL_TASKS.labels(outcome="crashed").inc()
-            raise WorkerCrashed("a worker process died while running the task") from None
+            raise WorkerCrashed(
+                "A worker process died while running the task; the pool has been replaced and "
+                "retrying is safe."
+            ) from None
         except Exception:
             POOL_TASKS.labels(outcome="error").inc()
             raise

@@ -1,8 +1,9 @@
-"""Scoring requests and jobs over the process pool, and the CPU demo.
+"""The web-process side of scoring: requests and jobs over the process pool, and the CPU demo.
 
-Turns the pool's failures into our errors (saturation and a dead worker: 503 with Retry-After;
-an overrunning task: 504) and keeps scoring jobs: submitted, run in chunks so their progress
-can be followed (and published), kept for a while after they finish, then forgotten.
+Scoring jobs are submitted, run in chunks so their progress can be followed (and published on
+the bus), kept for a while after they finish, then forgotten. The pool's own errors
+(`Overloaded`, `TaskTimedOut`, `WorkerCrashed`) and the worker's `ValidationFailed` reach the
+client as they are.
 """
 
 from __future__ import annotations
@@ -12,43 +13,23 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
 
-from app.core.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
+from app.core.clock import utc_now_iso
+from app.core.exceptions import AppError, NotFound, Overloaded
 from app.core.logging import get_logger
-from app.services import scoring
-from app.services.executors import PoolSaturated, PoolSlot, ProcessPool, TaskTimedOut, WorkerCrashed
+from app.services.events import Publish
+from app.services.process_pool import PoolSlot, ProcessPool
+from app.services.scoring import worker
 
 log = get_logger(__name__)
 
 JobState = Literal["queued", "running", "done", "failed"]
-Publisher = Callable[[str, dict[str, Any]], Awaitable[None]]
 JOBS_TOPIC = "scoring.jobs"
-
-
-class WorkerDied(AppError):
-    """The worker process running the task died (the pool has been replaced)."""
-
-    status = 500
-    type = "/problems/worker-crashed"
-
-
-class TaskTimeout(AppError):
-    """The CPU task overran its time limit."""
-
-    status = 504
-    type = "/problems/task-timeout"
-
-
-def _busy(detail: str) -> ServiceUnavailable:
-    error = ServiceUnavailable(detail, headers={"Retry-After": "1"})
-    error.type = "/problems/overloaded"
-    return error
 
 
 @dataclass(eq=False)
@@ -58,21 +39,11 @@ class ScoringJob:
     id: str
     status: JobState = "queued"
     progress: float = 0.0
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    created_at: str = field(default_factory=utc_now_iso)
     finished_at: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
     finished_monotonic: float | None = None
-
-
-def prepare_job(body: bytes, limits: scoring.ScoringLimits) -> dict[str, Any]:
-    """Worker step 1 of a job: validate, build the matrix, fit, and compute the statistics."""
-    data = scoring.parse_request(body, limits)
-    return {
-        "input": data,
-        "fitted": scoring.fit(data.matrix, data.method),
-        "statistics": scoring.feature_statistics(data.matrix, data.features),
-    }
 
 
 class ScoringService:
@@ -81,12 +52,12 @@ class ScoringService:
     def __init__(
         self,
         pool: ProcessPool,
-        limits: scoring.ScoringLimits,
+        limits: worker.ScoringLimits,
         *,
         job_ttl_seconds: float,
         chunk_records: int,
         max_finished_jobs: int = 1000,
-        publish: Publisher | None = None,
+        publish: Publish | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
@@ -99,38 +70,21 @@ class ScoringService:
         self._jobs: OrderedDict[str, ScoringJob] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    # --- admission and error mapping ------------------------------------------------------------
+    # --- admission ---------------------------------------------------------------------------
 
     def reserve(self) -> PoolSlot:
-        """A place in the pool, or 503 at once (call before reading a large body)."""
-        try:
-            return self.pool.reserve()
-        except PoolSaturated as exc:
-            raise _busy(f"The scoring workers are saturated: {exc}. Retry shortly.") from None
-
-    async def _run(self, slot: PoolSlot, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return await slot.run(fn, *args)
-        except scoring.ScoringInputError as exc:
-            raise ValidationFailed(
-                "The scoring request is not valid; see errors.", exc.errors
-            ) from None
-        except TaskTimedOut as exc:
-            raise TaskTimeout(f"The CPU task overran: {exc}.") from None
-        except WorkerCrashed as exc:
-            raise WorkerDied(f"{exc}; the pool has been replaced and retrying is safe.") from None
-        except PoolSaturated as exc:
-            raise _busy(str(exc)) from None
+        """A place in the pool, or `Overloaded` at once (call before reading a large body)."""
+        return self.pool.reserve()
 
     # --- immediate work -------------------------------------------------------------------------
 
     async def score(self, slot: PoolSlot, body: bytes) -> dict[str, Any]:
         """Score a raw request body in one worker task."""
-        return await self._run(slot, scoring.score, body, self.limits)
+        return await slot.run(worker.score, body, self.limits)
 
     async def estimate_pi(self, slot: PoolSlot, samples: int, seed: int | None) -> dict[str, Any]:
         """The CPU demo, in a worker."""
-        result = await self._run(slot, scoring.estimate_pi, samples, seed)
+        result = await slot.run(worker.estimate_pi, samples, seed)
         return {**result, "server_pid": os.getpid()}
 
     # --- jobs -------------------------------------------------------------------------------------
@@ -139,18 +93,18 @@ class ScoringService:
         """503 at once when as many jobs are unfinished as the pool admits tasks."""
         unfinished = sum(1 for job in self._jobs.values() if job.finished_monotonic is None)
         if unfinished >= self.pool.capacity:
-            raise _busy(f"{unfinished} scoring jobs are still running; retry shortly.")
+            raise Overloaded(f"{unfinished} scoring jobs are still running; retry shortly.")
 
     async def submit_job(self, slot: PoolSlot, body: bytes) -> ScoringJob:
         """Validate and fit in a worker (422 at once if invalid), then score in the background."""
-        prepared = await self._run(slot, prepare_job, body, self.limits)
+        prepared = await slot.run(worker.prepare_job, body, self.limits)
         self._purge()
         job = ScoringJob(id=secrets.token_hex(8))
         self._jobs[job.id] = job
         task = asyncio.get_running_loop().create_task(self._complete(job, prepared))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        log.info("scoring_job_accepted", job_id=job.id, records=len(prepared["input"].ids))
+        log.info("scoring_job_accepted", job_id=job.id, records=len(prepared.input.ids))
         return job
 
     def get_job(self, job_id: str) -> ScoringJob:
@@ -168,8 +122,8 @@ class ScoringService:
                 JOBS_TOPIC, {"job_id": job.id, "status": status, "progress": job.progress}
             )
 
-    async def _complete(self, job: ScoringJob, prepared: dict[str, Any]) -> None:
-        data: scoring.ScoringInput = prepared["input"]
+    async def _complete(self, job: ScoringJob, prepared: worker.PreparedJob) -> None:
+        data = prepared.input
         try:
             await self._progress(job, "running", 0.1)
             total = len(data.ids)
@@ -177,23 +131,19 @@ class ScoringService:
             for start in range(0, total, self.chunk_records):
                 rows = data.matrix[start : start + self.chunk_records]
                 slot = await self.pool.reserve_waiting()
-                parts.append(
-                    await self._run(
-                        slot, scoring.score_rows, rows, prepared["fitted"], data.weights
-                    )
-                )
+                parts.append(await slot.run(worker.score_rows, rows, prepared.fitted, data.weights))
                 await self._progress(
                     job, "running", 0.1 + 0.8 * min(total, start + len(rows)) / total
                 )
             slot = await self.pool.reserve_waiting()
-            results = await self._run(
-                slot, scoring.rank_results, data.ids, np.concatenate(parts), data.top_k
+            results = await slot.run(
+                worker.rank_results, data.ids, np.concatenate(parts), data.top_k
             )
             job.result = {
                 "method": data.method,
                 "count": total,
                 "results": results,
-                "statistics": prepared["statistics"],
+                "statistics": prepared.statistics,
             }
             await self._progress(job, "done", 1.0)
         except asyncio.CancelledError:
@@ -206,7 +156,7 @@ class ScoringService:
             await self._progress(job, "failed", job.progress)
             log.warning("scoring_job_failed", job_id=job.id, error=detail)
         finally:
-            job.finished_at = datetime.now(UTC).isoformat()
+            job.finished_at = utc_now_iso()
             job.finished_monotonic = self._clock()
 
     def _purge(self) -> None:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.services.scoring import ScoringInputError, ScoringLimits, estimate_pi, score
+from app.core.exceptions import ValidationFailed
+from app.services.scoring.worker import ScoringLimits, estimate_pi, score
 
 LIMITS = ScoringLimits(max_records=1000, max_features=10)
 
@@ -122,7 +123,7 @@ def test_statistics_match_pandas() -> None:
 
 def _errors(body: object, limits: ScoringLimits = LIMITS) -> list[dict[str, object]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    with pytest.raises(ScoringInputError) as err:
+    with pytest.raises(ValidationFailed) as err:
         score(raw, limits)
     return err.value.errors
 

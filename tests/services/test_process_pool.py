@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.services.executors import PoolSaturated, ProcessPool, TaskTimedOut, WorkerCrashed
+from app.core.exceptions import Overloaded, TaskTimedOut, WorkerCrashed
+from app.services.process_pool import ProcessPool
 
 
 def nap(seconds: float) -> int:
@@ -31,7 +32,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture
 async def pool() -> AsyncIterator[ProcessPool]:
-    process_pool = ProcessPool(workers=1, queue_limit=1, task_timeout=5)
+    process_pool = ProcessPool(workers=1, queue_limit=1, task_timeout=5, warm_up=os.getpid)
     await process_pool.start()
     yield process_pool
     await process_pool.close()
@@ -48,7 +49,7 @@ async def test_past_workers_plus_queue_new_work_is_refused_at_once(pool: Process
     running = [asyncio.create_task(pool.reserve().run(nap, 0.5)) for _ in range(pool.capacity)]
     await asyncio.sleep(0)
     start = time.monotonic()
-    with pytest.raises(PoolSaturated):
+    with pytest.raises(Overloaded):
         pool.reserve()
     assert time.monotonic() - start < 0.05
     await asyncio.gather(*running)
@@ -79,11 +80,11 @@ async def test_a_killed_worker_fails_its_task_and_the_pool_recovers(pool: Proces
 
 
 async def test_close_leaves_no_child_processes() -> None:
-    process_pool = ProcessPool(workers=2, queue_limit=0, task_timeout=5)
+    process_pool = ProcessPool(workers=2, queue_limit=0, task_timeout=5, warm_up=os.getpid)
     await process_pool.start()
     pids = process_pool.worker_pids()
     assert len(pids) == 2
     await process_pool.close()
     assert not any(_alive(pid) for pid in pids)
-    with pytest.raises(PoolSaturated):
+    with pytest.raises(Overloaded):
         process_pool.reserve()

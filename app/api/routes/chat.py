@@ -1,0 +1,118 @@
+"""`/api/v1/ws/chat`: WebSocket chat rooms with JSON text frames."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from fastapi import APIRouter, WebSocket
+
+from app.api.deps import API_PREFIX, ChatDep, LifecycleDep, SettingsDep
+from app.core.clock import utc_now_iso
+from app.services.chat import (
+    CHAT_MESSAGES,
+    MESSAGE_TOO_BIG,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    UNSUPPORTED_DATA,
+    ChatManager,
+    Member,
+    NameTaken,
+)
+
+router = APIRouter(prefix=API_PREFIX, tags=["realtime"])
+CHAT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+async def _handle_frame(chat: ChatManager, member: Member, text: str) -> None:
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        frame = None
+    if not isinstance(frame, dict):
+        CHAT_MESSAGES.labels(type="invalid").inc()
+        await chat.send(member, {"type": "error", "detail": "Frames must be JSON objects."})
+        return
+    kind = frame.get("type")
+    if kind == "ping":
+        CHAT_MESSAGES.labels(type="ping").inc()
+        await chat.send(member, {"type": "pong", "ts": utc_now_iso()})
+        return
+    if kind not in ("message", "direct"):
+        CHAT_MESSAGES.labels(type="invalid").inc()
+        detail = "Missing type." if kind is None else f"Unknown type {str(kind)[:64]!r}."
+        await chat.send(
+            member, {"type": "error", "detail": f"{detail} Use message, direct or ping."}
+        )
+        return
+    body = frame.get("text")
+    if not isinstance(body, str) or not body:
+        CHAT_MESSAGES.labels(type="invalid").inc()
+        await chat.send(member, {"type": "error", "detail": "text must be a non-empty string."})
+        return
+    if kind == "message":
+        CHAT_MESSAGES.labels(type="message").inc()
+        message = {
+            "type": "message",
+            "from": member.name,
+            "room": member.room,
+            "text": body,
+            "ts": utc_now_iso(),
+        }
+        await chat.broadcast(member.room, message)
+        return
+    to = frame.get("to")
+    CHAT_MESSAGES.labels(type="direct").inc()
+    if not isinstance(to, str) or not await chat.direct(member, to, body):
+        await chat.send(
+            member, {"type": "error", "detail": f"No member named {str(to)[:64]!r} in this room."}
+        )
+
+
+@router.websocket("/ws/chat")
+async def chat_socket(
+    websocket: WebSocket, chat: ChatDep, lifecycle: LifecycleDep, settings: SettingsDep
+) -> None:
+    """Chat in a room: `?room=NAME&name=NAME` (1-64 of `[A-Za-z0-9_.-]`), JSON text frames."""
+    await websocket.accept()
+    if lifecycle.shutting_down:
+        await websocket.close(TRY_AGAIN_LATER, "server shutting down")
+        return
+    room = websocket.query_params.get("room", "")
+    name = websocket.query_params.get("name", "")
+    if not CHAT_NAME.fullmatch(room) or not CHAT_NAME.fullmatch(name):
+        await websocket.close(POLICY_VIOLATION, "room and name must be 1-64 of [A-Za-z0-9_.-]")
+        return
+    try:
+        member = await chat.join(room, name, websocket)
+    except NameTaken:
+        await websocket.close(POLICY_VIOLATION, f"the name {name} is taken in this room")
+        return
+    try:
+        while not member.closed:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("text") is None:
+                await chat.drop(member, UNSUPPORTED_DATA, "binary frames are not supported")
+                break
+            text = message["text"]
+            if len(text.encode()) > settings.ws_max_message_bytes:
+                await chat.drop(
+                    member,
+                    MESSAGE_TOO_BIG,
+                    f"frames are limited to {settings.ws_max_message_bytes} bytes",
+                )
+                break
+            if not chat.allow(member):
+                await chat.drop(
+                    member,
+                    POLICY_VIOLATION,
+                    f"more than {settings.ws_messages_per_second} messages per second",
+                )
+                break
+            await _handle_frame(chat, member, text)
+    except RuntimeError:
+        pass  # the socket was closed by the server (shutdown or drop) while we waited
+    finally:
+        await chat.leave(member)

@@ -1,0 +1,236 @@
+"""Every exception the app raises on purpose, in one tree, and the table of problem types.
+
+    Exception
+    ├── AppError                     an answer to the client: status + problem type + detail
+    │   ├── BadRequest               400
+    │   ├── Unauthorized             401, with a Bearer challenge
+    │   ├── Forbidden                403
+    │   ├── NotFound                 404
+    │   ├── Conflict                 409
+    │   │   └── IdempotencyKeyInFlight
+    │   ├── PreconditionFailed       412
+    │   ├── UnprocessableContent     422
+    │   │   ├── ValidationFailed     422 with `errors` (validation outside FastAPI)
+    │   │   └── IdempotencyKeyReused
+    │   ├── WorkerCrashed            500 (a process-pool worker died; retrying is safe)
+    │   ├── SimulatedFailure         500 (the flaky demo)
+    │   ├── ServiceUnavailable       503
+    │   │   ├── Overloaded           503 + Retry-After: capacity is full, shed on purpose
+    │   │   └── ShuttingDown         503 + Retry-After: this instance is draining
+    │   └── TaskTimedOut             504 (a CPU task overran)
+    └── RepositoryError              storage said no; services turn these into AppErrors
+        ├── RecordNotFound
+        ├── DuplicateKey
+        ├── VersionMismatch
+        └── UnknownCollection
+
+This module imports nothing of the web stack: services raise these errors, worker processes
+raise and pickle them, and `app/api/errors.py` turns them into problem details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from http import HTTPStatus
+from typing import Any
+
+
+class ProblemType(StrEnum):
+    """Every problem `type` the app sends. `about:blank` means "the status code says it all"."""
+
+    BLANK = "about:blank"
+    UNAUTHORIZED = "/problems/unauthorized"
+    FORBIDDEN = "/problems/forbidden"
+    NOT_FOUND = "/problems/not-found"
+    CONFLICT = "/problems/conflict"
+    PRECONDITION_FAILED = "/problems/precondition-failed"
+    UNPROCESSABLE = "/problems/unprocessable"
+    VALIDATION = "/problems/validation"
+    IDEMPOTENCY_KEY_REUSED = "/problems/idempotency-key-reused"
+    IDEMPOTENCY_KEY_IN_FLIGHT = "/problems/idempotency-key-in-flight"
+    RATE_LIMITED = "/problems/rate-limited"
+    TIMEOUT = "/problems/timeout"
+    TASK_TIMEOUT = "/problems/task-timeout"
+    CIRCUIT_OPEN = "/problems/circuit-open"
+    OVERLOADED = "/problems/overloaded"
+    UNAVAILABLE = "/problems/unavailable"
+    WORKER_CRASHED = "/problems/worker-crashed"
+    SIMULATED_FAILURE = "/problems/simulated-failure"
+
+
+class AppError(Exception):
+    """Base of the errors our code raises on purpose; each class maps to one status and type."""
+
+    status: int = 500
+    type: ProblemType = ProblemType.BLANK
+
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+    @property
+    def title(self) -> str:
+        """The short, fixed summary of this problem type."""
+        return HTTPStatus(self.status).phrase
+
+
+class BadRequest(AppError):
+    """The request is syntactically fine but cannot be acted on."""
+
+    status = 400
+
+
+class Unauthorized(AppError):
+    """No valid credentials; the answer invites a Bearer token."""
+
+    status = 401
+    type = ProblemType.UNAUTHORIZED
+
+    def __init__(self, detail: str, *, invalid_token: bool = False) -> None:
+        challenge = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(AppError):
+    """Authenticated, but not allowed to do this."""
+
+    status = 403
+    type = ProblemType.FORBIDDEN
+
+
+class NotFound(AppError):
+    """The addressed resource does not exist."""
+
+    status = 404
+    type = ProblemType.NOT_FOUND
+
+
+class Conflict(AppError):
+    """The request conflicts with the current state (a taken email, a request in flight)."""
+
+    status = 409
+    type = ProblemType.CONFLICT
+
+
+class IdempotencyKeyInFlight(Conflict):
+    """The first request with this Idempotency-Key has not finished yet."""
+
+    type = ProblemType.IDEMPOTENCY_KEY_IN_FLIGHT
+
+
+class PreconditionFailed(AppError):
+    """An `If-Match` precondition did not hold; nothing was changed."""
+
+    status = 412
+    type = ProblemType.PRECONDITION_FAILED
+
+
+class UnprocessableContent(AppError):
+    """Well-formed input that breaks a rule validation could not express."""
+
+    status = 422
+    type = ProblemType.UNPROCESSABLE
+
+
+class IdempotencyKeyReused(UnprocessableContent):
+    """The Idempotency-Key was already used with a different request body."""
+
+    type = ProblemType.IDEMPOTENCY_KEY_REUSED
+
+
+class ValidationFailed(UnprocessableContent):
+    """Input that failed validation outside FastAPI (in a worker process, say).
+
+    `errors` are `{loc, msg, type}` items, the shape of FastAPI's own validation errors.
+    """
+
+    type = ProblemType.VALIDATION
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        # `errors` has a default so the exception survives pickling out of a worker process.
+        super().__init__(detail)
+        self.errors = errors or []
+
+
+class WorkerCrashed(AppError):
+    """The worker process running the task died; the pool has been replaced."""
+
+    status = 500
+    type = ProblemType.WORKER_CRASHED
+
+
+class SimulatedFailure(AppError):
+    """The failure `/demo/flaky` produces on purpose."""
+
+    status = 500
+    type = ProblemType.SIMULATED_FAILURE
+
+
+class ServiceUnavailable(AppError):
+    """A dependency or the whole service cannot serve now; retry later."""
+
+    status = 503
+
+
+class Overloaded(ServiceUnavailable):
+    """Capacity is full and the work was refused at once (load shedding), not failed."""
+
+    type = ProblemType.OVERLOADED
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class ShuttingDown(ServiceUnavailable):
+    """This instance is draining: new long-lived streams go to another one."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server is shutting down; reconnect to another instance.",
+            headers={"Retry-After": "1"},
+        )
+
+
+class TaskTimedOut(AppError):
+    """A CPU task did not finish within its time limit (its worker may still be running it)."""
+
+    status = 504
+    type = ProblemType.TASK_TIMEOUT
+
+
+class RepositoryError(Exception):
+    """Base of the errors a repository raises."""
+
+
+class RecordNotFound(RepositoryError):
+    """No record with that id in that collection."""
+
+    def __init__(self, collection: str, record_id: int) -> None:
+        super().__init__(f"{collection} {record_id} not found")
+        self.collection = collection
+        self.record_id = record_id
+
+
+class DuplicateKey(RepositoryError):
+    """A unique field already holds that value (compared after normalisation)."""
+
+    def __init__(self, collection: str, field_name: str) -> None:
+        super().__init__(f"{collection}.{field_name} must be unique")
+        self.collection = collection
+        self.field = field_name
+
+
+class VersionMismatch(RepositoryError):
+    """The record's current version is not one the caller expected; nothing was changed."""
+
+    def __init__(self, collection: str, record_id: int, current: int) -> None:
+        super().__init__(f"{collection} {record_id} is at version {current}")
+        self.collection = collection
+        self.record_id = record_id
+        self.current = current
+
+
+class UnknownCollection(RepositoryError):
+    """The collection was never declared, or is not part of the current transaction."""

@@ -1,0 +1,61 @@
+"""RFC 9457 problem details: the one builder of error responses.
+
+Every error answer the app sends, from a route, a handler or a middleware layer, is built by
+`problem_response` with a `type` from `ProblemType` (`app/core/exceptions.py`), so a client can
+rely on one shape and one vocabulary. The builder needs only Starlette: middleware uses it below
+the FastAPI layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
+
+from app.core.exceptions import ProblemType
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+REQUEST_ID_SCOPE_KEY = "request_id"
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The request id that `RequestContextMiddleware` assigned to this request."""
+    request_id = scope.get(REQUEST_ID_SCOPE_KEY)
+    return request_id if isinstance(request_id, str) else None
+
+
+def problem_response(
+    scope: Scope,
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_: ProblemType = ProblemType.BLANK,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    """Build an RFC 9457 problem response for the request in `scope`."""
+    body: dict[str, Any] = {
+        "type": str(type_),
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": scope.get("path", ""),
+        "request_id": request_id_of(scope),
+    }
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def internal_error_response(scope: Scope, exc: BaseException, *, show_detail: bool) -> Response:
+    """The 500 answer for an unhandled exception: exception text only in development."""
+    detail = (
+        f"{type(exc).__name__}: {exc}"
+        if show_detail
+        else "An unexpected error occurred. Quote the request_id when reporting it."
+    )
+    return problem_response(scope, 500, detail)

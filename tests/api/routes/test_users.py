@@ -1,0 +1,104 @@
+"""The users routes' contract, in process (ASGI transport, lifespan running): status codes,
+headers and what a rejected request leaves unchanged. The same app as the real server."""
+
+from __future__ import annotations
+
+import httpx
+
+USERS = "/api/v1/users"
+TOKEN = "/api/v1/auth/token"
+
+
+async def _register(client: httpx.AsyncClient, email: str) -> httpx.Response:
+    response = await client.post(
+        USERS, json={"email": email, "name": "Ada", "password": "password123"}
+    )
+    assert response.status_code == 201, response.text
+    return response
+
+
+async def _bearer(client: httpx.AsyncClient, email: str) -> dict[str, str]:
+    response = await client.post(TOKEN, data={"username": email, "password": "password123"})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def test_register_answers_201_with_location_etag_and_no_secret(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await _register(client, "ada@example.com")
+    body = response.json()
+    assert response.headers["location"] == f"{USERS}/{body['id']}"
+    assert response.headers["etag"] == f'"{body["id"]}-1"'
+    assert "password" not in response.text
+    assert "hash" not in response.text
+
+
+async def test_get_with_the_current_etag_is_304_and_head_has_no_body(
+    client: httpx.AsyncClient,
+) -> None:
+    created = await _register(client, "etag@example.com")
+    url, tag = created.headers["location"], created.headers["etag"]
+    assert (await client.get(url, headers={"If-None-Match": tag})).status_code == 304
+    head = await client.head(url)
+    assert (head.status_code, head.content, head.headers["etag"]) == (200, b"", tag)
+    options = await client.options(url)
+    assert options.status_code == 204
+    assert options.headers["allow"] == "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"
+
+
+async def test_a_stale_if_match_is_412_and_changes_nothing(client: httpx.AsyncClient) -> None:
+    created = await _register(client, "stale@example.com")
+    url = created.headers["location"]
+    auth = await _bearer(client, "stale@example.com")
+    stale = {**auth, "If-Match": '"999-9"'}
+    response = await client.patch(url, json={"name": "Changed"}, headers=stale)
+    assert response.status_code == 412
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await client.get(url)).json()["name"] == "Ada"
+
+
+async def test_a_taken_email_in_another_letter_case_is_409(client: httpx.AsyncClient) -> None:
+    await _register(client, "case@example.com")
+    response = await client.post(
+        USERS, json={"email": "CASE@example.com", "name": "B", "password": "password123"}
+    )
+    assert response.status_code == 409
+    assert response.json()["type"] == "/problems/conflict"
+
+
+async def test_a_rejected_password_is_never_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        USERS, json={"email": "short@example.com", "name": "S", "password": "secret7"}
+    )
+    assert response.status_code == 422
+    assert "secret7" not in response.text
+    assert response.json()["errors"][0]["loc"] == ["body", "password"]
+
+
+async def test_an_idempotency_key_replays_the_first_answer(client: httpx.AsyncClient) -> None:
+    body = {"email": "idem@example.com", "name": "I", "password": "password123"}
+    headers = {"Idempotency-Key": "key-1"}
+    first = await client.post(USERS, json=body, headers=headers)
+    again = await client.post(USERS, json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    listed = (await client.get(USERS, params={"email": "idem@example.com"})).json()
+    assert listed["total"] == 1
+
+
+async def test_only_the_owner_or_an_admin_may_change_an_account(
+    client: httpx.AsyncClient,
+) -> None:
+    owner = await _register(client, "owner@example.com")
+    await _register(client, "other@example.com")
+    intruder = await _bearer(client, "other@example.com")
+    url = owner.headers["location"]
+    response = await client.delete(url, headers=intruder)
+    assert response.status_code == 403
+    assert (await client.get(url)).status_code == 200
+    assert (
+        await client.delete(url, headers=await _bearer(client, "owner@example.com"))
+    ).status_code == 204
+    assert (await client.get(url)).status_code == 404

@@ -1,0 +1,110 @@
+"""ScoringService over a real one-worker pool: jobs run, publish progress, and expire."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from app.core.exceptions import NotFound, Overloaded, ValidationFailed
+from app.services.process_pool import ProcessPool
+from app.services.scoring.service import JOBS_TOPIC, ScoringService
+from app.services.scoring.worker import ScoringLimits, warm_up
+from tests.fakes import FakeClock
+
+BODY = json.dumps(
+    {
+        "records": [{"id": str(i), "features": {"x": i, "y": 10 - i}} for i in range(250)],
+        "weights": {"x": 1.0, "y": 0.5},
+        "method": "zscore",
+    }
+).encode()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[ProcessPool]:
+    process_pool = ProcessPool(workers=1, queue_limit=2, task_timeout=20, warm_up=warm_up)
+    await process_pool.start()
+    yield process_pool
+    await process_pool.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def published() -> list[tuple[str, Any]]:
+    return []
+
+
+@pytest.fixture
+async def service(
+    pool: ProcessPool, clock: FakeClock, published: list[tuple[str, Any]]
+) -> AsyncIterator[ScoringService]:
+    async def publish(topic: str, data: Any) -> None:
+        published.append((topic, data))
+
+    scoring = ScoringService(
+        pool,
+        ScoringLimits(max_records=1000, max_features=10),
+        job_ttl_seconds=60,
+        chunk_records=100,
+        publish=publish,
+        clock=clock,
+    )
+    yield scoring
+    await scoring.close()
+
+
+async def _finished(service: ScoringService, job_id: str) -> dict[str, Any]:
+    for task in list(service._tasks):
+        await task
+    job = service.get_job(job_id)
+    assert job.status == "done", job.error
+    assert job.result is not None
+    return job.result
+
+
+async def test_a_job_scores_in_chunks_and_publishes_its_progress(
+    service: ScoringService, published: list[tuple[str, Any]]
+) -> None:
+    job = await service.submit_job(service.reserve(), BODY)
+    result = await _finished(service, job.id)
+    assert result["count"] == 250
+    assert result == await service.score(service.reserve(), BODY)
+    progress = [data["progress"] for topic, data in published if topic == JOBS_TOPIC]
+    assert progress == sorted(progress)
+    assert progress[-1] == 1.0
+    assert len(progress) >= 4  # running, three chunks of 100, done
+
+
+async def test_an_invalid_body_fails_at_submission_with_its_errors(
+    service: ScoringService,
+) -> None:
+    with pytest.raises(ValidationFailed) as failed:
+        await service.submit_job(service.reserve(), b'{"records": []}')
+    assert failed.value.errors
+    assert service._jobs == {}
+
+
+async def test_a_finished_job_is_forgotten_after_its_ttl(
+    service: ScoringService, clock: FakeClock
+) -> None:
+    job = await service.submit_job(service.reserve(), BODY)
+    await _finished(service, job.id)
+    clock.now += 61
+    with pytest.raises(NotFound):
+        service.get_job(job.id)
+
+
+async def test_a_full_pool_sheds_with_retry_after(service: ScoringService) -> None:
+    slots = [service.reserve() for _ in range(3)]
+    with pytest.raises(Overloaded) as shed:
+        service.reserve()
+    assert shed.value.headers == {"Retry-After": "1"}
+    for slot in slots:
+        slot.abandon()
