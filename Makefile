@@ -2,48 +2,62 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Every install is held to the pins in constraints*.txt, transitive dependencies included.
+PIP    := $(BIN)/python -m pip install --quiet -c constraints.txt
 
-.PHONY: run test lint format clean bench
+.PHONY: run test lint typecheck format clean bench constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamp files make re-runs instant until a requirements file changes.
-$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+# Stamp files make re-runs instant until a requirements or constraints file changes.
+$(VENV)/.runtime-installed: requirements.txt constraints.txt | $(BIN)/python
+	$(PIP) -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt constraints.txt | $(BIN)/python
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 TOOLS := .venv-tools
-$(TOOLS)/.installed: requirements-tools.txt
+$(TOOLS)/.installed: requirements-tools.txt constraints-tools.txt
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
+	$(TOOLS)/bin/python -m pip install --quiet -c constraints-tools.txt -r requirements-tools.txt
 	touch $@
 
 ## run: install the runtime dependencies and serve on http://127.0.0.1:8000 (APP_HOST / APP_PORT change it)
 run: $(VENV)/.runtime-installed
 	$(BIN)/python -m app
 
-## test: install the test dependencies and deployment linters, lint, and run the whole suite
+## test: install the test dependencies and deployment linters, lint, type-check, and run the whole suite
 test: $(VENV)/.dev-installed $(TOOLS)/.installed
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
+## lint: ruff (rules and format) and mypy --strict
 lint: $(VENV)/.dev-installed
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m mypy
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/python -m mypy
 
 format: $(VENV)/.dev-installed
 	$(BIN)/python -m ruff format .
 	$(BIN)/python -m ruff check --fix .
 
+## constraints: re-pin every transitive dependency after a requirements file changed
+constraints: $(VENV)/.dev-installed $(TOOLS)/.installed
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^resilient-api'; } > constraints.tmp && mv constraints.tmp constraints.txt
+	{ sed -n '1p' constraints-tools.txt; $(TOOLS)/bin/python -m pip freeze; } > constraints-tools.tmp && mv constraints-tools.tmp constraints-tools.txt
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache build *.egg-info
 
 ## bench: run every benchmark in bench/ and print one table (loopback only, bounded; needs wrk)
 bench: $(VENV)/.dev-installed
