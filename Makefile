@@ -36,7 +36,7 @@ test: $(VENV)/.dev-installed $(TOOLS)/.installed
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## lint: ruff (rules and format) and mypy --strict
 lint: $(VENV)/.dev-installed

@@ -2,7 +2,7 @@
 
 Each benchmark runs in its own process (they start servers of their own on loopback); their
 full reports are printed as they finish, and the table at the end gathers the figures that
-ARCHITECTURE.md quotes.
+docs/benchmarks.md quotes.
 
 Usage: .venv/bin/python -m bench.run_all [--quick]   (--quick: shorter rounds, for a smoke run)
 """

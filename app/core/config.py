@@ -31,7 +31,7 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    """All runtime configuration of the service (contract section 9)."""
+    """All runtime configuration of the service."""
 
     model_config = SettingsConfigDict(
         env_prefix="APP_",
@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
-        # The contract's form is comma-separated; pydantic-settings would expect JSON.
+        # Documented as comma-separated; pydantic-settings would expect JSON for a list.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -1,4 +1,4 @@
-"""Snapshot persistence for the in-memory repository (contract section 8).
+"""Snapshot persistence for the in-memory repository.
 
 Rules:
 - Written atomically: the JSON goes to a temporary file in the same directory (so the rename

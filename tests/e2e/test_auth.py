@@ -1,4 +1,4 @@
-"""The auth contract (section 4) against a real server."""
+"""The auth contract against a real server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The middleware chain (contract section 2) against a real server: timeout, breaker, GZip,
+"""The middleware chain against a real server: timeout, breaker, GZip,
 CORS, metrics and the probes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lifecycle (contract section 8) against a real server process: SIGTERM drains gracefully."""
+"""Lifecycle against a real server process: SIGTERM drains gracefully."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rate limiting (contract section 2.5) against real servers."""
+"""Rate limiting against real servers."""
 
 from __future__ import annotations
 

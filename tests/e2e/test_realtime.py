@@ -1,4 +1,4 @@
-"""Realtime routes (contract section 5) against a real server with real clients: httpx-sse,
+"""Realtime routes against a real server with real clients: httpx-sse,
 websockets, and raw reads of the event stream."""
 
 from __future__ import annotations

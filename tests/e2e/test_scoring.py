@@ -1,4 +1,4 @@
-"""Scoring, jobs and the CPU demo (contract sections 5 and 6) against a real server."""
+"""Scoring, jobs and the CPU demo against a real server."""
 
 from __future__ import annotations
 

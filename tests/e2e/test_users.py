@@ -1,4 +1,4 @@
-"""The users contract (section 3) against a real server."""
+"""The users contract against a real server."""
 
 from __future__ import annotations
 
