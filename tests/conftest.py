@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 import httpx
 import pytest
@@ -17,12 +17,31 @@ from tests.live_server import TEST_ENV, LiveServer, start_server
 os.environ.update(TEST_ENV)
 
 
+ServerFactory = Callable[..., LiveServer]
+
+
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One real uvicorn server per test module."""
-    server = start_server(tmp_path_factory.mktemp("server") / "server.log")
-    yield server
-    server.stop()
+def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Starts real servers (`python -m app`) with settings of the caller's choosing; each is
+    stopped when the module's tests are done. `{tmp}` in a setting is the server's folder."""
+    servers: list[LiveServer] = []
+
+    def start(env: Mapping[str, str] | None = None) -> LiveServer:
+        folder = tmp_path_factory.mktemp("server")
+        settings = {name: value.format(tmp=folder) for name, value in (env or {}).items()}
+        server = start_server(folder / "server.log", settings)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server(request: pytest.FixtureRequest, server_factory: ServerFactory) -> LiveServer:
+    """One real server per test module, with the module's `SERVER_ENV` settings if it has any."""
+    return server_factory(getattr(request.module, "SERVER_ENV", None))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
@@ -101,6 +101,7 @@ def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-def get_logger(name: str) -> Any:
+def get_logger(name: str) -> FilteringBoundLogger:
     """A structlog logger that names its module in every line (`logger` field)."""
-    return structlog.get_logger(name)
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.routing import route_template
+from app.core.routing import HTTP_METHODS, route_template
 
 # From a few milliseconds (a cached read) to the 10 s request timeout and a little past it.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
@@ -33,7 +33,7 @@ IN_PROGRESS = Gauge(
 )
 
 # Methods are a label; anything unusual shares one value so clients cannot mint series.
-_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_KNOWN_METHODS = frozenset(HTTP_METHODS)
 _IN_PROGRESS_BY_METHOD = {m: IN_PROGRESS.labels(method=m) for m in (*_KNOWN_METHODS, "OTHER")}
 
 

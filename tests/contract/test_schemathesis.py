@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, start_server
+from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 # Streams are exercised with real SSE/NDJSON clients in tests/e2e/test_realtime.py; a generated
@@ -27,15 +25,9 @@ STREAMS = r"^/api/v1/(events/stream|sse/stream|stream/numbers)$"
 SEED = os.environ.get("FUZZ_SEED", "20261122")
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    # A short timeout keeps the slow demos quick to fuzz; rate limiting stays off (the default
-    # test setting) so that 1,000+ requests from one client are all answered.
-    server = start_server(
-        tmp_path_factory.mktemp("fuzz") / "server.log", {"APP_REQUEST_TIMEOUT_SECONDS": "2"}
-    )
-    yield server
-    server.stop()
+# A short timeout keeps the slow demos quick to fuzz; rate limiting stays off (the default
+# test setting) so that 1,000+ requests from one client are all answered.
+SERVER_ENV = {"APP_REQUEST_TIMEOUT_SECONDS": "2"}
 
 
 def test_every_operation_conforms_to_the_openapi_schema(

@@ -8,14 +8,13 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.helpers import USERS, assert_problem, register
-from tests.live_server import LiveServer, start_server
+from tests.live_server import LiveServer
 
 DEMO = "/api/v1/demo"
 SERVER_ENV = {
@@ -26,13 +25,6 @@ SERVER_ENV = {
     "APP_BREAKER_OPEN_SECONDS": "2",
     "APP_BREAKER_HALF_OPEN_CALLS": "2",
 }
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("chain") / "server.log", SERVER_ENV)
-    yield server
-    server.stop()
 
 
 def _metrics(http: httpx.Client) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -5,35 +5,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.conftest import ServerFactory
 from tests.e2e.helpers import USERS, assert_problem, bearer, unique_email
-from tests.live_server import LiveServer, start_server
+from tests.live_server import LiveServer
 
 QUOTA = 10
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    env = {"APP_RATE_LIMIT_REQUESTS": str(QUOTA), "APP_RATE_LIMIT_WINDOW_SECONDS": "60"}
-    server = start_server(tmp_path_factory.mktemp("limit") / "server.log", env)
-    yield server
-    server.stop()
+SERVER_ENV = {"APP_RATE_LIMIT_REQUESTS": str(QUOTA), "APP_RATE_LIMIT_WINDOW_SECONDS": "60"}
 
 
 @pytest.fixture(scope="module")
-def proxied_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    env = {
-        "APP_RATE_LIMIT_REQUESTS": "2",
-        "APP_RATE_LIMIT_WINDOW_SECONDS": "60",
-        "APP_TRUSTED_PROXIES": "127.0.0.1",
-    }
-    server = start_server(tmp_path_factory.mktemp("proxied") / "server.log", env)
-    yield server
-    server.stop()
+def proxied_server(server_factory: ServerFactory) -> LiveServer:
+    return server_factory(
+        {
+            "APP_RATE_LIMIT_REQUESTS": "2",
+            "APP_RATE_LIMIT_WINDOW_SECONDS": "60",
+            "APP_TRUSTED_PROXIES": "127.0.0.1",
+        }
+    )
 
 
 def test_quota_fields_and_429_with_retry_after(live_server: LiveServer) -> None:

@@ -10,14 +10,13 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.helpers import assert_problem
-from tests.live_server import LiveServer, start_server
+from tests.live_server import LiveServer
 
 SCORING = "/api/v1/scoring"
 SERVER_ENV = {
@@ -25,13 +24,6 @@ SERVER_ENV = {
     "APP_PROCESS_POOL_QUEUE": "2",
     "APP_SCORING_JOB_CHUNK_RECORDS": "10000",
 }
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("scoring") / "server.log", SERVER_ENV)
-    yield server
-    server.stop()
 
 
 def _records(n: int, features: int = 3, seed: int = 1) -> list[dict[str, Any]]:
