@@ -88,7 +88,8 @@ def test_a_burst_of_10000_requests_leaves_the_server_healthy(live_server: LiveSe
         for line in metrics.splitlines()
         if line.startswith("http_rate_limited_requests_total ")
     )
-    assert float(limited.split()[1]) >= 10_000
+    # Every refusal of the burst is counted (earlier tests of the module add theirs).
+    assert float(limited.split()[1]) >= codes[429]
 
 
 def test_trusted_proxy_forwarded_for_identifies_clients(proxied_server: LiveServer) -> None:
