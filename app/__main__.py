@@ -24,6 +24,7 @@ from app import __version__
 from app.core.config import Settings, SettingsError, get_settings
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
+from app.http_protocol import head_timeout_protocol
 
 log = get_logger("app.server")
 
@@ -102,6 +103,11 @@ def serve(settings: Settings, factory: AppFactory = _default_factory) -> None:
         # The websockets implementation answers a malformed handshake (a 10,000-character
         # query, say) with a clear 400; uvicorn's sans-I/O default left such clients hanging.
         ws="websockets",
+        # Slow clients: a deadline for each request head, a cap on open connections (503
+        # beyond), and idle keep-alive connections closed after 5 s.
+        http=head_timeout_protocol(settings.head_timeout_seconds),
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
         # uvicorn's annotation says int, but it is used as a float number of seconds.
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,  # type: ignore[arg-type]
     )

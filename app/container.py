@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from app.core.bounded_executor import BoundedExecutor
 from app.core.breaker import BreakerRegistry
 from app.core.clients import ClientIdentifier
 from app.core.config import Settings
+from app.core.connection_quota import ConnectionQuota
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
 from app.core.security import PasswordHasher, TokenCodec
@@ -24,6 +26,7 @@ from app.services.chat import ChatManager
 from app.services.events import EventBus
 from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
+from app.services.login_throttle import LoginThrottle
 from app.services.process_pool import ProcessPool
 from app.services.scoring.service import ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
@@ -56,10 +59,13 @@ class AppServices:
     idempotency: IdempotencyStore
     users_cache: TTLCache
     process_pool: ProcessPool
+    hashing: BoundedExecutor
     thread_pool: ThreadPoolExecutor
     scoring: ScoringService
     bus: EventBus
     chat: ChatManager
+    sse_quota: ConnectionQuota
+    ws_quota: ConnectionQuota
     audit: AuditLog | None
     snapshots: SnapshotManager | None
     health: HealthChecker
@@ -105,6 +111,7 @@ class AppServices:
         await self.users_cache.stop_cleanup()
         # Not waited on from a thread of its own pool (it cannot join itself): queued calls are
         # cancelled, running ones finish, and the interpreter joins the threads at exit.
+        self.hashing.shutdown()
         self.thread_pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -123,6 +130,7 @@ def _health_checker(
     repository: InMemoryRepository,
     breakers: BreakerRegistry,
     pool: ProcessPool,
+    hashing: BoundedExecutor,
     cache: TTLCache,
     bus: EventBus,
     chat: ChatManager,
@@ -135,6 +143,7 @@ def _health_checker(
     checker.register("repository", repository_counts, critical=True)
     checker.register("breakers", breakers.stats, degraded_if=lambda: breakers.any_open)
     checker.register("process_pool", pool.stats, degraded_if=lambda: pool.degraded)
+    checker.register("password_hashing", hashing.stats)
     checker.register("cache", cache.stats)
     checker.register("event_bus", bus.stats)
     checker.register("chat", chat.stats)
@@ -146,13 +155,26 @@ def build_services(foundation: Foundation) -> AppServices:
     """Wire the repository and services from settings (nothing starts until `start`)."""
     settings = foundation.settings
     repository = InMemoryRepository()
-    hasher = PasswordHasher(rounds=settings.bcrypt_rounds)
-    bus = EventBus(history_size=settings.event_history_size, queue_size=settings.event_queue_size)
+    # Hashing has threads of its own: demo work or file I/O in the shared pool cannot starve
+    # logins, and a flood of logins is shed (503) instead of queueing into timeouts.
+    hashing = BoundedExecutor(
+        "password-hashing", workers=settings.hash_workers, queue=settings.hash_queue
+    )
+    hasher = PasswordHasher(rounds=settings.bcrypt_rounds, executor=hashing)
+    bus = EventBus(
+        history_size=settings.event_history_size,
+        history_bytes=settings.event_history_bytes,
+        queue_size=settings.event_queue_size,
+        queue_bytes=settings.event_queue_bytes,
+    )
     users_cache = TTLCache(
         name="users", ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
     )
     users = UserService(repository, hasher, users_cache, publish=bus.publish)
-    chat = ChatManager(messages_per_second=settings.ws_messages_per_second)
+    chat = ChatManager(
+        messages_per_second=settings.ws_messages_per_second,
+        max_room_members=settings.chat_max_room_members,
+    )
     pool = ProcessPool(
         workers=settings.process_pool_workers,
         queue_limit=settings.effective_process_pool_queue,
@@ -180,19 +202,41 @@ def build_services(foundation: Foundation) -> AppServices:
         foundation=foundation,
         repository=repository,
         users=users,
-        auth=AuthService(users, hasher, foundation.tokens),
+        auth=AuthService(
+            users,
+            hasher,
+            foundation.tokens,
+            throttle=LoginThrottle(
+                attempts_per_minute=settings.login_attempts_per_minute,
+                failures_before_backoff=settings.login_failures_before_backoff,
+            ),
+        ),
         idempotency=IdempotencyStore(
             ttl_seconds=settings.idempotency_ttl_seconds, max_keys=settings.idempotency_max_keys
         ),
         users_cache=users_cache,
         process_pool=pool,
+        hashing=hashing,
         thread_pool=ThreadPoolExecutor(
             max_workers=settings.thread_pool_workers, thread_name_prefix="blocking-io"
         ),
         scoring=scoring,
         bus=bus,
         chat=chat,
-        audit=AuditLog(bus, settings.audit_log_path) if settings.audit_log_path else None,
+        sse_quota=ConnectionQuota(settings.sse_max_streams_per_client),
+        ws_quota=ConnectionQuota(settings.ws_max_connections_per_client),
+        audit=(
+            AuditLog(
+                bus,
+                settings.audit_log_path,
+                max_bytes=settings.audit_log_max_bytes,
+                backups=settings.audit_log_backups,
+            )
+            if settings.audit_log_path
+            else None
+        ),
         snapshots=snapshots,
-        health=_health_checker(repository, foundation.breakers, pool, users_cache, bus, chat),
+        health=_health_checker(
+            repository, foundation.breakers, pool, hashing, users_cache, bus, chat
+        ),
     )

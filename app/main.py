@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import Scope
 
 from app import __version__
+from app.api.deps import uses_bearer_token
 from app.api.errors import install_error_handlers
 from app.api.openapi import document_raw_body_models
 from app.api.routes import (
@@ -22,6 +25,7 @@ from app.api.routes import (
     chat,
     concurrency,
     demos,
+    docs,
     events,
     metrics,
     probes,
@@ -34,7 +38,8 @@ from app.api.routes import (
 from app.container import AppState, Foundation, build_services
 from app.core.breaker import BreakerConfig, BreakerRegistry
 from app.core.clients import ClientIdentifier
-from app.core.config import Settings, get_settings
+from app.core.config import DEV_ADMIN_PASSWORD, Settings, get_settings
+from app.core.exceptions import StartupRefused
 from app.core.lifecycle import Lifecycle
 from app.core.logging import configure_logging, get_logger
 from app.core.metrics import release_process_metrics
@@ -43,6 +48,7 @@ from app.core.routing import HTTP_METHODS
 from app.core.security import TokenCodec
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.circuit_breaker import CircuitBreakerMiddleware
+from app.middleware.head_limit import HeadLimitMiddleware
 from app.middleware.metrics import MetricsMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.request_context import RequestContextMiddleware
@@ -63,6 +69,7 @@ OPERATIONAL_PATHS = (*PROBE_PATHS, METRICS_PATH, *DOCS_PATHS)
 ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
     (probes.router, None),
     (metrics.router, None),
+    (docs.router, None),
     (root.router, None),
     (users.router, "users"),
     (auth.router, "auth"),
@@ -79,7 +86,7 @@ ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
 )
 # Documented on every API route: the answers the chain itself can give.
 CHAIN_RESPONSES = problem_responses(422, 429, 500, 503, 504)
-UNDOCUMENTED_CHAIN = (probes.router, metrics.router)
+UNDOCUMENTED_CHAIN = (probes.router, metrics.router, docs.router)
 
 
 def breaker_groups(
@@ -96,6 +103,28 @@ def breaker_groups(
             if prefix:
                 groups.setdefault(prefix, breaker)
     return sorted(groups.items())
+
+
+def rate_limit_key(
+    clients: ClientIdentifier, routers: Sequence[tuple[APIRouter, str | None]]
+) -> Callable[[Scope], str]:
+    """The rate limiter's client key: the token's subject on routes that need a token, the
+    client address everywhere else (a token must not buy a fresh quota on open routes)."""
+    token_routes = [
+        (route.path_regex, frozenset(route.methods or ()))
+        for router, _ in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and uses_bearer_token(route.dependant)
+    ]
+
+    def key(scope: Scope) -> str:
+        method, path = scope["method"], scope["path"]
+        for pattern, methods in token_routes:
+            if method in methods and pattern.match(path):
+                return clients.client_key(scope)
+        return clients.address_key(scope)
+
+    return key
 
 
 def _middleware(foundation: Foundation) -> list[Middleware]:
@@ -135,41 +164,55 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             client_address=clients.client_address,
             quiet_paths=(*PROBE_PATHS, METRICS_PATH),
         ),
-        # 4. Metrics: count and time every request by route template (what is refused too).
+        # 4. Head limit: 431 for a request line and headers over APP_MAX_HEAD_BYTES, before
+        #    any later layer or handler reads a header.
+        Middleware(HeadLimitMiddleware, max_bytes=settings.max_head_bytes),
+        # 5. Metrics: count and time every request by route template (what is refused too).
         Middleware(MetricsMiddleware, skip_paths=(METRICS_PATH,)),
     ]
     if settings.rate_limit_requests > 0:
-        # 5. Rate limit: a token bucket per client key; 429 with Retry-After past the quota.
+        # 6. Rate limit: a token bucket per client key; 429 with Retry-After past the quota.
         limiter = RateLimiter(settings.rate_limit_requests, settings.rate_limit_window_seconds)
         chain.append(
             Middleware(
                 RateLimitMiddleware,
                 limiter=limiter,
-                client_key=clients.client_key,
+                client_key=rate_limit_key(clients, ROUTERS),
                 exempt_paths=OPERATIONAL_PATHS,
             )
         )
     chain += [
-        # 6. Timeout: cancel a handler that has not started answering in time; 504.
+        # 7. Timeout: cancel a handler that has not started answering in time; 504.
         Middleware(
             TimeoutMiddleware,
             timeout_seconds=settings.request_timeout_seconds,
             exempt_paths=OPERATIONAL_PATHS,
         ),
-        # 7. Circuit breaker: per route group; 503 while the group keeps failing.
+        # 8. Circuit breaker: per route group; 503 while the group keeps failing.
         Middleware(
             CircuitBreakerMiddleware,
             registry=foundation.breakers,
             groups=breaker_groups(ROUTERS),
         ),
-        # Innermost: request bodies over the limit get 413 before a handler reads them.
+        # 9. Body limit (innermost): bodies over the limit get 413 before a handler reads them.
         Middleware(
             BodyLimitMiddleware,
             max_body_bytes=settings.max_body_bytes,
-            overrides=((scoring.router.prefix, settings.scoring_max_body_bytes),),
+            overrides=(
+                (scoring.router.prefix, settings.scoring_max_body_bytes),
+                # An event's body is its data plus a topic: the data bound and a little more.
+                (events.router.prefix, settings.event_max_bytes + 512),
+            ),
         ),
     ]
     return chain
+
+
+def _reason(exc: BaseException) -> str:
+    # Our own refusals explain themselves; anything else is named by its type as well.
+    if isinstance(exc, SnapshotError | StartupRefused):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _lifespan(
@@ -185,17 +228,23 @@ def _lifespan(
             await services.start()
         except Exception as exc:
             # Stop whatever did start (worker processes, tasks) before the process exits.
-            reason = str(exc) if isinstance(exc, SnapshotError) else f"{type(exc).__name__}: {exc}"
-            log.error("startup_failed", reason=reason)
+            log.error("startup_failed", reason=_reason(exc))
             await services.close()
             raise
         try:
             admin = await services.users.ensure_admin(
-                email=settings.admin_email, password=settings.admin_password
+                email=settings.admin_email,
+                password=settings.admin_password,
+                reset_password=settings.admin_reset_password,
+                # Production must not run with an admin anyone can look up in this repository.
+                forbidden_password=DEV_ADMIN_PASSWORD if settings.env == "production" else None,
             )
             foundation.lifecycle.mark_started()
             log.info("startup_complete", env=settings.env, version=__version__, admin_id=admin.id)
             yield {"services": services}
+        except StartupRefused as exc:
+            log.error("startup_failed", reason=_reason(exc))
+            raise
         finally:
             foundation.lifecycle.begin_shutdown()
             await services.close()
@@ -213,7 +262,11 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.effective_log_format)
     tokens = TokenCodec(
-        settings.jwt_secret_key, settings.jwt_algorithm, settings.jwt_expire_minutes
+        settings.jwt_secret_key,
+        settings.jwt_algorithm,
+        settings.jwt_expire_minutes,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
     )
     foundation = Foundation(
         settings=settings,
@@ -238,10 +291,16 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         summary="A resilience-focused reference API: every production pattern, done right.",
         lifespan=_lifespan(foundation),
         middleware=_middleware(foundation),
+        # Served by app/api/routes/docs.py from this origin, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
     for router, _ in ROUTERS:
         responses = None if router in UNDOCUMENTED_CHAIN else CHAIN_RESPONSES
         app.include_router(router, responses=responses)
+    for path, static in docs.static_files():
+        app.mount(path, static)
     document_raw_body_models(app, scoring.RAW_BODY_MODELS)
     return app

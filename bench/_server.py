@@ -20,6 +20,13 @@ BENCH_ENV = {
     "APP_LOG_LEVEL": "WARNING",
     "APP_BCRYPT_ROUNDS": "4",
     "APP_RATE_LIMIT_REQUESTS": "0",
+    # Every benchmark client comes from one address: lift the per-client bounds.
+    "APP_SSE_MAX_STREAMS_PER_CLIENT": "10000",
+    "APP_WS_MAX_CONNECTIONS_PER_CLIENT": "10000",
+    "APP_CHAT_MAX_ROOM_MEMBERS": "10000",
+    "APP_MAX_CONNECTIONS": "10000",
+    "APP_HASH_QUEUE": "1000",
+    "APP_LOGIN_ATTEMPTS_PER_MINUTE": "10000",
     "APP_SHUTDOWN_DRAIN_SECONDS": "0",
 }
 

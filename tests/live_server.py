@@ -31,6 +31,15 @@ TEST_ENV = {
     "APP_JWT_SECRET_KEY": "test-secret-key-that-is-at-least-32-bytes-long",
     "APP_SHUTDOWN_DRAIN_SECONDS": "0",  # tests that need the drain set it themselves
     "APP_RATE_LIMIT_REQUESTS": "0",  # off unless a test module turns it on
+    # Per-client bounds a load test from one address would hit; tests/security sets the real
+    # defaults back and proves each bound.
+    "APP_LOGIN_ATTEMPTS_PER_MINUTE": "10000",
+    "APP_LOGIN_FAILURES_BEFORE_BACKOFF": "1000",
+    "APP_HASH_QUEUE": "1000",
+    "APP_SSE_MAX_STREAMS_PER_CLIENT": "10000",
+    "APP_WS_MAX_CONNECTIONS_PER_CLIENT": "10000",
+    "APP_CHAT_MAX_ROOM_MEMBERS": "10000",
+    "APP_MAX_CONNECTIONS": "10000",
 }
 
 

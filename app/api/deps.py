@@ -5,15 +5,18 @@ Everything comes from the lifespan's typed state (`AppState`, built in `app/cont
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import Depends, Header
+from fastapi.dependencies.models import Dependant
 from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
 from app.container import AppServices, AppState
 from app.core.breaker import BreakerRegistry
 from app.core.config import Settings
+from app.core.connection_quota import ConnectionQuota
 from app.core.exceptions import ShuttingDown
 from app.core.lifecycle import Lifecycle
 from app.services.auth import AuthService
@@ -82,8 +85,30 @@ async def _chat(services: Services) -> ChatManager:
     return services.chat
 
 
+@dataclass(frozen=True, slots=True)
+class StreamAdmission:
+    """What a long-lived stream route needs to admit a client: its quota and the client."""
+
+    quota: ConnectionQuota
+    client: str
+
+
+async def _sse_admission(connection: HTTPConnection, services: Services) -> StreamAdmission:
+    address = services.foundation.clients.client_address(connection.scope)
+    return StreamAdmission(services.sse_quota, address)
+
+
+async def _ws_admission(connection: HTTPConnection, services: Services) -> StreamAdmission:
+    address = services.foundation.clients.client_address(connection.scope)
+    return StreamAdmission(services.ws_quota, address)
+
+
 async def _client_key(connection: HTTPConnection, services: Services) -> str:
     return services.foundation.clients.client_key(connection.scope)
+
+
+async def _client_address(connection: HTTPConnection, services: Services) -> str:
+    return services.foundation.clients.client_address(connection.scope)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -96,7 +121,11 @@ IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
 ScoringServiceDep = Annotated[ScoringService, Depends(_scoring)]
 EventBusDep = Annotated[EventBus, Depends(_bus)]
 ChatDep = Annotated[ChatManager, Depends(_chat)]
+SseAdmission = Annotated[StreamAdmission, Depends(_sse_admission)]
+WsAdmission = Annotated[StreamAdmission, Depends(_ws_admission)]
 ClientKey = Annotated[str, Depends(_client_key)]
+ClientAddress = Annotated[str, Depends(_client_address)]
+BearerToken = Annotated[str | None, Depends(_bearer)]
 
 
 async def accepting_streams(lifecycle: LifecycleDep) -> None:
@@ -105,9 +134,15 @@ async def accepting_streams(lifecycle: LifecycleDep) -> None:
         raise ShuttingDown()
 
 
-async def _current_user(
-    auth: AuthServiceDep, token: Annotated[str | None, Depends(_bearer)]
-) -> User:
+def uses_bearer_token(dependant: Dependant) -> bool:
+    """Whether a route (its dependency tree) reads the bearer token."""
+    return any(
+        dependency.call is _bearer or uses_bearer_token(dependency)
+        for dependency in dependant.dependencies
+    )
+
+
+async def _current_user(auth: AuthServiceDep, token: BearerToken) -> User:
     return await auth.authenticate(token)
 
 

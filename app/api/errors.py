@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.core.breaker import report_dependency_failure
 from app.core.exceptions import AppError, ProblemType, ValidationFailed
 from app.core.problems import problem_response
 from app.core.routing import allowed_methods
@@ -38,6 +39,8 @@ def _invalid(request: Request, errors: list[dict[str, Any]]) -> Response:
 
 async def _app_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
+    if exc.dependency_failure:
+        report_dependency_failure(request.scope)
     extra = {"errors": _public_errors(exc.errors)} if isinstance(exc, ValidationFailed) else None
     return problem_response(
         request.scope,

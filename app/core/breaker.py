@@ -20,7 +20,7 @@ import contextvars
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -240,6 +240,24 @@ class CircuitBreaker:
             self.record(permit, failure=None)
         else:
             self.record(permit, failure=self._is_failure(exc))
+
+
+# Where the breaker layer leaves a `CallOutcome` for the code below it to fill in.
+OUTCOME_SCOPE_KEY = "app.breaker_outcome"
+
+
+@dataclass(slots=True)
+class CallOutcome:
+    """What the breaker layer learns about one call: whether a dependency failed in it."""
+
+    dependency_failed: bool = False
+
+
+def report_dependency_failure(scope: MutableMapping[str, Any]) -> None:
+    """Tell the breaker guarding this request that a dependency failed while serving it."""
+    outcome = scope.get(OUTCOME_SCOPE_KEY)
+    if isinstance(outcome, CallOutcome):
+        outcome.dependency_failed = True
 
 
 class BreakerRegistry:

@@ -1,7 +1,9 @@
 """Who is calling: the client address (behind trusted proxies) and the client key.
 
-The client key identifies a caller for per-client state (idempotency keys now, rate limits
-later): the token's subject when a valid bearer token is sent, else the client address.
+The client key identifies a caller for per-client state (idempotency keys, scoring jobs, the
+rate limit on routes that need a token): the token's subject when a valid bearer token is sent,
+else the client address. Routes open to everyone are rate-limited by address alone, so a token
+of a throwaway account cannot buy a fresh quota there.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class ClientIdentifier:
             peer = str(hop_ip)
         return peer
 
+    def address_key(self, scope: Scope) -> str:
+        """`ip:<client address>`: the key of a request whatever token it carries."""
+        return f"ip:{self.client_address(scope)}"
+
     def client_key(self, scope: Scope) -> str:
         """`user:<subject>` for a valid bearer token, else `ip:<client address>`."""
         if self._token_subject is not None:
@@ -77,4 +83,4 @@ class ClientIdentifier:
                 subject = self._token_subject(token.strip())
                 if subject is not None:
                     return f"user:{subject}"
-        return f"ip:{self.client_address(scope)}"
+        return self.address_key(scope)

@@ -17,6 +17,37 @@ DEV_ADMIN_PASSWORD = "dev-admin-password"  # noqa: S105
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# Values that are placeholders, not secrets: production refuses any secret containing one.
+_PLACEHOLDER_MARKERS = ("replace", "change-me", "changeme", "placeholder", "example", "secret")
+# Passwords no production admin may have, however long.
+_COMMON_PASSWORDS = frozenset(
+    {"password", "password123", "passw0rd", "12345678", "123456789", "1234567890", "qwerty123",
+     "letmein", "welcome1", "admin123", "administrator", "iloveyou", "trustno1"}
+)  # fmt: skip
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _distinct_ratio(value: str) -> float:
+    return len(set(value)) / max(1, len(value))
+
+
+def weak_secret_reason(value: str, *, min_length: int) -> str | None:
+    """Why `value` is not good enough as a production secret, or None if it is.
+
+    Not an entropy meter: it catches what a reviewer found accepted (placeholders, a key of
+    one repeated character, `password`), and leaves real randomness alone.
+    """
+    lowered = value.lower()
+    if len(value) < min_length:
+        return f"must be at least {min_length} characters"
+    if any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
+        return "looks like a placeholder; generate a real value"
+    if lowered in _COMMON_PASSWORDS or lowered.rstrip("0123456789!") in _COMMON_PASSWORDS:
+        return "is a commonly used password"
+    if len(set(value)) < 8 or _distinct_ratio(value) < 0.2:
+        return "has too few distinct characters to be random"
+    return None
+
 
 def _available_cpus() -> int:
     # The CPUs this process may run on (respects taskset/cpusets), unlike os.cpu_count().
@@ -50,6 +81,12 @@ class Settings(BaseSettings):
     graceful_shutdown_seconds: float = Field(default=20.0, gt=0, le=3600)
     shutdown_drain_seconds: float = Field(default=5.0, ge=0, le=300)
 
+    # The whole request line and headers; more gets 431 (the proxy in front should bound it too).
+    max_head_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    # uvicorn: connections at once (503 beyond), and how long a client may take to send a head.
+    max_connections: int = Field(default=2048, ge=1, le=100_000)
+    head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
     cors_origins: Annotated[list[str], NoDecode] = [
         "http://localhost:3000",
         "http://localhost:5173",
@@ -59,10 +96,20 @@ class Settings(BaseSettings):
     jwt_secret_key: str = Field(default=DEV_JWT_SECRET_KEY, min_length=1, repr=False)
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    jwt_issuer: str = Field(default="resilient-api", min_length=1, max_length=200)
+    jwt_audience: str = Field(default="resilient-api", min_length=1, max_length=200)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    # Password hashing has threads of its own, bounded: past workers + queue, 503 at once.
+    hash_workers: int = Field(default=2, ge=1, le=64)
+    hash_queue: int = Field(default=16, ge=0, le=10_000)
+    # Logins per client address and account in a minute, and the back-off after failures.
+    login_attempts_per_minute: int = Field(default=10, ge=1, le=10_000)
+    login_failures_before_backoff: int = Field(default=5, ge=1, le=1000)
 
     admin_email: str = "admin@example.com"
     admin_password: str = Field(default=DEV_ADMIN_PASSWORD, min_length=8, repr=False)
+    # At start-up, set the existing admin's password to APP_ADMIN_PASSWORD (rotation).
+    admin_reset_password: bool = False
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
@@ -83,20 +130,28 @@ class Settings(BaseSettings):
     process_pool_queue: int | None = Field(default=None, ge=0)
     scoring_max_records: int = Field(default=100_000, ge=1)
     scoring_max_features: int = Field(default=100, ge=1, le=10_000)
-    scoring_max_body_bytes: int = Field(default=32 * 1_048_576, ge=1024, le=1024 * 1_048_576)
+    scoring_max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=1024 * 1_048_576)
     scoring_task_timeout_seconds: float = Field(default=8.0, gt=0, le=3600)
     scoring_job_ttl_seconds: float = Field(default=600.0, gt=0)
     scoring_job_chunk_records: int = Field(default=10_000, ge=100)
     thread_pool_workers: int = Field(default=16, ge=1, le=256)
     ws_max_message_bytes: int = Field(default=65_536, ge=64, le=16 * 1_048_576)
     ws_messages_per_second: int = Field(default=20, ge=1)
+    ws_max_connections_per_client: int = Field(default=8, ge=1, le=10_000)
+    chat_max_room_members: int = Field(default=50, ge=2, le=10_000)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=15)
+    sse_max_streams_per_client: int = Field(default=8, ge=1, le=10_000)
     event_history_size: int = Field(default=1000, ge=1)
+    event_history_bytes: int = Field(default=8 * 1_048_576, ge=65_536, le=1024 * 1_048_576)
     event_queue_size: int = Field(default=256, ge=1)
+    event_queue_bytes: int = Field(default=1_048_576, ge=65_536, le=256 * 1_048_576)
+    event_max_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
     snapshot_path: str | None = None
     snapshot_interval_seconds: float = Field(default=60.0, gt=0)
     snapshot_on_corrupt: Literal["fail", "move-aside"] = "fail"
     audit_log_path: str | None = None
+    audit_log_max_bytes: int = Field(default=10 * 1_048_576, ge=65_536)
+    audit_log_backups: int = Field(default=3, ge=1, le=100)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -136,16 +191,27 @@ class Settings(BaseSettings):
                 "APP_BREAKER_MIN_CALLS must not exceed APP_BREAKER_WINDOW_SIZE "
                 f"({self.breaker_min_calls} > {self.breaker_window_size})"
             )
+        if self.jwt_secret_key == DEV_JWT_SECRET_KEY and self.host not in _LOOPBACK_HOSTS:
+            # Anyone can read the development key in this repository: with it, anyone on the
+            # network could sign tokens for any account.
+            raise ValueError(
+                f"APP_JWT_SECRET_KEY: the development key is refused when serving on {self.host} "
+                "(only on a loopback address)"
+            )
         if self.env != "production":
             return self
         if self.jwt_secret_key == DEV_JWT_SECRET_KEY:
             raise ValueError("APP_JWT_SECRET_KEY: the development key is refused in production")
         if len(self.jwt_secret_key.encode()) < 32:
             raise ValueError("APP_JWT_SECRET_KEY: must be at least 32 bytes in production")
+        if reason := weak_secret_reason(self.jwt_secret_key, min_length=32):
+            raise ValueError(f"APP_JWT_SECRET_KEY: {reason}")
         if self.admin_password == DEV_ADMIN_PASSWORD:
             raise ValueError(
                 "APP_ADMIN_PASSWORD: the development password is refused in production"
             )
+        if reason := weak_secret_reason(self.admin_password, min_length=12):
+            raise ValueError(f"APP_ADMIN_PASSWORD: {reason}")
         if "*" in self.cors_origins:
             raise ValueError("APP_CORS_ORIGINS: '*' is refused in production")
         if self.bcrypt_rounds < 12:

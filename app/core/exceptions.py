@@ -9,20 +9,26 @@
     │   ├── Conflict                 409
     │   │   └── IdempotencyKeyInFlight
     │   ├── PreconditionFailed       412
+    │   ├── TooManyRequests          429 + Retry-After (login throttling)
     │   ├── UnprocessableContent     422
     │   │   ├── ValidationFailed     422 with `errors` (validation outside FastAPI)
     │   │   └── IdempotencyKeyReused
-    │   ├── WorkerCrashed            500 (a process-pool worker died; retrying is safe)
-    │   ├── SimulatedFailure         500 (the flaky demo)
+    │   ├── WorkerCrashed            500 (a process-pool worker died; retrying is safe)  *
+    │   ├── SimulatedFailure         500 (the flaky demo's simulated dependency)         *
     │   ├── ServiceUnavailable       503
     │   │   ├── Overloaded           503 + Retry-After: capacity is full, shed on purpose
     │   │   └── ShuttingDown         503 + Retry-After: this instance is draining
-    │   └── TaskTimedOut             504 (a CPU task overran)
+    │   └── TaskTimedOut             504 (a CPU task overran)                            *
+    ├── StartupRefused               the service will not start as configured (a clear message)
     └── RepositoryError              storage said no; services turn these into AppErrors
         ├── RecordNotFound
         ├── DuplicateKey
         ├── VersionMismatch
         └── UnknownCollection
+
+* a dependency failure: the only answers a circuit breaker counts (`dependency_failure`).
+Nothing a client can cause with its own input is one, so no client can open a breaker for
+everyone else.
 
 This module imports nothing of the web stack: services raise these errors, worker processes
 raise and pickle them, and `app/api/errors.py` turns them into problem details.
@@ -64,6 +70,8 @@ class AppError(Exception):
 
     status: int = 500
     type: ProblemType = ProblemType.BLANK
+    # True when a dependency (the process pool, a store) failed, rather than the request.
+    dependency_failure: bool = False
 
     def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -127,6 +135,16 @@ class PreconditionFailed(AppError):
     type = ProblemType.PRECONDITION_FAILED
 
 
+class TooManyRequests(AppError):
+    """Too many attempts from this client (or at this account) for now."""
+
+    status = 429
+    type = ProblemType.RATE_LIMITED
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
 class UnprocessableContent(AppError):
     """Well-formed input that breaks a rule validation could not express."""
 
@@ -159,6 +177,7 @@ class WorkerCrashed(AppError):
 
     status = 500
     type = ProblemType.WORKER_CRASHED
+    dependency_failure = True
 
 
 class SimulatedFailure(AppError):
@@ -166,6 +185,7 @@ class SimulatedFailure(AppError):
 
     status = 500
     type = ProblemType.SIMULATED_FAILURE
+    dependency_failure = True
 
 
 class ServiceUnavailable(AppError):
@@ -198,6 +218,11 @@ class TaskTimedOut(AppError):
 
     status = 504
     type = ProblemType.TASK_TIMEOUT
+    dependency_failure = True
+
+
+class StartupRefused(Exception):
+    """Start-up found a state it must not serve in; the message says how to fix it."""
 
 
 class RepositoryError(Exception):

@@ -13,6 +13,7 @@ and are rendered by the same processors, so the output looks the same.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any, Literal
 
@@ -55,6 +56,19 @@ def _add_logger_name(logger: WrappedLogger, method: str, event: EventDict) -> Ev
     return event
 
 
+# Field names whose values never reach a log line, in any renderer.
+_SECRET_FIELDS = re.compile(r"pass(word)?|secret|token|authorization|cookie|hash|api_?key", re.I)
+REDACTED = "[redacted]"
+
+
+def redact_secrets(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """Replace the value of every field named like a secret (`password`, `token`, ...)."""
+    for key in event:
+        if key != "event" and _SECRET_FIELDS.search(key):
+            event[key] = REDACTED
+    return event
+
+
 def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
     """Send structlog events and standard-library records to stderr in one format.
 
@@ -66,13 +80,18 @@ def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
         _add_logger_name,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
     ]
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         shared += [structlog.processors.format_exc_info]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: the rich ones installed with the dev tools print every local
+        # variable (a password, a hash) and took seconds per error on the event loop.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
 
     structlog.configure(
         processors=[*shared, renderer],

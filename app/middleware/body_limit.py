@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.asgi import get_header
+from app.core.parsing import ascii_int
 from app.core.problems import problem_response
 from app.core.routing import under_prefix
 
@@ -60,7 +61,8 @@ class BodyLimitMiddleware:
             return
         limit = self._limit(scope["path"])
         declared = get_header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared_bytes = ascii_int(declared, max_digits=20) if declared is not None else None
+        if declared_bytes is not None and declared_bytes > limit:
             await self._refuse(scope, receive, send, limit)
             return
 

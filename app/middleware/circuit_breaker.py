@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.breaker import BreakerRegistry, CircuitOpenError
+from app.core.breaker import OUTCOME_SCOPE_KEY, BreakerRegistry, CallOutcome, CircuitOpenError
 from app.core.exceptions import ProblemType
 from app.core.problems import problem_response
 from app.core.routing import under_prefix
-from app.middleware.timeout import DEADLINE_SCOPE_KEY
 
 
 class CircuitBreakerMiddleware:
     """Puts each route group (a path prefix, one per router) behind its own breaker.
 
-    5xx answers, unhandled exceptions and timeouts (a cancellation at or past the deadline the
-    timeout layer set) count as failures; 4xx answers are successes; a 503 with `Retry-After`
-    (load shed on purpose) counts as neither. Paths in no group (probes, `/metrics`,
-    `/resilience`) pass straight through.
+    A breaker guards a dependency, so only a call in which a dependency failed counts as a
+    failure: the error handlers report one (`report_dependency_failure`) for the errors marked
+    `dependency_failure` (a crashed or overrunning worker, the flaky demo's simulated
+    dependency). Everything a client can cause with its own input — a 4xx, a 500 from a bug
+    its input triggered, a request that runs into the timeout, load shed with 503 — never
+    opens a breaker for everyone else. Paths in no group (probes, `/metrics`, `/resilience`)
+    pass straight through.
     """
 
     def __init__(
@@ -59,31 +61,18 @@ class CircuitBreakerMiddleware:
             await response(scope, receive, send)
             return
 
-        status: int | None = None
-        declined = False
-
-        async def send_observing(message: Message) -> None:
-            nonlocal status, declined
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                # 503 + Retry-After is the server declining work on purpose (load shedding),
-                # not failing: counting it would turn a moment of overload into a long outage.
-                declined = status == 503 and any(
-                    name == b"retry-after" for name, _ in message.get("headers", ())
-                )
-            await send(message)
-
+        outcome = CallOutcome()
+        scope[OUTCOME_SCOPE_KEY] = outcome
         try:
-            await self.app(scope, receive, send_observing)
+            await self.app(scope, receive, send)
         except asyncio.CancelledError:
-            deadline = scope.get(DEADLINE_SCOPE_KEY)
-            # The timer may fire a hair before the deadline the timeout layer wrote down.
-            timed_out = (
-                deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01
-            )
-            breaker.record(permit, failure=True if timed_out else None)
+            # A timeout or a client gone away: neither says the dependency failed.
+            breaker.record(permit, failure=None)
             raise
         except Exception:
-            breaker.record(permit, failure=True)
+            # A bug, not a dependency known to fail; anyone could trigger it with their input.
+            breaker.record(permit, failure=None)
             raise
-        breaker.record(permit, failure=None if declined else (status is None or status >= 500))
+        # Only a failure the code below reported as a dependency's counts; a client's bad input,
+        # a bug, a timeout or load shed on purpose succeed or count as nothing.
+        breaker.record(permit, failure=outcome.dependency_failed)

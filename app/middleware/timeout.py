@@ -20,8 +20,6 @@ TIMEOUTS = Counter(
     "Requests cancelled and answered 504 because no response started in time, by route.",
     ["route"],
 )
-# Inner layers (the circuit breaker) read this to tell a timeout from other cancellations.
-DEADLINE_SCOPE_KEY = "timeout.deadline"
 
 
 class TimeoutMiddleware:
@@ -43,8 +41,6 @@ class TimeoutMiddleware:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        scope[DEADLINE_SCOPE_KEY] = loop.time() + self.timeout_seconds
         started = False
         deadline = asyncio.timeout(self.timeout_seconds)
 

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_DEPTH = 32
+
+
+def _plain_json(value: Any) -> Any:
+    # Python's JSON parser takes NaN, Infinity and 1e400 (as inf); JSON has no such numbers,
+    # and storing them would turn them into null. Walked without recursion, depth bounded.
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN, Infinity or overflowing values)")
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"at most {MAX_DEPTH} levels of nesting")
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return value
+
 
 Topic = Annotated[
     str,
@@ -19,7 +39,12 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     topic: Topic
-    data: Any = Field(default=None, description="Any JSON value.")
+    data: Annotated[Any, AfterValidator(_plain_json)] = Field(
+        default=None,
+        description="Any JSON value with finite numbers, nested at most 32 deep; its size is "
+        "bounded by APP_EVENT_MAX_BYTES.",
+        examples=[{"order": 7, "total": 41.5}],
+    )
 
 
 class EventAccepted(BaseModel):

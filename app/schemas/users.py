@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    model_validator,
+)
 
 from app.core.security import BCRYPT_MAX_BYTES as PASSWORD_MAX_BYTES
 
@@ -25,7 +34,27 @@ def _stripped_name(value: str) -> str:
     return value
 
 
-Email = Annotated[EmailStr, Field(max_length=254, examples=["ada@example.com"])]
+def _nfkc(value: object) -> object:
+    # Fullwidth and other compatibility forms fold to their plain letters before anything else.
+    return unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else value
+
+
+def _ascii_only(value: str) -> str:
+    # Look-alike letters from other scripts (a Cyrillic a, U+0430, for the Latin one) would
+    # register a second account that reads as the first: addresses are ASCII, domains punycode.
+    if not value.isascii():
+        raise ValueError(
+            "must be ASCII once normalised (write an international domain in punycode, xn--)"
+        )
+    return value
+
+
+Email = Annotated[
+    EmailStr,
+    BeforeValidator(_nfkc),
+    AfterValidator(_ascii_only),
+    Field(max_length=254, examples=["ada@example.com"]),
+]
 Name = Annotated[
     str,
     Field(min_length=1, max_length=100, examples=["Ada Lovelace"]),
@@ -67,6 +96,11 @@ class UserUpdate(_Input):
     name: Name | None = None
     is_active: bool | None = None
     password: Password | None = None
+    current_password: str | None = Field(
+        default=None,
+        max_length=PASSWORD_MAX_BYTES,
+        description="Required with `password` when you change your own password.",
+    )
 
     @model_validator(mode="after")
     def _no_nulls(self) -> UserUpdate:

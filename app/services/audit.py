@@ -4,6 +4,11 @@ The bus hands events to a handler that only appends them to a buffer, so a slow 
 slows publishing; a writer task drains the buffer with aiofiles every half second (or sooner
 when 200 events are waiting), and `stop` writes whatever is left. The buffer is bounded: if the
 disk cannot keep up, the oldest unwritten events are dropped and counted.
+
+Each line names the event's actor (`system`, or the client key of whoever published it), so a
+forged event can be told from the app's own. The file is private to the service (0600) and
+rotated by size: past `max_bytes` it becomes `<path>.1` (the older ones move up, at most
+`backups` are kept), so the log never fills the disk.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 import aiofiles
+import aiofiles.os
 import orjson
 from prometheus_client import Counter
 
+from app.core.files import private_opener
 from app.core.logging import get_logger
 from app.services.events import Event, EventBus
 
@@ -39,9 +46,14 @@ class AuditLog:
         flush_seconds: float = 0.5,
         batch_size: int = 200,
         max_buffered: int = 10_000,
+        max_bytes: int = 10 * 1_048_576,
+        backups: int = 3,
     ) -> None:
         self.bus = bus
         self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._size = 0
         self.flush_seconds = flush_seconds
         self.batch_size = batch_size
         self._buffer: deque[Event] = deque()
@@ -63,6 +75,8 @@ class AuditLog:
 
     async def start(self) -> None:
         """Subscribe to every topic and start the writer."""
+        with contextlib.suppress(FileNotFoundError):
+            self._size = (await aiofiles.os.stat(self.path)).st_size
         self._unsubscribe = self.bus.subscribe("*", self._collect)
         self._writer = asyncio.get_running_loop().create_task(self._write_forever())
         log.info("audit_log_started", path=self.path)
@@ -83,11 +97,11 @@ class AuditLog:
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, deque()
-        payload = b"".join(orjson.dumps(e.as_dict(), default=str) + b"\n" for e in batch)
+        lines = [
+            orjson.dumps({**e.as_dict(), "actor": e.actor}, default=str) + b"\n" for e in batch
+        ]
         try:
-            async with aiofiles.open(self.path, "ab") as file:
-                await file.write(payload)
-                await file.flush()
+            await self._append(lines)
         except BaseException:
             # Put them back in front of what arrived meanwhile, keeping the newest if over.
             batch.extend(self._buffer)
@@ -99,6 +113,35 @@ class AuditLog:
             raise
         self.written += len(batch)
         AUDIT_WRITTEN.inc(len(batch))
+
+    async def _append(self, lines: list[bytes]) -> None:
+        # Fill the current file up to `max_bytes`, rotate, go on: a file passes the bound only
+        # when a single line is larger than it.
+        start = 0
+        while start < len(lines):
+            end, size = start, self._size
+            while end < len(lines) and (
+                (end == start and size == 0) or size + len(lines[end]) <= self.max_bytes
+            ):
+                size += len(lines[end])
+                end += 1
+            if end == start:
+                await self._rotate()
+                continue
+            async with aiofiles.open(self.path, "ab", opener=private_opener) as file:
+                await file.write(b"".join(lines[start:end]))
+                await file.flush()
+            self._size = size
+            start = end
+
+    async def _rotate(self) -> None:
+        # path.2 -> path.3, path.1 -> path.2, path -> path.1; the oldest beyond `backups` goes.
+        for number in range(self.backups, 0, -1):
+            source = self.path if number == 1 else f"{self.path}.{number - 1}"
+            with contextlib.suppress(FileNotFoundError):
+                await aiofiles.os.replace(source, f"{self.path}.{number}")
+        self._size = 0
+        log.info("audit_log_rotated", path=self.path, backups=self.backups)
 
     async def stop(self) -> None:
         """Stop listening and write what is left."""

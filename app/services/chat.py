@@ -46,6 +46,10 @@ class NameTaken(Exception):
     """Someone in the room already uses that name."""
 
 
+class RoomFull(Exception):
+    """The room has as many members as a room may have."""
+
+
 @dataclass(eq=False)
 class Member:
     """One connection in one room, with its message-rate allowance (a token bucket)."""
@@ -65,10 +69,13 @@ class ChatManager:
         self,
         *,
         messages_per_second: int,
+        max_room_members: int = 50,
         send_timeout_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate = float(messages_per_second)
+        # A broadcast costs one send per member: the cap bounds what one frame can become.
+        self.max_room_members = max_room_members
         self.send_timeout = send_timeout_seconds
         self._clock = clock
         self._rooms: dict[str, dict[str, Member]] = {}
@@ -87,12 +94,13 @@ class ChatManager:
         return {room: len(members) for room, members in self._rooms.items()}
 
     async def join(self, room: str, name: str, connection: ChatConnection) -> Member:
-        """Add a member and tell the others; `NameTaken` if the name is in use in the room."""
+        """Add a member and tell the others; `NameTaken` if the name is in use in the room,
+        `RoomFull` if the room holds `max_room_members` already."""
         members = self._rooms.setdefault(room, {})
         if name in members:
-            if not members:
-                del self._rooms[room]
             raise NameTaken(name)
+        if len(members) >= self.max_room_members:
+            raise RoomFull(room)
         member = Member(room, name, connection, tokens=self.rate, refilled_at=self._clock())
         members[name] = member
         WS_CONNECTIONS.inc()

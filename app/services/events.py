@@ -10,6 +10,12 @@
   so a client reconnecting with `Last-Event-ID` gets what it missed, or learns that the gap is
   older than the history.
 - Topics are dotted names (`user.created`); subscriptions take glob patterns (`user.*`, `*`).
+  Topics under the roots in `RESERVED_TOPIC_ROOTS` are the app's own: only the app publishes
+  them, so a client cannot forge a `user.deleted`.
+- Memory is bounded by bytes as well as count: the history keeps at most `history_bytes` of
+  event data, each subscriber's queue at most `queue_bytes` (the oldest go first).
+- Every event records its `actor` (who published it: `system`, or the publisher's client key)
+  for the audit log; clients never see it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from prometheus_client import Counter, Gauge
 
 from app.core.clock import utc_now_iso
@@ -37,6 +44,9 @@ DROPPED = Counter(
 SUBSCRIBERS = Gauge(
     "event_subscribers", "Subscribers, by pattern.", ["pattern"], multiprocess_mode="livesum"
 )
+
+RESERVED_TOPIC_ROOTS = frozenset({"user", "scoring", "breaker", "system", "audit"})
+SYSTEM_ACTOR = "system"
 
 Handler = Callable[["Event"], Awaitable[None] | None]
 # What services are given to announce something on the bus (`EventBus.publish` fits it).
@@ -68,21 +78,30 @@ class Event:
     topic: str
     data: Any
     ts: str
+    actor: str = SYSTEM_ACTOR
+    size: int = 0  # bytes of `data` as JSON
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form clients see."""
         return {"id": self.id, "topic": self.topic, "data": self.data, "ts": self.ts}
 
 
+def is_reserved_topic(topic: str) -> bool:
+    """Whether `topic` belongs to the app (its first dotted part is a reserved root)."""
+    return topic.split(".", 1)[0] in RESERVED_TOPIC_ROOTS
+
+
 class Subscription:
     """A subscriber's bounded queue; iterate it (`async for event in subscription`)."""
 
-    def __init__(self, bus: EventBus, pattern: str, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, pattern: str, maxsize: int, maxbytes: int) -> None:
         self.bus = bus
         self.pattern = pattern
         self.dropped = 0
         self._queue: deque[Event] = deque()
         self._maxsize = maxsize
+        self._maxbytes = maxbytes
+        self._bytes = 0
         self._wakeup = asyncio.Event()
         self.closed = False
 
@@ -90,13 +109,19 @@ class Subscription:
         """Whether events of `topic` are for this subscriber."""
         return fnmatch.fnmatchcase(topic, self.pattern)
 
-    def offer(self, event: Event) -> Event | None:
-        """Queue `event` without waiting; when full, drop the oldest and return it."""
-        dropped = None
-        if len(self._queue) >= self._maxsize:
-            dropped = self._queue.popleft()
-            self.dropped += 1
+    def offer(self, event: Event) -> list[Event]:
+        """Queue `event` without waiting; when over the count or bytes, drop the oldest and
+        return what was dropped."""
+        dropped: list[Event] = []
         self._queue.append(event)
+        self._bytes += event.size
+        while len(self._queue) > 1 and (
+            len(self._queue) > self._maxsize or self._bytes > self._maxbytes
+        ):
+            oldest = self._queue.popleft()
+            self._bytes -= oldest.size
+            dropped.append(oldest)
+        self.dropped += len(dropped)
         self._wakeup.set()
         return dropped
 
@@ -107,7 +132,9 @@ class Subscription:
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
-        return self._queue.popleft()
+        event = self._queue.popleft()
+        self._bytes -= event.size
+        return event
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
@@ -133,10 +160,20 @@ class Subscription:
 class EventBus:
     """In-process publish/subscribe (the observer pattern) with a bounded history."""
 
-    def __init__(self, *, history_size: int = 1000, queue_size: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        history_size: int = 1000,
+        history_bytes: int = 8 * 1_048_576,
+        queue_size: int = 256,
+        queue_bytes: int = 1_048_576,
+    ) -> None:
         self.history_size = history_size
+        self.history_bytes = history_bytes
         self.queue_size = queue_size
-        self._history: deque[Event] = deque(maxlen=history_size)
+        self.queue_bytes = queue_bytes
+        self._history: deque[Event] = deque()
+        self._history_used = 0
         self._subscriptions: list[Subscription] = []
         self._handler_tasks: dict[Subscription, asyncio.Task[None]] = {}
         self._last_id = 0
@@ -178,7 +215,7 @@ class EventBus:
 
     def stream(self, pattern: str = "*") -> Subscription:
         """A new stream subscription; close it (or use `async with`) when done."""
-        subscription = Subscription(self, pattern, self.queue_size)
+        subscription = Subscription(self, pattern, self.queue_size, self.queue_bytes)
         self._add(subscription)
         return subscription
 
@@ -217,11 +254,17 @@ class EventBus:
             subscription.close()
         return len(streams)
 
-    async def publish(self, topic: str, data: Any) -> Event:
+    async def publish(self, topic: str, data: Any, *, actor: str = SYSTEM_ACTOR) -> Event:
         """Record and deliver an event; never waits on subscribers."""
         self._last_id += 1
-        event = Event(self._last_id, topic, data, utc_now_iso())
+        size = len(orjson.dumps(data, default=str))
+        event = Event(self._last_id, topic, data, utc_now_iso(), actor, size)
         self._history.append(event)
+        self._history_used += size
+        while len(self._history) > 1 and (
+            len(self._history) > self.history_size or self._history_used > self.history_bytes
+        ):
+            self._history_used -= self._history.popleft().size
         label = self._label(topic)
         self.published += 1
         PUBLISHED.labels(topic=label).inc()
@@ -230,9 +273,9 @@ class EventBus:
                 dropped = subscription.offer(event)
                 self.delivered += 1
                 DELIVERED.labels(topic=label).inc()
-                if dropped is not None:
+                for lost in dropped:
                     self.dropped += 1
-                    DROPPED.labels(topic=self._label(dropped.topic)).inc()
+                    DROPPED.labels(topic=self._label(lost.topic)).inc()
         return event
 
     def history(self, pattern: str = "*", limit: int = 100) -> list[Event]:

@@ -10,12 +10,17 @@
 - Workers are started with `spawn` (a clean interpreter, safe with the event loop's threads)
   and each runs the `warm_up` function it was given, so the first request does not pay for
   importing the libraries the work needs.
+- Orphans: each worker watches its parent and exits when it is gone, so a server killed with
+  SIGKILL (which runs no clean-up) leaves no worker processes behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -47,6 +52,18 @@ POOL_QUEUE_DEPTH = Gauge(
 POOL_RESTARTS = Counter(
     "process_pool_restarts_total", "Process pools replaced after a worker died."
 )
+
+
+def exit_with_parent() -> None:
+    """Worker initializer: exit as soon as the process that started this one is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)  # blocking-ok: a thread of the worker process, not the event loop
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class PoolSlot:
@@ -111,7 +128,9 @@ class ProcessPool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent,
         )
 
     async def start(self) -> None:

@@ -33,6 +33,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from app.core.clock import utc_now_iso
+from app.core.files import PRIVATE_MODE, private_opener
 from app.core.logging import get_logger
 from app.db.memory import InMemoryRepository
 
@@ -81,7 +82,7 @@ class SnapshotManager:
     def _acquire_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
         except OSError as exc:
             raise SnapshotError(
                 f"snapshot directory {self.path.parent} is not usable: {exc.strerror}"
@@ -187,7 +188,7 @@ class SnapshotManager:
             payload = await asyncio.to_thread(orjson.dumps, document, default=str)
             temporary = self.path.with_name(f".{self.path.name}.tmp-{secrets.token_hex(4)}")
             try:
-                async with aiofiles.open(temporary, "wb") as file:
+                async with aiofiles.open(temporary, "wb", opener=private_opener) as file:
                     await file.write(payload)
                     await file.flush()
                     await asyncio.to_thread(os.fsync, file.fileno())

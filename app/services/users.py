@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +17,8 @@ from app.core.exceptions import (
     NotFound,
     PreconditionFailed,
     RecordNotFound,
+    StartupRefused,
+    UnprocessableContent,
     VersionMismatch,
 )
 from app.core.logging import get_logger
@@ -49,6 +53,8 @@ class User:
     created_at: datetime
     updated_at: datetime
     password_hash: str
+    # Random; replaced whenever tokens issued so far must stop working (see AuthService).
+    credential_stamp: str
 
     @classmethod
     def from_record(cls, record: Record) -> User:
@@ -63,6 +69,8 @@ class User:
             created_at=datetime.fromisoformat(record["created_at"]),
             updated_at=datetime.fromisoformat(record["updated_at"]),
             password_hash=record["password_hash"],
+            # Records written before stamps existed: the hash changes with the password too.
+            credential_stamp=record.get("credential_stamp") or record["password_hash"],
         )
 
     @property
@@ -77,6 +85,17 @@ class UserPage:
 
     items: tuple[User, ...]  # a tuple: pages are cached and shared, so they must not change
     total: int
+
+
+def normalise_email(email: str) -> str:
+    """The form emails are compared in: NFKC (fullwidth and compatibility characters folded
+    to their plain forms), then casefolded."""
+    return unicodedata.normalize("NFKC", email).strip().casefold()
+
+
+def new_credential_stamp() -> str:
+    """A fresh credential stamp: every token bound to the previous one stops working."""
+    return secrets.token_urlsafe(16)
 
 
 def _user_key(user_id: int) -> str:
@@ -137,6 +156,7 @@ class UserService:
                     "role": role,
                     "is_active": True,
                     "password_hash": password_hash,
+                    "credential_stamp": new_credential_stamp(),
                     "created_at": now,
                     "updated_at": now,
                 },
@@ -170,7 +190,9 @@ class UserService:
 
     async def find_by_email(self, email: str) -> User | None:
         """The user with this email (any letter case), or None."""
-        record = await self._repo.find_unique(USERS, "email", email)
+        record = await self._repo.find_unique(
+            USERS, "email", unicodedata.normalize("NFKC", email).strip()
+        )
         return User.from_record(record) if record is not None else None
 
     async def list(
@@ -243,12 +265,25 @@ class UserService:
         *,
         actor: User,
         expected_versions: Collection[int] | None = None,
+        current_password: str | None = None,
     ) -> User:
-        """Change only the given fields (`email`, `name`, `is_active`, `password`)."""
+        """Change only the given fields (`email`, `name`, `is_active`, `password`).
+
+        Changing one's own password needs `current_password`: a stolen token alone must not be
+        enough to take the account over. A new password or a change of `is_active` replaces
+        the credential stamp, so every token issued before stops working.
+        """
         self._authorize(actor, user_id)
         fields = dict(changes)
         if "password" in fields:
+            if actor.id == user_id:
+                await self._check_current_password(actor, current_password)
             fields["password_hash"] = await self._hasher.hash(fields.pop("password"))
+            fields["credential_stamp"] = new_credential_stamp()
+        if "is_active" in fields:
+            current = await self.get(user_id)
+            if current.is_active != fields["is_active"]:
+                fields["credential_stamp"] = new_credential_stamp()
         if not fields:
             # Nothing to change: answer with the current state, preconditions still apply.
             current = await self.get(user_id)
@@ -272,6 +307,17 @@ class UserService:
         await self._announce("user.updated", user, user_id)
         return user
 
+    async def _check_current_password(self, user: User, current_password: str | None) -> None:
+        if current_password is None:
+            raise UnprocessableContent("Changing your own password needs current_password as well.")
+        if not await self._hasher.verify(current_password, user.password_hash):
+            raise Forbidden("current_password is not this account's password.")
+
+    async def rotate_credentials(self, user_id: int) -> None:
+        """Replace the user's credential stamp: every token issued so far stops working."""
+        await self._repo.update(USERS, user_id, {"credential_stamp": new_credential_stamp()})
+        self._invalidate(user_id)
+
     async def delete(
         self, user_id: int, *, actor: User, expected_versions: Collection[int] | None = None
     ) -> None:
@@ -287,12 +333,46 @@ class UserService:
         log.info("user_deleted", user_id=user_id, by=actor.id)
         await self._announce("user.deleted", None, user_id)
 
-    async def ensure_admin(self, *, email: str, password: str) -> User:
-        """Create the configured admin account unless an account with that email exists."""
+    async def ensure_admin(
+        self,
+        *,
+        email: str,
+        password: str,
+        reset_password: bool = False,
+        forbidden_password: str | None = None,
+    ) -> User:
+        """Create the configured admin account unless an account with that email exists.
+
+        An existing admin keeps its password, unless `reset_password` (the documented way to
+        rotate it: set the new one in the settings and restart once with the reset on). With
+        `forbidden_password` (production: the development one), an admin whose stored password
+        still verifies against it stops start-up.
+        """
         existing = await self.find_by_email(email)
         if existing is not None:
             if not existing.is_admin:
                 log.warning("admin_email_taken_by_user", user_id=existing.id)
+                return existing
+            if reset_password:
+                await self._repo.update(
+                    USERS,
+                    existing.id,
+                    {
+                        "password_hash": await self._hasher.hash(password),
+                        "credential_stamp": new_credential_stamp(),
+                        "updated_at": self._timestamp(),
+                    },
+                )
+                self._invalidate(existing.id)
+                log.warning("admin_password_reset", user_id=existing.id)
+                return await self.get(existing.id)
+            if forbidden_password is not None and await self._hasher.verify(
+                forbidden_password, existing.password_hash
+            ):
+                raise StartupRefused(
+                    "the stored admin account still has the development password; set "
+                    "APP_ADMIN_RESET_PASSWORD=true once to replace it with APP_ADMIN_PASSWORD"
+                )
             return existing
         try:
             return await self.create(

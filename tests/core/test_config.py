@@ -12,7 +12,7 @@ import pytest
 from app.core.config import DEV_ADMIN_PASSWORD, DEV_JWT_SECRET_KEY, SettingsError, load_settings
 from tests.live_server import ROOT
 
-STRONG_KEY = "k" * 40
+STRONG_KEY = "Yq3vN8rT1xWm6pLk2Hs9Dz4Bf7Gc0JeA5uR"
 
 
 def _production(**overrides: object) -> dict[str, object]:
@@ -70,6 +70,13 @@ def test_bad_value_names_the_variable_and_hides_the_value(monkeypatch: pytest.Mo
         ({"admin_password": DEV_ADMIN_PASSWORD}, "APP_ADMIN_PASSWORD"),
         ({"cors_origins": ["*"]}, "APP_CORS_ORIGINS"),
         ({"bcrypt_rounds": 4}, "APP_BCRYPT_ROUNDS"),
+        # What k8s/secret.example.yaml holds, and what a review found accepted.
+        ({"jwt_secret_key": "REPLACE-ME-with-at-least-32-random-bytes"}, "APP_JWT_SECRET_KEY"),
+        ({"jwt_secret_key": "k" * 40}, "APP_JWT_SECRET_KEY"),
+        ({"admin_password": "REPLACE-ME-admin-password"}, "APP_ADMIN_PASSWORD"),
+        ({"admin_password": "password"}, "APP_ADMIN_PASSWORD"),
+        ({"admin_password": "password1234"}, "APP_ADMIN_PASSWORD"),
+        ({"admin_password": "aaaaaaaaaaaaaaaa"}, "APP_ADMIN_PASSWORD"),
     ],
 )
 def test_production_refuses_insecure_values(overrides: dict[str, object], variable: str) -> None:
@@ -81,6 +88,12 @@ def test_production_accepts_real_secrets() -> None:
     settings = load_settings(**_production(bcrypt_rounds=12))
     assert settings.env == "production"
     assert settings.effective_log_format == "json"
+
+
+def test_the_development_key_is_refused_on_a_non_loopback_address() -> None:
+    with pytest.raises(SettingsError, match="APP_JWT_SECRET_KEY"):
+        load_settings(env="development", host="0.0.0.0", jwt_secret_key=DEV_JWT_SECRET_KEY)
+    assert load_settings(env="development", host="127.0.0.1", jwt_secret_key=DEV_JWT_SECRET_KEY)
 
 
 def test_breaker_min_calls_cannot_exceed_window() -> None:

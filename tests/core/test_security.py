@@ -11,17 +11,25 @@ from tests.tokens import forged_tokens
 KEY = "unit-test-signing-key-of-at-least-32-bytes"
 
 
-def test_issued_token_round_trips_with_required_claims() -> None:
-    codec = TokenCodec(KEY, "HS256", 30, clock=lambda: 1_000_000.0)
-    issued = codec.issue("42")
+def test_issued_token_round_trips_with_every_registered_claim() -> None:
+    codec = TokenCodec(KEY, "HS256", 30)
+    issued = codec.issue("42", codec.credential("42", "stamp"))
     assert issued.expires_in == 1800
     claims = jwt.get_unverified_claims(issued.token)
-    assert claims == {"sub": "42", "iat": 1_000_000, "exp": 1_001_800}
-    # Verification uses the real clock, so re-issue one that is current.
-    assert (
-        TokenCodec(KEY, "HS256", 30).decode(TokenCodec(KEY, "HS256", 30).issue("42").token).subject
-        == "42"
-    )
+    assert set(claims) == {"iss", "aud", "sub", "iat", "exp", "jti", "crd"}
+    assert (claims["iss"], claims["aud"]) == ("resilient-api", "resilient-api")
+    assert claims["exp"] - claims["iat"] == 1800
+    decoded = codec.decode(issued.token)
+    assert (decoded.subject, decoded.credential) == ("42", codec.credential("42", "stamp"))
+    assert decoded.token_id == claims["jti"]
+
+
+def test_the_credential_changes_with_any_part_and_the_key() -> None:
+    codec = TokenCodec(KEY, "HS256", 30)
+    assert codec.credential("1", "a") != codec.credential("1", "b")
+    assert codec.credential("1", "a") != codec.credential("2", "a")
+    other = TokenCodec("another-unit-test-key-of-32-bytes!!", "HS256", 30)
+    assert codec.credential("1", "a") != other.credential("1", "a")
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,7 @@ def test_scaling_and_disruption_rules(objects: dict[str, dict[str, Any]]) -> Non
 
 
 def test_config_map_holds_no_secrets_and_valid_settings(objects: dict[str, dict[str, Any]]) -> None:
-    from app.core.config import load_settings
+    from app.core.config import SettingsError, load_settings
 
     data = objects["ConfigMap"]["data"]
     assert not any(key in data for key in ("APP_JWT_SECRET_KEY", "APP_ADMIN_PASSWORD"))
@@ -192,8 +192,17 @@ def test_config_map_holds_no_secrets_and_valid_settings(objects: dict[str, dict[
         k.removeprefix("APP_").lower(): v
         for k, v in {**data, **secrets_example["stringData"]}.items()
     }
-    values["jwt_secret_key"] = "x" * 48  # the example is a placeholder on purpose
+    values["jwt_secret_key"] = "Yq3vN8rT1xWm6pLk2Hs9Dz4Bf7Gc0JeA5uR"  # the example is a placeholder
     values["admin_password"] = "a-real-password"
     values["bcrypt_rounds"] = 12  # the test environment lowers it; the image keeps the default
     settings = load_settings(**values)
     assert settings.env == "production"
+    # The example Secret's own values are refused: applying it as it is fails closed.
+    with pytest.raises(SettingsError):
+        load_settings(
+            **{**values, "jwt_secret_key": secrets_example["stringData"]["APP_JWT_SECRET_KEY"]}
+        )
+    with pytest.raises(SettingsError):
+        load_settings(
+            **{**values, "admin_password": secrets_example["stringData"]["APP_ADMIN_PASSWORD"]}
+        )

@@ -11,7 +11,7 @@ from jose import jwt
 
 from tests.e2e.helpers import TOKEN, assert_problem, bearer, login, register, unique_email
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_ENV
-from tests.tokens import forged_tokens
+from tests.tokens import forged_tokens, real_claims
 
 ME = "/api/v1/auth/me"
 KEY = TEST_ENV["APP_JWT_SECRET_KEY"]
@@ -123,8 +123,15 @@ def test_missing_token_gets_401(http: httpx.Client, headers: dict[str, str]) -> 
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_token_signed_with_the_right_key_for_the_admin_works(http: httpx.Client) -> None:
-    # Proves the failures above are about the token, not about forging being impossible here.
-    now = int(time.time())
-    token = jwt.encode({"sub": "1", "iat": now, "exp": now + 60}, KEY, algorithm="HS256")
-    assert http.get(ME, headers=bearer(token)).json()["email"] == ADMIN_EMAIL
+def test_even_the_signing_key_cannot_forge_a_token_without_the_credential(
+    http: httpx.Client,
+) -> None:
+    # Every claim right and signed with the real key, but no account's credential stamp: the
+    # key alone does not make a token act as the admin.
+    token = jwt.encode(real_claims(subject="1"), KEY, algorithm="HS256")
+    assert http.get(ME, headers=bearer(token)).status_code == 401
+    # ...while the token login issues for the admin works (the failures above are the token's).
+    issued = http.post(TOKEN, data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert (
+        http.get(ME, headers=bearer(issued.json()["access_token"])).json()["email"] == ADMIN_EMAIL
+    )

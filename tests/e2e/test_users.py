@@ -337,10 +337,16 @@ def test_owner_patches_only_sent_fields_and_etag_moves(http: httpx.Client) -> No
 
 def test_patch_can_change_the_password(http: httpx.Client) -> None:
     user, auth = new_user_with_token(http)
+    without = http.patch(f"{USERS}/{user['id']}", json={"password": "a-new-password"}, headers=auth)
+    assert without.status_code == 422  # your own password: the current one is needed too
     response = http.patch(
-        f"{USERS}/{user['id']}", json={"password": "a-new-password"}, headers=auth
+        f"{USERS}/{user['id']}",
+        json={"password": "a-new-password", "current_password": "password123"},
+        headers=auth,
     )
     assert response.status_code == 200
+    # The token used for the change was issued under the old password: it ends with it.
+    assert http.get("/api/v1/auth/me", headers=auth).status_code == 401
     assert "a-new-password" not in response.text
     old = http.post(
         "/api/v1/auth/token", data={"username": user["email"], "password": "password123"}

@@ -7,6 +7,7 @@ import pytest
 import structlog
 from starlette.types import Receive, Scope, Send
 
+from app.core.logging import configure_logging
 from app.middleware.request_context import RequestContextMiddleware
 
 
@@ -66,6 +67,8 @@ async def test_development_mode_shows_the_exception_text() -> None:
 
 
 async def test_access_log_line_has_route_status_and_request_id() -> None:
+    # Debug lines must get through, whatever level an earlier test's app configured.
+    configure_logging("DEBUG", "json")
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars]
     ) as events:

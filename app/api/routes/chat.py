@@ -7,8 +7,10 @@ import re
 import orjson
 from fastapi import APIRouter, WebSocket
 
-from app.api.deps import API_PREFIX, ChatDep, LifecycleDep, SettingsDep
+from app.api.deps import API_PREFIX, ChatDep, LifecycleDep, SettingsDep, WsAdmission
 from app.core.clock import utc_now_iso
+from app.core.config import Settings
+from app.core.lifecycle import Lifecycle
 from app.services.chat import (
     CHAT_MESSAGES,
     MESSAGE_TOO_BIG,
@@ -18,6 +20,7 @@ from app.services.chat import (
     ChatManager,
     Member,
     NameTaken,
+    RoomFull,
 )
 
 router = APIRouter(prefix=API_PREFIX, tags=["realtime"])
@@ -69,12 +72,49 @@ async def _handle_frame(chat: ChatManager, member: Member, text: str) -> None:
         )
 
 
+def origin_allowed(websocket: WebSocket, allowed_origins: list[str]) -> bool:
+    """Whether the handshake's `Origin` may open a socket: none (not a browser), this server's
+    own origin, or one of the CORS origins. A browser sends cookies and credentials with a
+    WebSocket handshake from any page, so another site's page must be refused (cross-site
+    WebSocket hijacking)."""
+    origin = websocket.headers.get("origin")
+    if origin is None or "*" in allowed_origins or origin in allowed_origins:
+        return True
+    host = websocket.headers.get("host", "")
+    scheme = "https" if websocket.url.scheme == "wss" else "http"
+    return origin == f"{scheme}://{host}"
+
+
 @router.websocket("/ws/chat")
 async def chat_socket(
-    websocket: WebSocket, chat: ChatDep, lifecycle: LifecycleDep, settings: SettingsDep
+    websocket: WebSocket,
+    chat: ChatDep,
+    lifecycle: LifecycleDep,
+    settings: SettingsDep,
+    admission: WsAdmission,
 ) -> None:
     """Chat in a room: `?room=NAME&name=NAME` (1-64 of `[A-Za-z0-9_.-]`), JSON text frames."""
+    if not origin_allowed(websocket, settings.cors_origins):
+        # Refused before accepting: the handshake fails (403) and no frame is ever exchanged.
+        await websocket.close(POLICY_VIOLATION)
+        return
+    lease = admission.quota.lease(admission.client)
     await websocket.accept()
+    if lease is None:
+        await websocket.close(
+            TRY_AGAIN_LATER,
+            f"at most {admission.quota.per_client} chat connections per client",
+        )
+        return
+    try:
+        await _chat(websocket, chat, lifecycle, settings)
+    finally:
+        lease.release()
+
+
+async def _chat(
+    websocket: WebSocket, chat: ChatManager, lifecycle: Lifecycle, settings: Settings
+) -> None:
     if lifecycle.shutting_down:
         await websocket.close(TRY_AGAIN_LATER, "server shutting down")
         return
@@ -87,6 +127,11 @@ async def chat_socket(
         member = await chat.join(room, name, websocket)
     except NameTaken:
         await websocket.close(POLICY_VIOLATION, f"the name {name} is taken in this room")
+        return
+    except RoomFull:
+        await websocket.close(
+            TRY_AGAIN_LATER, f"the room is full ({chat.max_room_members} members)"
+        )
         return
     try:
         while not member.closed:

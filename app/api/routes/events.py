@@ -9,12 +9,20 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, status
 from sse_starlette import ServerSentEvent
 
-from app.api.deps import API_PREFIX, EventBusDep, SettingsDep, accepting_streams
+from app.api.deps import (
+    API_PREFIX,
+    ClientKey,
+    EventBusDep,
+    SettingsDep,
+    SseAdmission,
+    accepting_streams,
+)
 from app.api.sse import sse_response
-from app.core.exceptions import BadRequest
+from app.core.exceptions import BadRequest, Forbidden
+from app.core.parsing import ascii_int
 from app.schemas.events import EventAccepted, EventIn, EventList, EventOut
 from app.schemas.problem import problem_responses
-from app.services.events import Event, EventBus
+from app.services.events import Event, EventBus, is_reserved_topic
 
 router = APIRouter(prefix=f"{API_PREFIX}/events", tags=["events"])
 
@@ -37,12 +45,17 @@ def _sse(event: Event) -> ServerSentEvent:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EventAccepted,
-    responses=problem_responses(413, 422),
+    responses=problem_responses(403, 413, 422),
     summary="Publish an event",
 )
-async def publish(payload: EventIn, bus: EventBusDep) -> EventAccepted:
-    """Publishes at once; subscribers receive it without the publisher waiting for them."""
-    event = await bus.publish(payload.topic, payload.data)
+async def publish(payload: EventIn, bus: EventBusDep, client_key: ClientKey) -> EventAccepted:
+    """Publishes at once; subscribers receive it without the publisher waiting for them.
+
+    Topics under `user.`, `scoring.`, `breaker.`, `system.` and `audit.` are the app's own: 403.
+    """
+    if is_reserved_topic(payload.topic):
+        raise Forbidden(f"The topic {payload.topic} is reserved for events the app publishes.")
+    event = await bus.publish(payload.topic, payload.data, actor=client_key)
     return EventAccepted(id=event.id, topic=event.topic, ts=event.ts)
 
 
@@ -59,9 +72,10 @@ async def history(
 def _last_event_id(header: str | None) -> int | None:
     if header is None or header == "":
         return None
-    if not header.isdigit() or len(header) > 18:
-        raise BadRequest("Last-Event-ID must be the id of an event: a non-negative integer.")
-    return int(header)
+    last_id = ascii_int(header)
+    if last_id is None:
+        raise BadRequest("Last-Event-ID must be the id of an event: 1-18 ASCII digits.")
+    return last_id
 
 
 async def _live(bus: EventBus, last_id: int | None, pattern: str) -> AsyncIterator[ServerSentEvent]:
@@ -92,11 +106,15 @@ async def _live(bus: EventBus, last_id: int | None, pattern: str) -> AsyncIterat
     "/stream",
     summary="Follow events live (SSE)",
     dependencies=[Depends(accepting_streams)],
-    responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(400, 422, 503)},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        **problem_responses(400, 422, 429, 503),
+    },
 )
 async def stream(
     bus: EventBusDep,
     settings: SettingsDep,
+    admission: SseAdmission,
     topic: TopicPattern = "*",
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Any:
@@ -104,5 +122,8 @@ async def stream(
     missed from the history, or a `gap` event if it is older than the history."""
     last_id = _last_event_id(last_event_id)
     return sse_response(
-        _live(bus, last_id, topic), heartbeat_seconds=settings.sse_heartbeat_seconds
+        _live(bus, last_id, topic),
+        heartbeat_seconds=settings.sse_heartbeat_seconds,
+        quota=admission.quota,
+        client=admission.client,
     )

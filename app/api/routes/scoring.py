@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import API_PREFIX, ScoringServiceDep
+from app.api.deps import API_PREFIX, ClientKey, ScoringServiceDep
 from app.schemas.problem import problem_responses
 from app.schemas.scoring import (
     CpuDemoRequest,
@@ -76,12 +76,15 @@ async def score(request: Request, service: ScoringServiceDep) -> JSONResponse:
     openapi_extra=_BODY_DOC,
     summary="Score records in the background",
 )
-async def submit_job(request: Request, service: ScoringServiceDep) -> JSONResponse:
-    """Validates at once (422), then scores in chunks; follow it at `Location`."""
+async def submit_job(
+    request: Request, service: ScoringServiceDep, client_key: ClientKey
+) -> JSONResponse:
+    """Validates at once (422), then scores in chunks; follow it at `Location`. Only the
+    submitter (the same token, or without one the same address) can read the job."""
     service.check_job_capacity()
     slot = service.reserve()
     try:
-        job = await service.submit_job(slot, await request.body())
+        job = await service.submit_job(slot, await request.body(), owner=client_key)
     finally:
         slot.abandon()
     location = f"{router.prefix}/jobs/{job.id}"
@@ -95,9 +98,10 @@ async def submit_job(request: Request, service: ScoringServiceDep) -> JSONRespon
     responses=problem_responses(404),
     summary="A scoring job's status, progress and result",
 )
-async def get_job(job_id: str, service: ScoringServiceDep) -> JSONResponse:
-    """Status (`queued`, `running`, `done`, `failed`), progress 0-1 and, when done, the result."""
-    return JSONResponse(_job_status(service.get_job(job_id)))
+async def get_job(job_id: str, service: ScoringServiceDep, client_key: ClientKey) -> JSONResponse:
+    """Status (`queued`, `running`, `done`, `failed`), progress 0-1 and, when done, the result;
+    404 for a job someone else submitted."""
+    return JSONResponse(_job_status(service.get_job(job_id, owner=client_key)))
 
 
 @cpu_router.post(

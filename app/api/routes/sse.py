@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query
 from sse_starlette import ServerSentEvent
 
-from app.api.deps import API_PREFIX, LifecycleDep, SettingsDep, accepting_streams
+from app.api.deps import API_PREFIX, LifecycleDep, SettingsDep, SseAdmission, accepting_streams
 from app.api.sse import sse_response
 from app.core.clock import utc_now_iso
 from app.core.lifecycle import Lifecycle
@@ -38,11 +38,12 @@ async def _ticks(
     "/stream",
     dependencies=[Depends(accepting_streams)],
     summary="Server-sent events: a tick every interval",
-    responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(422, 503)},
+    responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(422, 429, 503)},
 )
 async def sse_stream(
     lifecycle: LifecycleDep,
     settings: SettingsDep,
+    admission: SseAdmission,
     interval: Annotated[float, Query(ge=0.05, le=60, description="Seconds between events.")] = 1.0,
     count: Annotated[
         int | None, Query(ge=1, le=100_000, description="Events, then the end.")
@@ -51,5 +52,8 @@ async def sse_stream(
     """`tick` events with ids from 1 and JSON data; ends after `count` events, at shutdown, or
     when the client leaves. Heartbeat comments keep idle connections open."""
     return sse_response(
-        _ticks(lifecycle, interval, count), heartbeat_seconds=settings.sse_heartbeat_seconds
+        _ticks(lifecycle, interval, count),
+        heartbeat_seconds=settings.sse_heartbeat_seconds,
+        quota=admission.quota,
+        client=admission.client,
     )

@@ -172,12 +172,16 @@ async def update_user(
     users: UserServiceDep,
     if_match: IfMatch = None,
 ) -> JSONResponse:
-    """Change only the fields sent (owner or admin)."""
+    """Change only the fields sent (owner or admin). Changing your own `password` needs
+    `current_password` too; a new password ends every token issued before it."""
+    changes = payload.model_dump(exclude_unset=True)
+    current_password = changes.pop("current_password", None)
     user = await users.update(
         user_id,
-        payload.model_dump(exclude_unset=True),
+        changes,
         actor=actor,
         expected_versions=if_match_versions(if_match, user_id),
+        current_password=current_password,
     )
     return _user_response(user)
 

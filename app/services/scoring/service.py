@@ -37,6 +37,7 @@ class ScoringJob:
     """A scoring job's state as the API reports it."""
 
     id: str
+    owner: str  # the submitter's client key: only they may read the job
     status: JobState = "queued"
     progress: float = 0.0
     created_at: str = field(default_factory=utc_now_iso)
@@ -95,11 +96,14 @@ class ScoringService:
         if unfinished >= self.pool.capacity:
             raise Overloaded(f"{unfinished} scoring jobs are still running; retry shortly.")
 
-    async def submit_job(self, slot: PoolSlot, body: bytes) -> ScoringJob:
-        """Validate and fit in a worker (422 at once if invalid), then score in the background."""
+    async def submit_job(self, slot: PoolSlot, body: bytes, *, owner: str) -> ScoringJob:
+        """Validate and fit in a worker (422 at once if invalid), then score in the background.
+
+        The job belongs to `owner` (a client key): its id travels on the public bus with the
+        progress events, so the id alone must not be enough to read the result."""
         prepared = await slot.run(worker.prepare_job, body, self.limits)
         self._purge()
-        job = ScoringJob(id=secrets.token_hex(8))
+        job = ScoringJob(id=secrets.token_hex(8), owner=owner)
         self._jobs[job.id] = job
         task = asyncio.get_running_loop().create_task(self._complete(job, prepared))
         self._tasks.add(task)
@@ -107,11 +111,12 @@ class ScoringService:
         log.info("scoring_job_accepted", job_id=job.id, records=len(prepared.input.ids))
         return job
 
-    def get_job(self, job_id: str) -> ScoringJob:
-        """A job that exists and has not expired, or `NotFound`."""
+    def get_job(self, job_id: str, *, owner: str) -> ScoringJob:
+        """`owner`'s job if it exists and has not expired, else `NotFound` (someone else's job
+        is answered as if it did not exist)."""
         self._purge()
         job = self._jobs.get(job_id)
-        if job is None:
+        if job is None or not secrets.compare_digest(job.owner, owner):
             raise NotFound(f"Scoring job {job_id} does not exist or has expired.")
         return job
 

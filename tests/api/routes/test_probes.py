@@ -21,6 +21,7 @@ async def test_health_detailed_lists_every_component(client: httpx.AsyncClient) 
         "repository",
         "breakers",
         "process_pool",
+        "password_hashing",
         "cache",
         "event_bus",
         "chat",

@@ -61,9 +61,13 @@ async def service(
 
 
 async def _finished(service: ScoringService, job_id: str) -> dict[str, Any]:
+    return await _finished_as(service, job_id, "ip:1")
+
+
+async def _finished_as(service: ScoringService, job_id: str, owner: str) -> dict[str, Any]:
     for task in list(service._tasks):
         await task
-    job = service.get_job(job_id)
+    job = service.get_job(job_id, owner=owner)
     assert job.status == "done", job.error
     assert job.result is not None
     return job.result
@@ -72,7 +76,7 @@ async def _finished(service: ScoringService, job_id: str) -> dict[str, Any]:
 async def test_a_job_scores_in_chunks_and_publishes_its_progress(
     service: ScoringService, published: list[tuple[str, Any]]
 ) -> None:
-    job = await service.submit_job(service.reserve(), BODY)
+    job = await service.submit_job(service.reserve(), BODY, owner="ip:1")
     result = await _finished(service, job.id)
     assert result["count"] == 250
     assert result == await service.score(service.reserve(), BODY)
@@ -86,7 +90,7 @@ async def test_an_invalid_body_fails_at_submission_with_its_errors(
     service: ScoringService,
 ) -> None:
     with pytest.raises(ValidationFailed) as failed:
-        await service.submit_job(service.reserve(), b'{"records": []}')
+        await service.submit_job(service.reserve(), b'{"records": []}', owner="ip:1")
     assert failed.value.errors
     assert service._jobs == {}
 
@@ -94,11 +98,11 @@ async def test_an_invalid_body_fails_at_submission_with_its_errors(
 async def test_a_finished_job_is_forgotten_after_its_ttl(
     service: ScoringService, clock: FakeClock
 ) -> None:
-    job = await service.submit_job(service.reserve(), BODY)
+    job = await service.submit_job(service.reserve(), BODY, owner="ip:1")
     await _finished(service, job.id)
     clock.now += 61
     with pytest.raises(NotFound):
-        service.get_job(job.id)
+        service.get_job(job.id, owner="ip:1")
 
 
 async def test_a_full_pool_sheds_with_retry_after(service: ScoringService) -> None:
@@ -108,3 +112,10 @@ async def test_a_full_pool_sheds_with_retry_after(service: ScoringService) -> No
     assert shed.value.headers == {"Retry-After": "1"}
     for slot in slots:
         slot.abandon()
+
+
+async def test_a_job_is_read_only_by_its_submitter(service: ScoringService) -> None:
+    job = await service.submit_job(service.reserve(), BODY, owner="user:7")
+    await _finished_as(service, job.id, "user:7")
+    with pytest.raises(NotFound):
+        service.get_job(job.id, owner="ip:203.0.113.9")

@@ -1,0 +1,107 @@
+"""The bus and the jobs: no forged system events, no non-JSON numbers, an audit log that names
+who published and stays bounded, and scoring results only for their submitter."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.helpers import new_user_with_token
+from tests.live_server import LiveServer
+from tests.security.defaults import SHIPPED_BOUNDS
+
+SERVER_ENV = {
+    **SHIPPED_BOUNDS,
+    "APP_AUDIT_LOG_PATH": "{tmp}/audit.jsonl",
+    "APP_AUDIT_LOG_MAX_BYTES": "65536",
+    "APP_AUDIT_LOG_BACKUPS": "2",
+}
+EVENTS = "/api/v1/events"
+
+
+@pytest.mark.parametrize(
+    "topic", ["user.deleted", "user.created", "scoring.jobs", "breaker.opened", "system.x"]
+)
+def test_clients_cannot_publish_the_apps_topics(http: httpx.Client, topic: str) -> None:
+    response = http.post(EVENTS, json={"topic": topic, "data": {"id": 1}})
+    assert response.status_code == 403
+    history = http.get(EVENTS, params={"topic": topic}).json()["items"]
+    assert all(event["data"] != {"id": 1} for event in history)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"topic": "n.nan", "data": NaN}',
+        b'{"topic": "n.inf", "data": {"x": Infinity}}',
+        b'{"topic": "n.big", "data": [1e400]}',
+        b'{"topic": "n.deep", "data": ' + b"[" * 40 + b"]" * 40 + b"}",
+    ],
+    ids=["nan", "infinity", "overflow", "too-deep"],
+)
+def test_numbers_json_cannot_hold_are_refused(http: httpx.Client, body: bytes) -> None:
+    response = http.post(EVENTS, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_an_event_over_16_kib_is_refused(http: httpx.Client) -> None:
+    response = http.post(EVENTS, json={"topic": "big.one", "data": "x" * 20_000})
+    assert response.status_code == 413
+
+
+def _audit_lines(folder: Path) -> list[dict[str, object]]:
+    lines = []
+    for path in sorted(folder.glob("audit.jsonl*")):
+        lines += [json.loads(line) for line in path.read_text().splitlines()]
+    return lines
+
+
+def test_the_audit_log_names_the_actor_rotates_and_is_private(
+    http: httpx.Client, live_server: LiveServer
+) -> None:
+    folder = live_server.log_path.parent
+    marker = http.post(EVENTS, json={"topic": "orders.placed", "data": {"n": 1}}).json()
+    for i in range(220):  # about 240 KB: more than three files of 64 KiB hold
+        http.post(EVENTS, json={"topic": "orders.bulk", "data": "y" * 1000 + str(i)})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (folder / "audit.jsonl.2").exists():
+        time.sleep(0.1)
+    files = sorted(p.name for p in folder.glob("audit.jsonl*"))
+    assert files == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    assert all(p.stat().st_size <= 65_536 + 2048 for p in folder.glob("audit.jsonl*"))
+    assert all((p.stat().st_mode & 0o777) == 0o600 for p in folder.glob("audit.jsonl*"))
+    http.post(EVENTS, json={"topic": "orders.last", "data": 0})
+    time.sleep(1)
+    lines = _audit_lines(folder)
+    ours = [line for line in lines if line["topic"] == "orders.last"]
+    assert ours
+    assert ours[0]["actor"] == "ip:127.0.0.1"
+    # The app's own events are the system's: a client cannot pass one off as such.
+    assert all(
+        line["actor"] == "system" for line in lines if str(line["topic"]).startswith("user.")
+    )
+    # The oldest lines were rotated away (two backups): the log stayed bounded.
+    assert marker["id"] not in [line["id"] for line in lines]
+
+
+def test_a_scoring_result_is_read_only_by_its_submitter(http: httpx.Client) -> None:
+    _, owner = new_user_with_token(http)
+    _, stranger = new_user_with_token(http)
+    body = {
+        "records": [{"id": str(i), "features": {"x": i}} for i in range(10)],
+        "weights": {"x": 1},
+    }
+    accepted = http.post("/api/v1/scoring/jobs", json=body, headers=owner)
+    assert accepted.status_code == 202
+    location = accepted.headers["location"]
+    assert http.get(location, headers=stranger).status_code == 404
+    assert http.get(location).status_code == 404  # no token: the address is another client
+    deadline = time.monotonic() + 10
+    while http.get(location, headers=owner).json()["status"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

@@ -1,0 +1,87 @@
+"""Hostile headers against a real server: pathological ETag lists, huge heads, non-ASCII
+digits, slow clients. Each is answered quickly with a 4xx, and /live stays fast meanwhile."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.helpers import new_user_with_token, register
+from tests.live_server import LiveServer
+from tests.security.defaults import SHIPPED_BOUNDS, live_latency
+
+SERVER_ENV = {**SHIPPED_BOUNDS, "APP_HEAD_TIMEOUT_SECONDS": "2"}
+USERS = "/api/v1/users"
+
+
+def test_an_etag_list_built_to_backtrack_is_answered_at_once(
+    http: httpx.Client, live_server: LiveServer
+) -> None:
+    user = register(http)
+    # Under the head limit, the shape that took the old regular expression 6.8 s at 24 KB.
+    nasty = "a" + " " * 15_000 + "b"
+    start = time.perf_counter()
+    response = http.get(f"{USERS}/{user['id']}", headers={"If-None-Match": nasty})
+    assert response.status_code == 200
+    assert time.perf_counter() - start < 0.5
+    many = ", ".join(f'"{i}-1"' for i in range(65))
+    assert http.get(f"{USERS}/{user['id']}", headers={"If-None-Match": many}).status_code == 400
+    assert live_latency(live_server.base_url) < 0.5
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/live", {"X-Padding": "p" * 100_000}),
+        ("/api/v1/auth/me", {"Authorization": "Bearer " + "t" * 1_000_000}),
+        ("/api/v1/users", {f"X-H{i}": "v" * 100 for i in range(200)}),
+    ],
+    ids=["100-kb-header", "1-mb-token", "200-headers"],
+)
+def test_a_request_head_over_16_kib_gets_431(
+    http: httpx.Client, path: str, headers: dict[str, str]
+) -> None:
+    response = http.get(path, headers=headers)
+    assert response.status_code == 431
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_numbers_are_ascii_digits_of_bounded_length(http: httpx.Client) -> None:
+    user, auth = new_user_with_token(http)
+    url = f"{USERS}/{user['id']}"
+    # The byte 0xB2 is "²" in Latin-1, which str.isdigit() took for a digit.
+    superscript = http.get("/api/v1/events/stream", headers=[(b"Last-Event-ID", b"\xb2")])
+    assert superscript.status_code == 400
+    huge = http.put(
+        url,
+        json={"email": user["email"], "name": "X", "is_active": True},
+        headers={**auth, "If-Match": f'"{user["id"]}-' + "9" * 4400 + '"'},
+    )
+    assert huge.status_code == 412  # no such version; it used to be int() failing: a 500
+    assert http.get(url, headers={"If-None-Match": '"1-' + "9" * 4400 + '"'}).status_code == 200
+
+
+def test_a_slow_client_is_cut_off_after_the_head_timeout(live_server: LiveServer) -> None:
+    host, port = live_server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as slow:
+        slow.sendall(b"GET /live HTTP/1.1\r\nHost: x\r\n")
+        start = time.monotonic()
+        closed = False
+        for i in range(10):  # one header line a second, never the blank line that ends the head
+            time.sleep(1)
+            try:
+                slow.sendall(f"X-Slow-{i}: 1\r\n".encode())
+                if slow.recv(1, socket.MSG_DONTWAIT) == b"":
+                    closed = True
+                    break
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed, "the server kept a slow client's connection open"
+        assert time.monotonic() - start < 5
+    assert live_latency(live_server.base_url) < 0.5
