@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Every install is held to the pins in constraints*.txt, transitive dependencies included.
 PIP    := $(BIN)/python -m pip install --quiet -c constraints.txt
 
-.PHONY: run test lint typecheck format clean bench constraints
+.PHONY: run test lint typecheck format clean bench constraints fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ typecheck: $(VENV)/.dev-installed
 format: $(VENV)/.dev-installed
 	$(BIN)/python -m ruff format .
 	$(BIN)/python -m ruff check --fix .
+
+## fuzz: schemathesis, every check, a random seed and more examples, against a fresh server
+fuzz: $(VENV)/.dev-installed
+	FUZZ_SEED=random FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/contract/test_schemathesis.py -p no:cacheprovider
 
 ## constraints: re-pin every transitive dependency after a requirements file changed
 constraints: $(VENV)/.dev-installed $(TOOLS)/.installed

@@ -19,7 +19,7 @@ from starlette.types import Scope
 from app import __version__
 from app.api.deps import uses_bearer_token
 from app.api.errors import install_error_handlers
-from app.api.openapi import document_raw_body_models
+from app.api.openapi import DESCRIPTION, TAGS, document_raw_body_models, operation_id
 from app.api.routes import (
     auth,
     chat,
@@ -53,7 +53,7 @@ from app.middleware.metrics import MetricsMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.request_context import RequestContextMiddleware
 from app.middleware.timeout import TimeoutMiddleware
-from app.schemas.problem import problem_responses
+from app.schemas.problem import Problem, problem_responses
 from app.services.snapshots import SnapshotError
 
 log = get_logger(__name__)
@@ -289,6 +289,9 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         title="Resilient API",
         version=__version__,
         summary="A resilience-focused reference API: every production pattern, done right.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        generate_unique_id_function=operation_id,
         lifespan=_lifespan(foundation),
         middleware=_middleware(foundation),
         # Served by app/api/routes/docs.py from this origin, not from a CDN.
@@ -302,5 +305,5 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         app.include_router(router, responses=responses)
     for path, static in docs.static_files():
         app.mount(path, static)
-    document_raw_body_models(app, scoring.RAW_BODY_MODELS)
+    document_raw_body_models(app, (*scoring.RAW_BODY_MODELS, Problem))
     return app

@@ -11,6 +11,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from tests.fakes import FakeClock
 from tests.live_server import TEST_ENV, LiveServer, start_server
 
 # In-process apps read the same settings as the live servers.
@@ -18,6 +19,12 @@ os.environ.update(TEST_ENV)
 
 
 ServerFactory = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock the test moves by hand."""
+    return FakeClock()
 
 
 @pytest.fixture(scope="module")

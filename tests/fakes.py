@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.core.breaker import BreakerConfig
+
 
 class FakeClock:
     """A clock the test moves by hand (`clock.now += 5`) instead of sleeping."""
@@ -11,3 +13,9 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+# A small breaker for tests: opens at half of the last 4 calls (3 at least), for 10 s.
+BREAKER_CONFIG = BreakerConfig(
+    window_size=4, min_calls=3, failure_rate=0.5, open_seconds=10, half_open_calls=2
+)

@@ -29,12 +29,16 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(default=None, description="Only on 422 answers.")
 
 
+PROBLEM_REF = "#/components/schemas/Problem"
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entries documenting that a route may answer these statuses."""
+    # Under the media type errors are really sent as; the schema itself is added to the
+    # components by `app/api/openapi.py` (FastAPI would file a `model` under application/json).
     return {
         status: {
-            "model": Problem,
-            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
             "description": _DESCRIPTIONS[status],
         }
         for status in statuses

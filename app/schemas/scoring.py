@@ -9,11 +9,17 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictInt, StringConstraints
+from pydantic.config import JsonDict
 
 ScoringMethod = Literal["zscore", "minmax", "rank"]
 FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-# Strict: a string such as "1.5" is refused rather than coerced; NaN and infinities too.
-FiniteNumber = Annotated[float, Strict(), AllowInfNan(False)]
+# Strict: a string such as "1.5" is refused rather than coerced; NaN and infinities too. The
+# magnitude bound keeps every sum, square and product of scoring finite (1e150 squared, times
+# 100,000 records, is still far below the largest float): a finite input never scores inf.
+MAX_MAGNITUDE = 1e150
+FiniteNumber = Annotated[
+    float, Strict(), AllowInfNan(False), Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+]
 
 
 class ScoringRecord(BaseModel):
@@ -25,10 +31,26 @@ class ScoringRecord(BaseModel):
     features: dict[FeatureName, FiniteNumber]
 
 
-class ScoringRequest(BaseModel):
-    """What to score, how, and how many results to return."""
+_SCORING_EXAMPLE: JsonDict = {
+    "records": [
+        {"id": "courier-a", "features": {"speed": 3, "cost": 10, "rating": 4.5}},
+        {"id": "courier-b", "features": {"speed": 5, "cost": 30, "rating": 3.9}},
+        {"id": "courier-c", "features": {"speed": 4, "cost": 20, "rating": 4.8}},
+    ],
+    "weights": {"speed": 1, "cost": -0.5, "rating": 0.8},
+    "method": "zscore",
+    "top_k": 2,
+}
 
-    model_config = ConfigDict(extra="forbid")
+
+class ScoringRequest(BaseModel):
+    """What to score, how, and how many results to return.
+
+    Rules JSON Schema cannot state, checked in the worker (422 with `errors`): every weight must
+    name a feature some record has, record ids are unique, `rank` needs weights that do not sum
+    to 0, and the record and feature counts are bounded by the server's settings."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_SCORING_EXAMPLE]})
 
     records: list[ScoringRecord] = Field(min_length=1)
     weights: dict[FeatureName, FiniteNumber] = Field(min_length=1)
@@ -71,7 +93,9 @@ class ScoringResult(BaseModel):
 class CpuDemoRequest(BaseModel):
     """A Monte Carlo estimate of pi: CPU-bound work of a chosen size."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"samples": 5_000_000, "seed": 42}]}
+    )
 
     samples: StrictInt = Field(default=2_000_000, ge=1_000, le=50_000_000)
     seed: StrictInt | None = Field(default=None, ge=0, le=2**32 - 1)

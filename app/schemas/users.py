@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     model_validator,
 )
 
@@ -51,6 +52,7 @@ def _ascii_only(value: str) -> str:
 
 Email = Annotated[
     EmailStr,
+    StrictBool,
     BeforeValidator(_nfkc),
     AfterValidator(_ascii_only),
     Field(max_length=254, examples=["ada@example.com"]),
@@ -86,15 +88,27 @@ class UserReplace(_Input):
 
     email: Email
     name: Name
-    is_active: bool
+    is_active: StrictBool
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    # The fields may be left out, but none accepts null: say so in the schema, rather than the
+    # `anyOf [..., null]` that `X | None` would document.
+    for field in schema.get("properties", {}).values():
+        options = field.pop("anyOf", None)
+        if options is not None:
+            field.update(next(o for o in options if o.get("type") != "null"))
+        field.pop("default", None)
 
 
 class UserUpdate(_Input):
     """PATCH: only the fields sent change; `null` is not a value any of them accepts."""
 
+    model_config = ConfigDict(json_schema_extra=_not_nullable)
+
     email: Email | None = None
     name: Name | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     password: Password | None = None
     current_password: str | None = Field(
         default=None,

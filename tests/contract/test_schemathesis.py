@@ -25,6 +25,8 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXCLUDED = r"^/api/v1/(events/stream|sse/stream|stream/numbers|auth/logout)$"
 # Fixed so that CI is reproducible; FUZZ_SEED=random (or a number) explores elsewhere.
 SEED = os.environ.get("FUZZ_SEED", "20261122")
+# `make fuzz` asks for more.
+EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "15")
 
 
 # A short timeout keeps the slow demos quick to fuzz; rate limiting stays off (the default
@@ -43,7 +45,7 @@ def test_every_operation_conforms_to_the_openapi_schema(
         str(Path(sys.executable).with_name("schemathesis")),
         "--config-file", str(CONFIG),
         "run", f"{live_server.base_url}/openapi.json",
-        "--max-examples", "25",
+        "--max-examples", EXAMPLES,
         "--exclude-path-regex", EXCLUDED,
         "--header", f"Authorization: Bearer {token}",
         "--no-color",

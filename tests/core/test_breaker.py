@@ -13,16 +13,9 @@ from app.core.breaker import (
     CircuitBreaker,
     CircuitOpenError,
 )
-from tests.fakes import FakeClock
+from tests.fakes import BREAKER_CONFIG, FakeClock
 
-CONFIG = BreakerConfig(
-    window_size=4, min_calls=3, failure_rate=0.5, open_seconds=10, half_open_calls=2
-)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+CONFIG = BREAKER_CONFIG
 
 
 @pytest.fixture

@@ -4,26 +4,17 @@ is in."""
 from __future__ import annotations
 
 import httpx
-import pytest
 from starlette.types import Receive, Scope, Send
 
 from app.core.breaker import (
-    BreakerConfig,
     BreakerRegistry,
     BreakerState,
     report_dependency_failure,
 )
 from app.middleware.circuit_breaker import CircuitBreakerMiddleware
-from tests.fakes import FakeClock
+from tests.fakes import BREAKER_CONFIG, FakeClock
 
-CONFIG = BreakerConfig(
-    window_size=4, min_calls=3, failure_rate=0.5, open_seconds=10, half_open_calls=2
-)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+CONFIG = BREAKER_CONFIG
 
 
 def _status_app(answers: list[int | str]):

@@ -11,11 +11,6 @@ from tests.fakes import FakeClock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def cache(clock: FakeClock) -> TTLCache:
     return TTLCache(name="test", ttl_seconds=10, max_entries=3, clock=clock)
 

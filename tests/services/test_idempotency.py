@@ -18,11 +18,6 @@ from tests.fakes import FakeClock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def store(clock: FakeClock) -> IdempotencyStore:
     return IdempotencyStore(ttl_seconds=100, max_keys=3, clock=clock)
 

@@ -27,12 +27,28 @@ async def live() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/ready", summary="Readiness", responses=problem_responses(503))
-async def ready(
-    request: Request, lifecycle: LifecycleDep, health: HealthDep, verbose: str | None = None
-) -> Response:
+# `?verbose` is read by hand: a declared parameter would make FastAPI document a 422 that this
+# probe never sends (any value, or none, means verbose).
+_VERBOSE = {
+    "name": "verbose",
+    "in": "query",
+    "required": False,
+    "allowEmptyValue": True,
+    "schema": {"type": "string"},
+    "description": "Present (with any value, or none): list each check and its result.",
+}
+
+
+@router.get(
+    "/ready",
+    summary="Readiness",
+    responses=problem_responses(503),
+    openapi_extra={"parameters": [_VERBOSE]},
+)
+async def ready(request: Request, lifecycle: LifecycleDep, health: HealthDep) -> Response:
     """200 once start-up finished and every critical component works; 503 before that and
     from the moment shutdown begins. `?verbose` lists each check."""
+    verbose = request.query_params.get("verbose")
     checks: list[dict[str, Any]] = [
         {"name": "startup", "status": "ok" if lifecycle.started else "fail"},
         {"name": "shutdown", "status": "fail" if lifecycle.shutting_down else "ok"},

@@ -246,6 +246,13 @@ def score(body: bytes, limits: ScoringLimits) -> dict[str, Any]:
     data = parse_request(body, limits)
     fitted = fit(data.matrix, data.method)
     scores = score_rows(data.matrix, fitted, data.weights)
+    if not np.isfinite(scores).all():
+        # The schema bounds every number so that this cannot happen; if it ever does, the
+        # client hears which input was out of range rather than getting a 500.
+        raise ValidationFailed(
+            _INVALID,
+            [_error(["records"], "values too large to score with these weights", "value_error")],
+        )
     return {
         "method": data.method,
         "count": len(data.ids),

@@ -32,11 +32,6 @@ async def pool() -> AsyncIterator[ProcessPool]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def published() -> list[tuple[str, Any]]:
     return []
 
