@@ -63,6 +63,8 @@ METRICS_PATH = "/metrics"
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 # Never rate-limited, timed out or behind a breaker.
 OPERATIONAL_PATHS = (*PROBE_PATHS, METRICS_PATH, *DOCS_PATHS)
+# Counted but not timed: a stream's lifetime is not a request latency.
+STREAM_ROUTES = ("/api/v1/events/stream", "/api/v1/sse/stream", "/api/v1/stream/numbers")
 
 # Every router, and the breaker that guards it (None: behind no breaker). The flaky demo has a
 # breaker of its own so that opening it on purpose cannot refuse the other demos.
@@ -168,7 +170,7 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
         #    any later layer or handler reads a header.
         Middleware(HeadLimitMiddleware, max_bytes=settings.max_head_bytes),
         # 5. Metrics: count and time every request by route template (what is refused too).
-        Middleware(MetricsMiddleware, skip_paths=(METRICS_PATH,)),
+        Middleware(MetricsMiddleware, skip_paths=(METRICS_PATH,), stream_routes=STREAM_ROUTES),
     ]
     if settings.rate_limit_requests > 0:
         # 6. Rate limit: a token bucket per client key; 429 with Retry-After past the quota.

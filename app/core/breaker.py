@@ -34,21 +34,26 @@ log = get_logger(__name__)
 
 
 class BreakerState(StrEnum):
-    """The three states; the gauge exports them as 0, 1 and 2."""
+    """The three states; the gauge has one 0/1 series per state."""
 
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
 
 
-_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
-
 BREAKER_STATE = Gauge(
     "circuit_breaker_state",
-    "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
-    ["breaker"],
+    "1 for the state each circuit breaker is in, 0 for the others.",
+    ["breaker", "state"],
     multiprocess_mode="liveall",
 )
+
+
+def _export_state(name: str, current: BreakerState) -> None:
+    for state in BreakerState:
+        BREAKER_STATE.labels(breaker=name, state=str(state)).set(1 if state is current else 0)
+
+
 BREAKER_TRANSITIONS = Counter(
     "circuit_breaker_transitions_total",
     "Circuit breaker state changes.",
@@ -126,7 +131,7 @@ class CircuitBreaker:
         self._permits: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
             f"breaker_{name}_permits", default=()
         )
-        BREAKER_STATE.labels(breaker=name).set(_STATE_VALUE[self._state])
+        _export_state(name, self._state)
 
     @property
     def state(self) -> BreakerState:
@@ -144,7 +149,7 @@ class CircuitBreaker:
             self._opened_at = self._clock()
         if to is BreakerState.CLOSED:
             self._window.clear()
-        BREAKER_STATE.labels(breaker=self.name).set(_STATE_VALUE[to])
+        _export_state(self.name, to)
         BREAKER_TRANSITIONS.labels(breaker=self.name, from_state=previous, to_state=to).inc()
         log.warning(
             "circuit_breaker_state_changed",

@@ -1,7 +1,7 @@
 """Prometheus exposition, single-process or multiprocess.
 
 Metrics themselves are defined next to what they measure (the HTTP metrics in
-`app/middleware/metrics.py`, the breaker's in `app/middleware/resilience.py`, ...). This module
+`app/middleware/metrics.py`, the breaker's in `app/core/breaker.py`, ...). This module
 renders them: from the default registry in one process, or, when `PROMETHEUS_MULTIPROC_DIR` is
 set (several uvicorn/gunicorn workers), by merging every worker's files in that directory.
 """
@@ -15,6 +15,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Gauge,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -22,6 +23,9 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from app import __version__
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# `*_created` series double every counter and histogram for a timestamp nobody queries.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # The conventional "info" gauge: always 1, the facts are in the labels. (prometheus_client's
 # Info type cannot be used in multiprocess mode.)

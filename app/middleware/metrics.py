@@ -1,4 +1,10 @@
-"""HTTP metrics: requests, durations and requests in progress, labelled by route template."""
+"""HTTP metrics: requests, durations and requests in progress, labelled by route template.
+
+The duration histogram is labelled by status class (`2xx`, `4xx`, ...), not status: the
+latency of a 404 and a 409 tells an operator the same, and every extra label value multiplies
+a histogram's twelve buckets. Streams (SSE, NDJSON) are counted but not timed: a stream's
+lifetime is not a request latency, and minutes-long streams would swamp the buckets.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +27,9 @@ REQUESTS = Counter(
 )
 DURATION = Histogram(
     "http_request_duration_seconds",
-    "Time from receiving a request to finishing its response, by method, route and status.",
-    ["method", "route", "status"],
+    "Time from receiving a request to finishing its response, by method, route and status "
+    "class; streams are not timed.",
+    ["method", "route", "status_class"],
     buckets=LATENCY_BUCKETS,
 )
 IN_PROGRESS = Gauge(
@@ -45,9 +52,16 @@ class MetricsMiddleware:
     recorded in `finally`, so a request that crashed is still counted.
     """
 
-    def __init__(self, app: ASGIApp, *, skip_paths: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        skip_paths: Collection[str] = (),
+        stream_routes: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.skip_paths = frozenset(skip_paths)
+        self.stream_routes = frozenset(stream_routes)
         # labels() validates and locks on every call; the label sets are few and bounded
         # (known methods x route templates x status codes), so keep their children.
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -56,8 +70,13 @@ class MetricsMiddleware:
         key = (method, route, status)
         series = self._children.get(key)
         if series is None:
-            labels = {"method": method, "route": route, "status": status}
-            series = (REQUESTS.labels(**labels), DURATION.labels(**labels))
+            count = REQUESTS.labels(method=method, route=route, status=status)
+            duration = None
+            if route not in self.stream_routes:
+                duration = DURATION.labels(
+                    method=method, route=route, status_class=f"{status[0]}xx"
+                )
+            series = (count, duration)
             self._children[key] = series
         return series
 
@@ -84,4 +103,5 @@ class MetricsMiddleware:
             in_progress.dec()
             count, duration = self._series(method, route_template(scope), str(status))
             count.inc()
-            duration.observe(elapsed)
+            if duration is not None:
+                duration.observe(elapsed)

@@ -51,23 +51,15 @@ SYSTEM_ACTOR = "system"
 Handler = Callable[["Event"], Awaitable[None] | None]
 # What services are given to announce something on the bus (`EventBus.publish` fits it).
 Publish = Callable[[str, Any], Awaitable[object]]
-_MAX_LABELS = 100
 
 
-class _BoundedLabels:
-    """Topics come from clients (`POST /events`): past `_MAX_LABELS` distinct values, metrics
-    use "other", so a client cannot create unbounded series."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-
-    def __call__(self, value: str) -> str:
-        if value in self._seen:
-            return value
-        if len(self._seen) < _MAX_LABELS:
-            self._seen.add(value)
-            return value
-        return "other"
+def metric_label(topic_or_pattern: str) -> str:
+    """The metrics label of a topic or pattern: the app's own topics by name, `*` as itself,
+    and every client-chosen one as `client`, so anonymous publishers cannot fill the label set
+    (or push the app's own topics out of it)."""
+    if topic_or_pattern == "*" or is_reserved_topic(topic_or_pattern):
+        return topic_or_pattern
+    return "client"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +169,7 @@ class EventBus:
         self._subscriptions: list[Subscription] = []
         self._handler_tasks: dict[Subscription, asyncio.Task[None]] = {}
         self._last_id = 0
-        self._label = _BoundedLabels()
+        self._label = metric_label
         self.published = 0
         self.delivered = 0
         self.dropped = 0

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.helpers import USERS, assert_problem, register
 from tests.live_server import LiveServer
 
-DEMO = "/api/v1/demo"
+API = "/api/v1"
+DEMO = f"{API}/demo"
 SERVER_ENV = {
     "APP_REQUEST_TIMEOUT_SECONDS": "1",
     "APP_BREAKER_WINDOW_SIZE": "4",
@@ -222,7 +223,28 @@ def test_metrics_count_timeouts_and_breaker_transitions(http: httpx.Client) -> N
         _value(samples, "circuit_breaker_transitions_total", breaker="flaky", to_state="open") >= 1
     )
     assert _value(samples, "circuit_breaker_rejected_total", breaker="flaky") >= 1
-    assert ({"breaker": "users"}, 0.0) in samples["circuit_breaker_state"]
+    # One 0/1 series per state: the users breaker is closed, the flaky one is not.
+    assert ({"breaker": "users", "state": "closed"}, 1.0) in samples["circuit_breaker_state"]
+    assert ({"breaker": "users", "state": "open"}, 0.0) in samples["circuit_breaker_state"]
+
+
+def test_streams_are_counted_but_not_timed_and_created_series_are_off(
+    http: httpx.Client,
+) -> None:
+    assert http.get(f"{API}/stream/numbers", params={"count": 2}).status_code == 200
+    # Counted when the server has finished the stream, a moment after the client read it all.
+    deadline = time.monotonic() + 5
+    while True:
+        samples = _metrics(http)
+        counted = _value(samples, "http_requests_total", route=f"{API}/stream/numbers")
+        if counted >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert counted >= 1
+    timed = [labels for labels, _ in samples["http_request_duration_seconds_count"]]
+    assert not any(labels["route"] == f"{API}/stream/numbers" for labels in timed)
+    assert {labels["status_class"] for labels in timed} <= {"2xx", "3xx", "4xx", "5xx"}
+    assert not any(name.endswith("_created") for name in samples)
 
 
 def test_metrics_pass_promtool_check(http: httpx.Client) -> None:
