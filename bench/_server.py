@@ -33,12 +33,21 @@ BENCH_ENV = {
 
 @contextmanager
 def running_server(
-    module: str, port: int, env: Mapping[str, str] | None = None, *, ready_path: str = "/live"
+    module: str,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    *,
+    ready_path: str = "/live",
+    cpu: int | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`python -m module` on 127.0.0.1:port; yields (process, base URL) once it answers."""
+    """`python -m module` on 127.0.0.1:port (pinned to `cpu` if given, with taskset); yields
+    (process, base URL) once it answers."""
     full_env = {**os.environ, **BENCH_ENV, "APP_PORT": str(port), **(env or {})}
+    command = [sys.executable, "-m", module]
+    if cpu is not None:
+        command = ["taskset", "-c", str(cpu), *command]
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", module],
+        command,
         cwd=ROOT,
         env=full_env,
         stdout=subprocess.DEVNULL,

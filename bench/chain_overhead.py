@@ -1,12 +1,15 @@
-"""What the middleware chain costs: the same users GET with the full chain and with none.
+"""What the app and its middleware chain cost: the same users GET with the full chain, with no
+middleware, and from bare FastAPI answering a constant (what users compare against).
 
-Starts two real servers (`python -m app` and `python -m bench.bare_app`), then drives them
-with wrk in interleaved rounds (full, bare, full, bare, ...) so that noise on a shared machine
-hits both alike, and prints requests/s, p50 and p99 per round, the medians, and the ratio
-full/bare. The rate limiter stays on with a quota high enough never to refuse, so its work is
-measured; logging is at INFO to /dev/null, as in production minus the disk.
+Starts three real servers (`python -m app`, `python -m bench.bare_app`,
+`python -m bench.fastapi_baseline`), then drives them with wrk in interleaved rounds so that
+noise on a shared machine hits all alike, and prints requests/s, p50, p99 and max per round, the
+medians, and the ratios to bare FastAPI. With `taskset` available the servers run on CPU 0
+and wrk on CPU 1, so the client does not steal the server's core. The rate limiter stays on
+with a quota high enough never to refuse, so its work is measured; logging is at INFO to
+/dev/null, as in production minus the disk.
 
-Usage: .venv/bin/python -m bench.chain_overhead [--rounds 3] [--seconds 5] [--connections 16]
+Usage: .venv/bin/python -m bench.chain_overhead [--rounds 3] [--seconds 5] [--connections 64]
 Needs wrk (Debian package `wrk`). Loopback only; bounded in time.
 """
 
@@ -31,6 +34,7 @@ class Round:
     rps: float
     p50_ms: float
     p99_ms: float
+    max_ms: float
 
 
 # The chain's full cost: logging at INFO (to /dev/null), and the rate limiter on with a quota
@@ -47,9 +51,16 @@ def _to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+TASKSET = shutil.which("taskset")
+
+
+def _on_cpu(cpu: int, command: list[str]) -> list[str]:
+    return [TASKSET, "-c", str(cpu), *command] if TASKSET else command
+
+
 def _wrk(url: str, seconds: int, connections: int) -> Round:
     out = subprocess.run(  # noqa: S603 - our own arguments
-        [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url + PATH],
+        _on_cpu(1, [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url + PATH]),
         capture_output=True,
         text=True,
         check=True,
@@ -57,26 +68,32 @@ def _wrk(url: str, seconds: int, connections: int) -> Round:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    worst = _to_ms(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     if "Non-2xx" in out:
         raise SystemExit(f"non-2xx answers during the benchmark:\n{out}")
-    return Round(rps, p50, p99)
+    return Round(rps, p50, p99, worst)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     if not os.path.isabs(WRK):
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
-    results: dict[str, list[Round]] = {"full": [], "bare": []}
+    results: dict[str, list[Round]] = {"full": [], "bare": [], "fastapi": []}
+    pinned = {"cpu": 0} if TASKSET else {}
     with (
-        running_server("app", 8770, CHAIN_ENV, ready_path=PATH) as (_, full_url),
-        running_server("bench.bare_app", 8771, CHAIN_ENV, ready_path=PATH) as (_, bare_url),
+        running_server("app", 8770, CHAIN_ENV, ready_path=PATH, **pinned) as (_, full_url),
+        running_server("bench.bare_app", 8771, CHAIN_ENV, ready_path=PATH, **pinned) as (
+            _,
+            bare_url,
+        ),
+        running_server("bench.fastapi_baseline", 8772, CHAIN_ENV, **pinned) as (_, fastapi_url),
     ):
-        servers = {"full": full_url, "bare": bare_url}
+        servers = {"full": full_url, "bare": bare_url, "fastapi": fastapi_url}
         for url in servers.values():
             _wrk(url, 2, args.connections)  # warm-up, not counted
         for i in range(args.rounds):
@@ -84,8 +101,9 @@ def main() -> None:
                 result = _wrk(url, args.seconds, args.connections)
                 results[name].append(result)
                 print(
-                    f"round {i + 1} {name:4}: {result.rps:8.0f} req/s  "
-                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms",
+                    f"round {i + 1} {name:7}: {result.rps:8.0f} req/s  "
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                    f"max {result.max_ms:7.2f} ms",
                     flush=True,
                 )
 
@@ -94,14 +112,19 @@ def main() -> None:
             statistics.median(r.rps for r in rounds),
             statistics.median(r.p50_ms for r in rounds),
             statistics.median(r.p99_ms for r in rounds),
+            max(r.max_ms for r in rounds),
         )
         for name, rounds in results.items()
     }
     print()
-    print(f"{'chain':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'server':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'x FastAPI':>10}")
     for name, m in median.items():
-        print(f"{name:6} {m.rps:9.0f} {m.p50_ms:8.2f} {m.p99_ms:8.2f}")
+        ratio = m.rps / median["fastapi"].rps
+        print(
+            f"{name:8} {m.rps:9.0f} {m.p50_ms:8.2f} {m.p99_ms:8.2f} {m.max_ms:8.2f} {ratio:10.2f}"
+        )
     print(f"full/bare throughput ratio: {median['full'].rps / median['bare'].rps:.2f}")
+    print(f"full/FastAPI throughput ratio: {median['full'].rps / median['fastapi'].rps:.2f}")
 
 
 if __name__ == "__main__":
