@@ -66,7 +66,11 @@ class TTLCache:
         self.hits = 0
         self.misses = 0
         self.evictions = {"expired": 0, "lru": 0, "invalidated": 0}
-        CACHE_ENTRIES.labels(cache=name).set(0)
+        # Resolved once: `labels()` validates and locks on every call, and a hit is hot-path.
+        self._hit_count = CACHE_HITS.labels(cache=name)
+        self._miss_count = CACHE_MISSES.labels(cache=name)
+        self._size = CACHE_ENTRIES.labels(cache=name)
+        self._size.set(0)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -75,7 +79,7 @@ class TTLCache:
         if count:
             self.evictions[reason] += count
             CACHE_EVICTIONS.labels(cache=self.name, reason=reason).inc(count)
-            CACHE_ENTRIES.labels(cache=self.name).set(len(self._entries))
+            self._size.set(len(self._entries))
 
     def _lookup(self, key: str) -> tuple[bool, Any]:
         entry = self._entries.get(key)
@@ -93,10 +97,10 @@ class TTLCache:
         hit, value = self._lookup(key)
         if hit:
             self.hits += 1
-            CACHE_HITS.labels(cache=self.name).inc()
+            self._hit_count.inc()
         else:
             self.misses += 1
-            CACHE_MISSES.labels(cache=self.name).inc()
+            self._miss_count.inc()
         return hit, value
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
@@ -106,7 +110,7 @@ class TTLCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
             self._evicted("lru")
-        CACHE_ENTRIES.labels(cache=self.name).set(len(self._entries))
+        self._size.set(len(self._entries))
 
     def invalidate(self, key: str) -> bool:
         """Drop one key; True if it was held. Loads already running will not store."""
