@@ -121,7 +121,9 @@ class AuthService:
 
     async def authenticate(self, token: str | None) -> User:
         """The active user the token was issued to, under unchanged credentials."""
-        claims = self._claims(token)
+        return await self._user_of(self._claims(token))
+
+    async def _user_of(self, claims: TokenClaims) -> User:
         user_id = ascii_int(claims.subject)
         user = await self._users.find_active(user_id) if user_id is not None else None
         if user is None:
@@ -137,8 +139,8 @@ class AuthService:
 
     async def logout(self, token: str | None, *, everywhere: bool = False) -> None:
         """Revoke the presented token (or, `everywhere`, every token of its user)."""
-        user = await self.authenticate(token)
         claims = self._claims(token)
+        user = await self._user_of(claims)
         if everywhere or not self._revocations.revoke(claims.token_id, claims.expires_at):
             await self._users.rotate_credentials(user.id)
         log.info("logged_out", user_id=user.id, everywhere=everywhere)
