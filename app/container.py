@@ -15,20 +15,29 @@ from app.core.breaker import BreakerRegistry
 from app.core.clients import ClientIdentifier
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
+from app.core.exceptions import StartupRefused, StoreUnavailable
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
-from app.core.security import PasswordHasher, TokenCodec
+from app.core.rate_limiter import QuotaLimiter, RateLimiter
+from app.core.security import PasswordHasher, TokenCodec, derived_key
+from app.db.base import Repository
 from app.db.memory import InMemoryRepository
+from app.redis.client import RedisClient
+from app.redis.idempotency import RedisKeys
+from app.redis.jobs import RedisJobs
+from app.redis.rate_limiter import RedisRateLimiter
+from app.redis.repository import RedisRepository
+from app.redis.revocations import RedisRevocations
 from app.services.audit import AuditLog
-from app.services.auth import AuthService
+from app.services.auth import AuthService, Revocations, TokenRevocations
 from app.services.cache import TTLCache
 from app.services.chat import ChatManager
 from app.services.events import EventBus
 from app.services.health import HealthChecker
-from app.services.idempotency import IdempotencyStore
+from app.services.idempotency import IdempotencyStore, KeyBackend, MemoryKeys
 from app.services.login_throttle import LoginThrottle
 from app.services.process_pool import ProcessPool
-from app.services.scoring.service import ScoringService
+from app.services.scoring.service import JobStore, MemoryJobs, ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
 from app.services.snapshots import SnapshotManager
 from app.services.users import USERS, UserService
@@ -39,13 +48,15 @@ log = get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class Foundation:
     """What the app builds before the lifespan runs, because the middleware chain and the
-    server's signal handling need it: settings, lifecycle, tokens, client keys, breakers."""
+    server's signal handling need it: settings, lifecycle, tokens, client keys, breakers, and
+    the Redis client when APP_STORE=redis (it connects on first use)."""
 
     settings: Settings
     lifecycle: Lifecycle
     tokens: TokenCodec
     clients: ClientIdentifier
     breakers: BreakerRegistry
+    redis: RedisClient | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,8 @@ class AppServices:
     """Everything a request handler may need, wired once per app."""
 
     foundation: Foundation
-    repository: InMemoryRepository
+    repository: Repository
+    redis: RedisClient | None  # set when APP_STORE=redis
     users: UserService
     auth: AuthService
     idempotency: IdempotencyStore
@@ -76,6 +88,8 @@ class AppServices:
         audit log, and the watcher that ends long-lived connections when shutdown begins."""
         # Blocking calls (password hashing, file I/O) go through asyncio.to_thread: this pool.
         asyncio.get_running_loop().set_default_executor(self.thread_pool)
+        if self.redis is not None:
+            await _wait_for(self.redis, STORE_WAIT_SECONDS)
         if self.snapshots is not None:
             # First: a snapshot that cannot be used stops start-up before anything else runs.
             await self.snapshots.load()
@@ -109,10 +123,33 @@ class AppServices:
             await self.audit.stop()
         await self.bus.close()
         await self.users_cache.stop_cleanup()
+        if self.redis is not None:
+            await self.redis.close()
         # Not waited on from a thread of its own pool (it cannot join itself): queued calls are
         # cancelled, running ones finish, and the interpreter joins the threads at exit.
         self.hashing.shutdown()
         self.thread_pool.shutdown(wait=False, cancel_futures=True)
+
+
+# How long start-up waits for Redis: replicas started together with their Redis (a fresh
+# install, a node restart) come up once it does, instead of failing and being restarted.
+STORE_WAIT_SECONDS = 30.0
+
+
+async def _wait_for(redis: RedisClient, seconds: float) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            await redis.ping()
+            return
+        except StoreUnavailable:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise StartupRefused(
+                    f"Redis at {redis.display_url} did not answer within {seconds:g} s; "
+                    "check APP_REDIS_URL and that Redis runs"
+                ) from None
+            log.warning("waiting_for_redis", url=redis.display_url)
+            await asyncio.sleep(0.5)
 
 
 class AppState(TypedDict):
@@ -127,7 +164,8 @@ def _runtime_stats() -> dict[str, int]:
 
 
 def _health_checker(
-    repository: InMemoryRepository,
+    repository: Repository,
+    redis: RedisClient | None,
     breakers: BreakerRegistry,
     pool: ProcessPool,
     hashing: BoundedExecutor,
@@ -141,6 +179,10 @@ def _health_checker(
 
     checker = HealthChecker(timeout_seconds=1.0)
     checker.register("repository", repository_counts, critical=True)
+    if redis is not None:
+        # Critical: a replica that cannot reach the shared store takes itself out of the
+        # Service until it can (liveness does not look, so nothing is restarted for it).
+        checker.register("redis", redis.ping, critical=True)
     checker.register("breakers", breakers.stats, degraded_if=lambda: breakers.any_open)
     checker.register("process_pool", pool.stats, degraded_if=lambda: pool.degraded)
     checker.register("password_hashing", hashing.stats)
@@ -151,10 +193,69 @@ def _health_checker(
     return checker
 
 
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """The stateful seams, each from the backend APP_STORE chose."""
+
+    repository: Repository
+    redis: RedisClient | None
+    idempotency: KeyBackend
+    jobs: JobStore
+    revocations: Revocations
+
+
+def redis_client(settings: Settings) -> RedisClient | None:
+    """The process's Redis connection pool when APP_STORE=redis, else None."""
+    if settings.store != "redis":
+        return None
+    return RedisClient(
+        settings.redis_url,
+        timeout_seconds=settings.redis_timeout_seconds,
+        max_connections=settings.redis_max_connections,
+    )
+
+
+def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
+    """In this process's memory (the default), or in Redis, shared by every replica."""
+    if client is None:
+        return Stores(
+            repository=InMemoryRepository(),
+            redis=None,
+            idempotency=MemoryKeys(
+                ttl_seconds=settings.idempotency_ttl_seconds,
+                max_keys=settings.idempotency_max_keys,
+            ),
+            jobs=MemoryJobs(ttl_seconds=settings.scoring_job_ttl_seconds),
+            revocations=TokenRevocations(),
+        )
+    log.info("store_selected", store="redis", url=client.display_url)
+    return Stores(
+        repository=RedisRepository(client),
+        redis=client,
+        idempotency=RedisKeys(client, ttl_seconds=settings.idempotency_ttl_seconds),
+        jobs=RedisJobs(client, ttl_seconds=settings.scoring_job_ttl_seconds),
+        revocations=RedisRevocations(client),
+    )
+
+
+def build_rate_limiter(settings: Settings, redis: RedisClient | None) -> QuotaLimiter:
+    """The request quota: per process in memory, or one per client across replicas."""
+    local = RateLimiter(settings.rate_limit_requests, settings.rate_limit_window_seconds)
+    if redis is None:
+        return local
+    return RedisRateLimiter(
+        redis,
+        settings.rate_limit_requests,
+        settings.rate_limit_window_seconds,
+        fallback=local,
+    )
+
+
 def build_services(foundation: Foundation) -> AppServices:
-    """Wire the repository and services from settings (nothing starts until `start`)."""
+    """Wire the stores and services from settings (nothing starts until `start`)."""
     settings = foundation.settings
-    repository = InMemoryRepository()
+    stores = build_stores(settings, foundation.redis)
+    repository = stores.repository
     # Hashing has threads of its own: demo work or file I/O in the shared pool cannot starve
     # logins, and a flood of logins is shed (503) instead of queueing into timeouts.
     hashing = BoundedExecutor(
@@ -186,12 +287,12 @@ def build_services(foundation: Foundation) -> AppServices:
         ScoringLimits(
             max_records=settings.scoring_max_records, max_features=settings.scoring_max_features
         ),
-        job_ttl_seconds=settings.scoring_job_ttl_seconds,
+        jobs=stores.jobs,
         chunk_records=settings.scoring_job_chunk_records,
         publish=bus.publish,
     )
     snapshots = None
-    if settings.snapshot_path:
+    if settings.snapshot_path and isinstance(repository, InMemoryRepository):
         snapshots = SnapshotManager(
             repository,
             settings.snapshot_path,
@@ -201,6 +302,7 @@ def build_services(foundation: Foundation) -> AppServices:
     return AppServices(
         foundation=foundation,
         repository=repository,
+        redis=stores.redis,
         users=users,
         auth=AuthService(
             users,
@@ -210,9 +312,14 @@ def build_services(foundation: Foundation) -> AppServices:
                 attempts_per_minute=settings.login_attempts_per_minute,
                 failures_before_backoff=settings.login_failures_before_backoff,
             ),
+            revocations=stores.revocations,
         ),
         idempotency=IdempotencyStore(
-            ttl_seconds=settings.idempotency_ttl_seconds, max_keys=settings.idempotency_max_keys
+            stores.idempotency,
+            secret=derived_key(settings.jwt_secret_key, "idempotency-fingerprint"),
+            # A first request runs at most the request timeout; past twice that, its replica
+            # is presumed gone and the key is free again.
+            in_flight_seconds=2 * settings.request_timeout_seconds,
         ),
         users_cache=users_cache,
         process_pool=pool,
@@ -237,6 +344,6 @@ def build_services(foundation: Foundation) -> AppServices:
         ),
         snapshots=snapshots,
         health=_health_checker(
-            repository, foundation.breakers, pool, hashing, users_cache, bus, chat
+            repository, stores.redis, foundation.breakers, pool, hashing, users_cache, bus, chat
         ),
     )

@@ -35,7 +35,7 @@ from app.api.routes import (
     streaming,
     users,
 )
-from app.container import AppState, Foundation, build_services
+from app.container import AppState, Foundation, build_rate_limiter, build_services, redis_client
 from app.core.breaker import BreakerConfig, BreakerRegistry
 from app.core.clients import ClientIdentifier
 from app.core.config import DEV_ADMIN_PASSWORD, Settings, get_settings
@@ -43,7 +43,6 @@ from app.core.exceptions import StartupRefused
 from app.core.lifecycle import Lifecycle
 from app.core.logging import configure_logging, get_logger
 from app.core.metrics import release_process_metrics
-from app.core.rate_limiter import RateLimiter
 from app.core.routing import HTTP_METHODS
 from app.core.security import TokenCodec
 from app.middleware.body_limit import BodyLimitMiddleware
@@ -176,7 +175,7 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
     ]
     if settings.rate_limit_requests > 0:
         # 6. Rate limit: a token bucket per client key; 429 with Retry-After past the quota.
-        limiter = RateLimiter(settings.rate_limit_requests, settings.rate_limit_window_seconds)
+        limiter = build_rate_limiter(settings, foundation.redis)
         chain.append(
             Middleware(
                 RateLimitMiddleware,
@@ -288,6 +287,7 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
                 half_open_calls=settings.breaker_half_open_calls,
             )
         ),
+        redis=redis_client(settings),
     )
     app = FastAPI(
         title="Resilient API",

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from tests.fakes import FakeClock
 from tests.live_server import TEST_ENV, LiveServer, start_server
+from tests.redis_server import RedisServer
 
 # In-process apps read the same settings as the live servers.
 os.environ.update(TEST_ENV)
@@ -25,6 +26,23 @@ ServerFactory = Callable[..., LiveServer]
 def clock() -> FakeClock:
     """A clock the test moves by hand."""
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server per test process, shared by the tests that need Redis (tests
+    that kill Redis start their own)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared redis-server's URL, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
 
 
 @pytest.fixture(scope="module")

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     event_queue_size: int = Field(default=256, ge=1)
     event_queue_bytes: int = Field(default=1_048_576, ge=65_536, le=256 * 1_048_576)
     event_max_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    # Where state lives: this process's memory (the default) or Redis, shared by every replica.
+    store: Literal["memory", "redis"] = "memory"
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", min_length=1, repr=False)
+    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    redis_max_connections: int = Field(default=64, ge=1, le=10_000)
     snapshot_path: str | None = None
     snapshot_interval_seconds: float = Field(default=60.0, gt=0)
     snapshot_on_corrupt: Literal["fail", "move-aside"] = "fail"
@@ -190,6 +195,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "APP_BREAKER_MIN_CALLS must not exceed APP_BREAKER_WINDOW_SIZE "
                 f"({self.breaker_min_calls} > {self.breaker_window_size})"
+            )
+        if not self.redis_url.startswith(("redis://", "rediss://")):
+            raise ValueError("APP_REDIS_URL: must start with redis:// or rediss://")
+        if self.store == "redis" and self.snapshot_path is not None:
+            # Snapshots copy this process's memory; with Redis, Redis persistence (AOF) is what
+            # keeps data across restarts, and two replicas must not restore two snapshots.
+            raise ValueError(
+                "APP_SNAPSHOT_PATH: snapshots belong to the memory store; with APP_STORE=redis "
+                "configure Redis persistence (AOF) instead and leave APP_SNAPSHOT_PATH unset"
             )
         if self.jwt_secret_key == DEV_JWT_SECRET_KEY and self.host not in _LOOPBACK_HOSTS:
             # Anyone can read the development key in this repository: with it, anyone on the

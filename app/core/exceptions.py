@@ -17,7 +17,8 @@
     │   ├── SimulatedFailure         500 (the flaky demo's simulated dependency)         *
     │   ├── ServiceUnavailable       503
     │   │   ├── Overloaded           503 + Retry-After: capacity is full, shed on purpose
-    │   │   └── ShuttingDown         503 + Retry-After: this instance is draining
+    │   │   ├── ShuttingDown         503 + Retry-After: this instance is draining
+    │   │   └── StoreUnavailable     503 + Retry-After: the shared store (Redis) failed  *
     │   └── TaskTimedOut             504 (a CPU task overran)                            *
     ├── StartupRefused               the service will not start as configured (a clear message)
     └── RepositoryError              storage said no; services turn these into AppErrors
@@ -61,6 +62,7 @@ class ProblemType(StrEnum):
     CIRCUIT_OPEN = "/problems/circuit-open"
     OVERLOADED = "/problems/overloaded"
     UNAVAILABLE = "/problems/unavailable"
+    STORE_UNAVAILABLE = "/problems/store-unavailable"
     WORKER_CRASHED = "/problems/worker-crashed"
     SIMULATED_FAILURE = "/problems/simulated-failure"
 
@@ -211,6 +213,19 @@ class ShuttingDown(ServiceUnavailable):
             "The server is shutting down; reconnect to another instance.",
             headers={"Retry-After": "1"},
         )
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The shared store did not answer in time or refused.
+
+    Nothing was acknowledged to the client; a write that timed out may still have been applied,
+    so clients retry writes with an `Idempotency-Key`."""
+
+    type = ProblemType.STORE_UNAVAILABLE
+    dependency_failure = True
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
 class TaskTimedOut(AppError):

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,42 @@ class RateLimitDecision:
     retry_after: int  # until the next request would be allowed (0 when allowed)
 
 
+def gcra_decision(quota: int, window: float, ahead: float, allowed: bool) -> RateLimitDecision:
+    """The verdict and header values from how far the client's TAT is ahead of now.
+
+    `ahead` is the new TAT minus now when the request was allowed, and the current TAT minus
+    now when it was refused. Shared by every backend, so the fields read the same everywhere.
+    """
+    interval = window / quota
+    if not allowed:
+        return RateLimitDecision(
+            allowed=False,
+            limit=quota,
+            remaining=0,
+            reset_seconds=math.ceil(ahead),
+            retry_after=max(1, math.ceil(ahead + interval - window)),
+        )
+    remaining = math.floor((window - ahead) / interval + 1e-9)
+    return RateLimitDecision(
+        allowed=True,
+        limit=quota,
+        remaining=max(0, remaining),
+        reset_seconds=math.ceil(ahead),
+        retry_after=0,
+    )
+
+
+class QuotaLimiter(Protocol):
+    """What the rate-limit middleware needs, whichever store keeps the buckets."""
+
+    quota: int
+    window: float
+
+    async def acquire(self, key: str) -> RateLimitDecision:
+        """Count one request from `key` and decide whether it may pass."""
+        ...
+
+
 @dataclass(slots=True)
 class _Bucket:
     tat: float  # theoretical arrival time: when the bucket will be full again
@@ -39,7 +76,8 @@ class _Bucket:
 
 
 class RateLimiter:
-    """`quota` requests per `window_seconds` per key, bursts allowed up to the quota."""
+    """`quota` requests per `window_seconds` per key, bursts allowed up to the quota, in this
+    process's memory."""
 
     def __init__(
         self,
@@ -84,22 +122,13 @@ class RateLimiter:
         if new_tat - now > self.window + 1e-9:
             if bucket is not None:
                 bucket.last_seen = now
-            return RateLimitDecision(
-                allowed=False,
-                limit=self.quota,
-                remaining=0,
-                reset_seconds=math.ceil(tat - now),
-                retry_after=max(1, math.ceil(new_tat - now - self.window)),
-            )
+            return gcra_decision(self.quota, self.window, tat - now, allowed=False)
         if bucket is None:
             self._buckets[key] = _Bucket(tat=new_tat, last_seen=now)
         else:
             bucket.tat, bucket.last_seen = new_tat, now
-        remaining = math.floor((self.window - (new_tat - now)) / self._interval + 1e-9)
-        return RateLimitDecision(
-            allowed=True,
-            limit=self.quota,
-            remaining=max(0, remaining),
-            reset_seconds=math.ceil(new_tat - now),
-            retry_after=0,
-        )
+        return gcra_decision(self.quota, self.window, new_tat - now, allowed=True)
+
+    async def acquire(self, key: str) -> RateLimitDecision:
+        """`hit`, as the `QuotaLimiter` protocol asks (nothing here waits)."""
+        return self.hit(key)

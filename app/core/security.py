@@ -24,6 +24,12 @@ T = TypeVar("T")
 BCRYPT_MAX_BYTES = 72
 
 
+def derived_key(secret: str, purpose: str) -> bytes:
+    """A key for one purpose, derived from a configured secret (HMAC-SHA256 of the purpose):
+    every replica with the same secret derives the same key, and no purpose learns another's."""
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
+
+
 def _hashable(password: str) -> bool:
     try:
         encoded = password.encode("utf-8")

@@ -7,7 +7,7 @@ Backends raise the `RepositoryError` family of `app/core/exceptions.py`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -49,6 +49,78 @@ class CollectionSpec:
     name: str
     unique: Sequence[UniqueField] = ()
     sortable: Collection[str] = field(default_factory=lambda: ("id",))
+
+
+def normalise_unique(value: Any, case_insensitive: bool) -> Any:
+    """The form a unique value is compared in (casefolded strings when case-insensitive)."""
+    return value.casefold() if case_insensitive and isinstance(value, str) else value
+
+
+def unique_values(spec: CollectionSpec, record: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(field, normalised value) for every unique field the record sets."""
+    pairs = []
+    for unique in spec.unique:
+        value = record.get(unique.name)
+        if value is not None:
+            pairs.append((unique.name, normalise_unique(value, unique.case_insensitive)))
+    return pairs
+
+
+def check_list_query(spec: CollectionSpec, sort: str, skip: int, limit: int | None) -> str:
+    """Validate a list query's sort, skip and limit; return the sort field's name."""
+    field_name = sort.removeprefix("-")
+    if field_name not in spec.sortable:
+        raise ValueError(f"{spec.name} cannot be sorted by {field_name!r}")
+    if skip < 0 or (limit is not None and limit < 0):
+        raise ValueError("skip and limit must not be negative")
+    return field_name
+
+
+def matches(record: Mapping[str, Any], flt: Filter) -> bool:
+    """Whether `record` satisfies one filter."""
+    value = record.get(flt.field)
+    if flt.op == "eq":
+        return bool(value == flt.value)
+    if not isinstance(value, str) or not isinstance(flt.value, str):
+        return False
+    if flt.op == "ieq":
+        return value.casefold() == flt.value.casefold()
+    return flt.value.casefold() in value.casefold()
+
+
+def sort_key(field_name: str) -> Any:
+    """The order of a list sorted by `field_name`: strings casefolded, missing values last,
+    ties by id."""
+
+    def key(record: Mapping[str, Any]) -> tuple[bool, Any, int]:
+        value = record.get(field_name)
+        if isinstance(value, str):
+            value = value.casefold()
+        return (value is None, value, record["id"])
+
+    return key
+
+
+def select(
+    records: Iterable[Record],
+    *,
+    filters: Sequence[Filter],
+    field_name: str,
+    descending: bool,
+    skip: int,
+    limit: int | None,
+) -> Page:
+    """Filter, sort and page records in Python: what a backend does when no index answers.
+
+    Returns the selected records themselves (not copies): the caller copies what it keeps.
+    """
+    found = [r for r in records if all(matches(r, f) for f in filters)]
+    if field_name == "id":
+        found.sort(key=lambda r: r["id"], reverse=descending)
+    else:
+        found.sort(key=sort_key(field_name), reverse=descending)
+    end = None if limit is None else skip + limit
+    return Page(items=found[skip:end], total=len(found))
 
 
 class CollectionOps(Protocol):
@@ -107,7 +179,8 @@ class CollectionOps(Protocol):
         skip: int = 0,
         limit: int | None = None,
     ) -> Page:
-        """Matching records sorted by `sort` (a field, `-` prefix for descending; ties by id)."""
+        """Matching records sorted by `sort` (a field, `-` prefix for descending), ties broken
+        by id in the same direction; `total` counts every match before skip/limit."""
         ...
 
 

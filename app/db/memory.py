@@ -22,7 +22,17 @@ from typing import Any
 from prometheus_client import Gauge
 
 from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
-from app.db.base import CollectionOps, CollectionSpec, Filter, Page, Record
+from app.db.base import (
+    CollectionOps,
+    CollectionSpec,
+    Filter,
+    Page,
+    Record,
+    check_list_query,
+    normalise_unique,
+    select,
+    unique_values,
+)
 
 _RESERVED = ("id", "version")
 
@@ -48,15 +58,8 @@ class _Collection:
 _UndoEntry = tuple[_Collection, int, Record | None]
 
 
-def _normalise(value: Any, case_insensitive: bool) -> Any:
-    return value.casefold() if case_insensitive and isinstance(value, str) else value
-
-
 def _unique_keys(col: _Collection, record: Record) -> Iterable[tuple[str, Any]]:
-    for unique in col.spec.unique:
-        value = record.get(unique.name)
-        if value is not None:
-            yield unique.name, _normalise(value, unique.case_insensitive)
+    return unique_values(col.spec, record)
 
 
 def _check_unique(col: _Collection, record: Record, record_id: int) -> None:
@@ -76,8 +79,10 @@ def _put(
     if previous is not None:
         for name, key in _unique_keys(col, previous):
             col.indexes[name].pop(key, None)
-        del col.records[record_id]
+        if record is None:
+            del col.records[record_id]
     if record is not None:
+        # Assigned in place: an updated record keeps its position (records stay in id order).
         col.records[record_id] = record
         for name, key in _unique_keys(col, record):
             col.indexes[name][key] = record_id
@@ -96,27 +101,6 @@ def _existing(col: _Collection, record_id: int, expected: Collection[int] | None
 
 def _payload(data: Mapping[str, Any]) -> Record:
     return {k: copy.deepcopy(v) for k, v in data.items() if k not in _RESERVED}
-
-
-def _matches(record: Record, flt: Filter) -> bool:
-    value = record.get(flt.field)
-    if flt.op == "eq":
-        return bool(value == flt.value)
-    if not isinstance(value, str) or not isinstance(flt.value, str):
-        return False
-    if flt.op == "ieq":
-        return value.casefold() == flt.value.casefold()
-    return flt.value.casefold() in value.casefold()
-
-
-def _sort_key(field_name: str) -> Any:
-    def key(record: Record) -> tuple[bool, Any]:
-        value = record.get(field_name)
-        if isinstance(value, str):
-            value = value.casefold()
-        return (value is None, value)
-
-    return key
 
 
 class _Ops(CollectionOps):
@@ -152,7 +136,7 @@ class _Ops(CollectionOps):
         unique = next((u for u in col.spec.unique if u.name == field_name), None)
         if unique is None:
             raise ValueError(f"{collection}.{field_name} is not a unique field")
-        record_id = col.indexes[field_name].get(_normalise(value, unique.case_insensitive))
+        record_id = col.indexes[field_name].get(normalise_unique(value, unique.case_insensitive))
         return await self.get(collection, record_id) if record_id is not None else None
 
     async def replace(
@@ -208,19 +192,16 @@ class _Ops(CollectionOps):
         limit: int | None = None,
     ) -> Page:
         col = self._col(collection)
-        field_name = sort.removeprefix("-")
-        if field_name not in col.spec.sortable:
-            raise ValueError(f"{collection} cannot be sorted by {field_name!r}")
-        if skip < 0 or (limit is not None and limit < 0):
-            raise ValueError("skip and limit must not be negative")
-        matches = [r for r in col.records.values() if all(_matches(r, f) for f in filters)]
-        # Records are kept in id order; a stable sort leaves ties in that order either way.
-        if field_name != "id":
-            matches.sort(key=_sort_key(field_name), reverse=sort.startswith("-"))
-        elif sort.startswith("-"):
-            matches.reverse()
-        end = None if limit is None else skip + limit
-        return Page(items=copy.deepcopy(matches[skip:end]), total=len(matches))
+        field_name = check_list_query(col.spec, sort, skip, limit)
+        page = select(
+            col.records.values(),
+            filters=filters,
+            field_name=field_name,
+            descending=sort.startswith("-"),
+            skip=skip,
+            limit=limit,
+        )
+        return Page(items=copy.deepcopy(page.items), total=page.total)
 
 
 class InMemoryRepository:

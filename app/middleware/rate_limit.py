@@ -11,7 +11,7 @@ from app.core.asgi import append_headers
 from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
 from app.core.problems import problem_response
-from app.core.rate_limiter import RateLimitDecision, RateLimiter
+from app.core.rate_limiter import QuotaLimiter, RateLimitDecision
 
 log = get_logger(__name__)
 
@@ -22,7 +22,7 @@ RATE_LIMITED = Counter(
 POLICY_NAME = "default"
 
 
-def _policy(limiter: RateLimiter) -> str:
+def _policy(limiter: QuotaLimiter) -> str:
     # draft-ietf-httpapi-ratelimit-headers-11: Structured Fields, quota (q) per window (w) in
     # the policy; remaining (r) and seconds until the quota resets (t) in RateLimit.
     return f'"{POLICY_NAME}";q={limiter.quota};w={int(limiter.window)}'
@@ -48,7 +48,7 @@ class RateLimitMiddleware:
         self,
         app: ASGIApp,
         *,
-        limiter: RateLimiter,
+        limiter: QuotaLimiter,
         client_key: Callable[[Scope], str],
         exempt_paths: Collection[str] = (),
     ) -> None:
@@ -62,7 +62,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        decision = self.limiter.hit(self.client_key(scope))
+        decision = await self.limiter.acquire(self.client_key(scope))
         fields = _fields(self.policy, decision)
         if not decision.allowed:
             RATE_LIMITED.inc()

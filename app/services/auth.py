@@ -13,6 +13,7 @@ import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 from app.core.exceptions import Forbidden, Unauthorized
 from app.core.logging import get_logger
@@ -31,6 +32,18 @@ log = get_logger(__name__)
 
 _BAD_CREDENTIALS = "Incorrect email or password."
 _INVALID_TOKEN = "The token is invalid or expired."  # noqa: S105 - a message
+
+
+class Revocations(Protocol):
+    """Where logged-out token ids are kept: this process, or Redis for every replica."""
+
+    async def revoke(self, token_id: str, expires_at: int) -> bool:
+        """Remember `token_id` until `expires_at` (a Unix time); False if there is no room."""
+        ...
+
+    async def is_revoked(self, token_id: str) -> bool:
+        """Whether `token_id` was logged out."""
+        ...
 
 
 class TokenRevocations:
@@ -53,7 +66,7 @@ class TokenRevocations:
             if expires_at < now:
                 del self._expiry[token_id]
 
-    def revoke(self, token_id: str, expires_at: int) -> bool:
+    async def revoke(self, token_id: str, expires_at: int) -> bool:
         """Remember `token_id` until `expires_at`; False if there is no room."""
         if len(self._expiry) >= self._max_tokens:
             self._purge()
@@ -62,7 +75,7 @@ class TokenRevocations:
         self._expiry[token_id] = expires_at
         return True
 
-    def is_revoked(self, token_id: str) -> bool:
+    async def is_revoked(self, token_id: str) -> bool:
         """Whether `token_id` was logged out."""
         return token_id in self._expiry
 
@@ -77,7 +90,7 @@ class AuthService:
         tokens: TokenCodec,
         *,
         throttle: LoginThrottle | None = None,
-        revocations: TokenRevocations | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self._users = users
         self._hasher = hasher
@@ -108,20 +121,20 @@ class AuthService:
         log.info("login_succeeded", user_id=user.id)
         return self._tokens.issue(str(user.id), self._credential(user))
 
-    def _claims(self, token: str | None) -> TokenClaims:
+    async def _claims(self, token: str | None) -> TokenClaims:
         if not token:
             raise Unauthorized("Authentication required: send a bearer token.")
         try:
             claims = self._tokens.decode(token)
         except InvalidTokenError:
             raise Unauthorized(_INVALID_TOKEN, invalid_token=True) from None
-        if self._revocations.is_revoked(claims.token_id):
+        if await self._revocations.is_revoked(claims.token_id):
             raise Unauthorized("The token was revoked (logged out).", invalid_token=True)
         return claims
 
     async def authenticate(self, token: str | None) -> User:
         """The active user the token was issued to, under unchanged credentials."""
-        return await self._user_of(self._claims(token))
+        return await self._user_of(await self._claims(token))
 
     async def _user_of(self, claims: TokenClaims) -> User:
         user_id = ascii_int(claims.subject)
@@ -139,8 +152,8 @@ class AuthService:
 
     async def logout(self, token: str | None, *, everywhere: bool = False) -> None:
         """Revoke the presented token (or, `everywhere`, every token of its user)."""
-        claims = self._claims(token)
+        claims = await self._claims(token)
         user = await self._user_of(claims)
-        if everywhere or not self._revocations.revoke(claims.token_id, claims.expires_at):
+        if everywhere or not await self._revocations.revoke(claims.token_id, claims.expires_at):
             await self._users.rotate_credentials(user.id)
         log.info("logged_out", user_id=user.id, everywhere=everywhere)

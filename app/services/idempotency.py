@@ -4,10 +4,14 @@ Follows the IETF httpapi idempotency-key draft: the first completed answer for a
 key) is kept for the TTL and replayed to identical repeats; the same key with another body is a
 client error (422); the same key while the first request still runs is a conflict (409). A 5xx
 or an interrupted request stores nothing, so the client may simply retry.
+
+The rules are here (`IdempotencyStore`); where keys live is a `KeyBackend`: `MemoryKeys` in this
+process, or `app/redis/idempotency.py` shared by every replica.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,10 +19,21 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
 
-from app.core.exceptions import AppError, IdempotencyKeyInFlight, IdempotencyKeyReused
+import orjson
+
+from app.core.exceptions import (
+    AppError,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    ProblemType,
+    StoreUnavailable,
+)
+from app.core.logging import get_logger
+
+log = get_logger(__name__)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -32,31 +47,145 @@ class Outcome:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Entry:
+@dataclass(frozen=True, slots=True)
+class StoredError:
+    """A client error (4xx) kept to be answered again on repeats."""
+
+    status: int
+    type: str
+    detail: str
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a key holds: the claim (`token`), then the outcome or the client error."""
+
     fingerprint: str
-    created: float
+    token: str
     outcome: Outcome | None = None
-    error: AppError | None = None
+    error: StoredError | None = None
 
     @property
     def in_flight(self) -> bool:
+        """The first request with this key has not finished."""
         return self.outcome is None and self.error is None
 
+    def to_json(self) -> bytes:
+        """The entry as JSON (the Redis backend stores this)."""
+        return orjson.dumps(
+            {
+                "fingerprint": self.fingerprint,
+                "token": self.token,
+                "outcome": asdict(self.outcome) if self.outcome else None,
+                "error": asdict(self.error) if self.error else None,
+            }
+        )
 
-def _replay_of(error: AppError) -> AppError:
+    @classmethod
+    def from_json(cls, raw: bytes) -> Entry:
+        """The entry `to_json` wrote."""
+        data = orjson.loads(raw)
+        outcome = Outcome(**data["outcome"]) if data["outcome"] else None
+        error = StoredError(**data["error"]) if data["error"] else None
+        return cls(data["fingerprint"], data["token"], outcome, error)
+
+
+def _stored_error(error: AppError) -> StoredError:
+    return StoredError(error.status, str(error.type), error.detail, dict(error.headers))
+
+
+def _replay_of(error: StoredError) -> AppError:
     # A fresh exception each time (raising one instance twice would chain its tracebacks).
     replay = AppError(error.detail, headers={**error.headers, REPLAYED_HEADER: "true"})
     replay.status = error.status
-    replay.type = error.type
+    replay.type = ProblemType(error.type)
     return replay
 
 
 class IdempotencyStore:
-    """Keeps the outcome of keyed requests for `ttl_seconds`, at most `max_keys` of them.
+    """Runs keyed requests once and replays their outcome, over a `KeyBackend` (this process's
+    memory, or Redis shared by every replica).
 
-    Only the event loop touches the store and no await separates a lookup from the insert that
-    follows it, so two concurrent requests with one key cannot both start the work.
+    The backend claims a key atomically, so two concurrent requests with one key cannot both
+    start the work, whichever replicas they reach.
+    """
+
+    def __init__(self, backend: KeyBackend, *, secret: bytes, in_flight_seconds: float) -> None:
+        self.backend = backend
+        # Fingerprints cover the body, password included: keyed so they prove nothing outside.
+        # The key comes from settings so every replica computes the same fingerprint.
+        self._secret = secret
+        self._in_flight_seconds = in_flight_seconds
+
+    def fingerprint(self, payload: Mapping[str, Any]) -> str:
+        """A keyed digest of the request body, independent of key order and whitespace."""
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+    async def run(
+        self,
+        client_key: str,
+        key: str,
+        fingerprint: str,
+        operation: Callable[[], Awaitable[Outcome]],
+    ) -> tuple[Outcome, bool]:
+        """Run `operation` once per key, or replay its outcome; returns (outcome, replayed)."""
+        store_key = f"{client_key}\x00{key}"
+        mine = Entry(fingerprint=fingerprint, token=secrets.token_hex(8))
+        existing = await self.backend.claim(store_key, mine, self._in_flight_seconds)
+        if existing is not None:
+            return _answer_repeat(existing, fingerprint), True
+        try:
+            outcome = await operation()
+        except AppError as exc:
+            if exc.status < 500:
+                await self._settle(
+                    self.backend.finish(store_key, replace(mine, error=_stored_error(exc)))
+                )
+            else:
+                await self._settle(self.backend.release(store_key, mine.token))
+            raise
+        except BaseException:
+            # Interrupted (cancelled, crashed): the key is free again so the client may retry.
+            # Shielded: a cancelled request must still give its claim back.
+            await asyncio.shield(self._settle(self.backend.release(store_key, mine.token)))
+            raise
+        await self._settle(self.backend.finish(store_key, replace(mine, outcome=outcome)))
+        return outcome, False
+
+    async def _settle(self, step: Awaitable[None]) -> None:
+        # The work is done (or failed) either way: a store that cannot record it must not turn
+        # a created account into an error. The claim then expires after `in_flight_seconds`.
+        try:
+            await step
+        except StoreUnavailable:
+            log.warning("idempotency_key_not_settled")
+
+
+def _answer_repeat(entry: Entry, fingerprint: str) -> Outcome:
+    if not hmac.compare_digest(entry.fingerprint, fingerprint):
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request body."
+        )
+    if entry.in_flight:
+        raise IdempotencyKeyInFlight(
+            "A request with this Idempotency-Key is still being processed.",
+            headers={"Retry-After": "1"},
+        )
+    if entry.error is not None:
+        raise _replay_of(entry.error)
+    assert entry.outcome is not None
+    replayed = entry.outcome
+    return Outcome(replayed.status, replayed.body, {**replayed.headers, REPLAYED_HEADER: "true"})
+
+
+class MemoryKeys:
+    """Keys in this process's memory: kept `ttl_seconds` from their claim, `max_keys` at most
+    (past that the oldest is forgotten early, so memory stays bounded).
+
+    Only the event loop touches it and no await separates a lookup from the insert that
+    follows it, so a claim is atomic.
     """
 
     def __init__(
@@ -69,72 +198,52 @@ class IdempotencyStore:
         self._ttl = ttl_seconds
         self._max_keys = max_keys
         self._clock = clock
-        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
-        # Fingerprints cover the body, password included: keyed so they prove nothing outside.
-        self._secret = secrets.token_bytes(32)
+        self._entries: OrderedDict[str, tuple[float, Entry]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def fingerprint(self, payload: Mapping[str, Any]) -> str:
-        """A keyed digest of the request body, independent of key order and whitespace."""
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-        return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
-
     def _evict(self, now: float) -> None:
         while self._entries:
-            entry = next(iter(self._entries.values()))
-            if now - entry.created < self._ttl and len(self._entries) < self._max_keys:
+            created, _ = next(iter(self._entries.values()))
+            if now - created < self._ttl and len(self._entries) < self._max_keys:
                 break
-            # Oldest first; past max_keys the oldest key is forgotten early (memory is bounded).
             self._entries.popitem(last=False)
 
-    async def run(
-        self,
-        client_key: str,
-        key: str,
-        fingerprint: str,
-        operation: Callable[[], Awaitable[Outcome]],
-    ) -> tuple[Outcome, bool]:
-        """Run `operation` once per key, or replay its outcome; returns (outcome, replayed)."""
+    async def claim(self, key: str, entry: Entry, in_flight_seconds: float) -> Entry | None:
+        """The entry already under `key`, or None after storing `entry` there."""
         now = self._clock()
         self._evict(now)
-        store_key = (client_key, key)
-        entry = self._entries.get(store_key)
-        if entry is not None:
-            if not hmac.compare_digest(entry.fingerprint, fingerprint):
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was already used with a different request body."
-                )
-            if entry.in_flight:
-                raise IdempotencyKeyInFlight(
-                    "A request with this Idempotency-Key is still being processed.",
-                    headers={"Retry-After": "1"},
-                )
-            if entry.error is not None:
-                raise _replay_of(entry.error)
-            assert entry.outcome is not None
-            replayed = entry.outcome
-            return Outcome(
-                replayed.status, replayed.body, {**replayed.headers, REPLAYED_HEADER: "true"}
-            ), True
+        found = self._entries.get(key)
+        if found is not None:
+            return found[1]
+        self._entries[key] = (now, entry)
+        return None
 
-        entry = _Entry(fingerprint=fingerprint, created=now)
-        self._entries[store_key] = entry
-        try:
-            outcome = await operation()
-        except AppError as exc:
-            if exc.status < 500:
-                entry.error = exc
-            else:
-                self._forget(store_key, entry)
-            raise
-        except BaseException:
-            self._forget(store_key, entry)
-            raise
-        entry.outcome = outcome
-        return outcome, False
+    async def finish(self, key: str, entry: Entry) -> None:
+        """Store the final entry, if the claim (same token) is still there."""
+        found = self._entries.get(key)
+        if found is not None and found[1].token == entry.token:
+            self._entries[key] = (found[0], entry)
 
-    def _forget(self, store_key: tuple[str, str], entry: _Entry) -> None:
-        if self._entries.get(store_key) is entry:
-            del self._entries[store_key]
+    async def release(self, key: str, token: str) -> None:
+        """Forget the claim, if it is still ours."""
+        found = self._entries.get(key)
+        if found is not None and found[1].token == token:
+            del self._entries[key]
+
+
+class KeyBackend(Protocol):
+    """Where idempotency keys live; `claim` must be atomic across everything sharing it."""
+
+    async def claim(self, key: str, entry: Entry, in_flight_seconds: float) -> Entry | None:
+        """The entry already under `key`, or None after storing `entry` (in flight) there."""
+        ...
+
+    async def finish(self, key: str, entry: Entry) -> None:
+        """Replace the claim with the final entry (same token), kept for the TTL."""
+        ...
+
+    async def release(self, key: str, token: str) -> None:
+        """Remove the claim if it still holds `token`."""
+        ...

@@ -1,25 +1,54 @@
-"""The idempotency store: replay, mismatch, in-flight, errors, expiry and its memory bound."""
+"""The idempotency store over both backends (memory, a real redis-server): replay, mismatch,
+in-flight, errors; and each backend's expiry and bounds."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 from app.core.exceptions import AppError, Conflict, ServiceUnavailable
+from app.redis.client import RedisClient
+from app.redis.idempotency import RedisKeys
 from app.services.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     IdempotencyStore,
+    KeyBackend,
+    MemoryKeys,
     Outcome,
 )
 from tests.fakes import FakeClock
 
+SECRET = b"s" * 32
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[IdempotencyStore]:
+    client = None
+    backend: KeyBackend
+    if request.param == "memory":
+        backend = MemoryKeys(ttl_seconds=100, max_keys=1000)
+    else:
+        client = RedisClient(
+            request.getfixturevalue("redis_url"), timeout_seconds=5.0, max_connections=8
+        )
+        backend = RedisKeys(client, ttl_seconds=100)
+    yield IdempotencyStore(backend, secret=SECRET, in_flight_seconds=30)
+    if client is not None:
+        await client.close()
+
 
 @pytest.fixture
-def store(clock: FakeClock) -> IdempotencyStore:
-    return IdempotencyStore(ttl_seconds=100, max_keys=3, clock=clock)
+def memory_keys(clock: FakeClock) -> MemoryKeys:
+    return MemoryKeys(ttl_seconds=100, max_keys=3, clock=clock)
+
+
+@pytest.fixture
+def memory_store(memory_keys: MemoryKeys) -> IdempotencyStore:
+    return IdempotencyStore(memory_keys, secret=SECRET, in_flight_seconds=30)
 
 
 class Counter:
@@ -119,20 +148,67 @@ async def test_server_errors_are_not_stored(store: IdempotencyStore, error: Exce
 
 
 async def test_cancelled_request_frees_its_key(store: IdempotencyStore) -> None:
+    started = asyncio.Event()
+
     async def hang() -> Outcome:
+        started.set()
         await asyncio.sleep(10)
         raise AssertionError
 
     fp = store.fingerprint({})
     task = asyncio.create_task(store.run("c", "k", fp, hang))
-    await asyncio.sleep(0)
+    await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert len(store) == 0
+    op = Counter()
+    assert (await store.run("c", "k", fp, op))[1] is False
+    assert op.calls == 1
 
 
-async def test_keys_expire_after_the_ttl(store: IdempotencyStore, clock: FakeClock) -> None:
+async def test_two_replicas_share_keys(redis_url: str) -> None:
+    clients = [RedisClient(redis_url, timeout_seconds=5.0, max_connections=8) for _ in range(2)]
+    first, second = (
+        IdempotencyStore(RedisKeys(c, ttl_seconds=100), secret=SECRET, in_flight_seconds=30)
+        for c in clients
+    )
+    release = asyncio.Event()
+    op = Counter()
+
+    async def slow() -> Outcome:
+        await release.wait()
+        return await op()
+
+    fp = first.fingerprint({"a": 1})
+    assert fp == second.fingerprint({"a": 1})  # one secret: one fingerprint everywhere
+    running = asyncio.create_task(first.run("c", "k", fp, slow))
+    await asyncio.sleep(0.05)
+    with pytest.raises(IdempotencyKeyInFlight):
+        await second.run("c", "k", fp, slow)
+    release.set()
+    await running
+    outcome, replayed = await second.run("c", "k", fp, slow)
+    assert (outcome.body, replayed, op.calls) == ({"n": 1}, True, 1)
+    for client in clients:
+        await client.close()
+
+
+async def test_redis_keys_expire_after_the_ttl(redis_url: str) -> None:
+    client = RedisClient(redis_url, timeout_seconds=5.0, max_connections=8)
+    store = IdempotencyStore(
+        RedisKeys(client, ttl_seconds=0.3), secret=SECRET, in_flight_seconds=30
+    )
+    op = Counter()
+    fp = store.fingerprint({})
+    await store.run("c", "k", fp, op)
+    assert (await store.run("c", "k", fp, op))[1] is True
+    await asyncio.sleep(0.4)
+    assert (await store.run("c", "k", fp, op))[1] is False
+    await client.close()
+
+
+async def test_keys_expire_after_the_ttl(memory_store: IdempotencyStore, clock: FakeClock) -> None:
+    store = memory_store
     op = Counter()
     fp = store.fingerprint({})
     await store.run("c", "k", fp, op)
@@ -143,12 +219,15 @@ async def test_keys_expire_after_the_ttl(store: IdempotencyStore, clock: FakeClo
     assert op.calls == 2
 
 
-async def test_memory_is_bounded_by_max_keys(store: IdempotencyStore) -> None:
+async def test_memory_is_bounded_by_max_keys(
+    memory_store: IdempotencyStore, memory_keys: MemoryKeys
+) -> None:
+    store = memory_store
     op = Counter()
     fp = store.fingerprint({})
     for key in ("a", "b", "c", "d", "e"):
         await store.run("c", key, fp, op)
-    assert len(store) == 3
+    assert len(memory_keys) == 3
     # The oldest keys were forgotten first.
     assert (await store.run("c", "e", fp, op))[1] is True
     assert (await store.run("c", "a", fp, op))[1] is False

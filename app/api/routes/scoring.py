@@ -101,7 +101,7 @@ async def submit_job(
 async def get_job(job_id: str, service: ScoringServiceDep, client_key: ClientKey) -> JSONResponse:
     """Status (`queued`, `running`, `done`, `failed`), progress 0-1 and, when done, the result;
     404 for a job someone else submitted."""
-    return JSONResponse(_job_status(service.get_job(job_id, owner=client_key)))
+    return JSONResponse(_job_status(await service.get_job(job_id, owner=client_key)))
 
 
 @cpu_router.post(

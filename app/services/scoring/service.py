@@ -14,10 +14,11 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import orjson
 
 from app.core.clock import utc_now_iso
 from app.core.exceptions import AppError, NotFound, Overloaded
@@ -44,7 +45,76 @@ class ScoringJob:
     finished_at: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
-    finished_monotonic: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Done or failed: nothing will change it any more."""
+        return self.status in ("done", "failed")
+
+    def to_json(self) -> bytes:
+        """The job as JSON (the Redis job store keeps this)."""
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> ScoringJob:
+        """The job `to_json` wrote."""
+        return cls(**orjson.loads(raw))
+
+
+class JobStore(Protocol):
+    """Where jobs are kept between their updates: this process, or Redis for every replica."""
+
+    async def save(self, job: ScoringJob) -> None:
+        """Store the job's current state (finished jobs are kept for the job TTL)."""
+        ...
+
+    async def load(self, job_id: str) -> ScoringJob | None:
+        """The job's latest saved state, or None if unknown or expired."""
+        ...
+
+
+class MemoryJobs:
+    """Jobs in this process's memory: finished ones kept `ttl_seconds`, at most
+    `max_finished` of them (the oldest forgotten first)."""
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float,
+        max_finished: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl_seconds
+        self._max_finished = max_finished
+        self._clock = clock
+        self._jobs: OrderedDict[str, ScoringJob] = OrderedDict()
+        self._finished_at: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    async def save(self, job: ScoringJob) -> None:
+        """Store `job` (the same object keeps changing as the job runs)."""
+        self._purge()
+        self._jobs[job.id] = job
+        if job.finished:
+            self._finished_at.setdefault(job.id, self._clock())
+
+    async def load(self, job_id: str) -> ScoringJob | None:
+        """The job, or None if unknown or expired."""
+        self._purge()
+        return self._jobs.get(job_id)
+
+    def _purge(self) -> None:
+        now = self._clock()
+        for job_id, finished_at in list(self._finished_at.items()):
+            if now - finished_at >= self._ttl:
+                del self._finished_at[job_id], self._jobs[job_id]
+        # Finished jobs in the order they finished: past the bound, the oldest go first.
+        for job_id in list(self._finished_at)[
+            : max(0, len(self._finished_at) - self._max_finished)
+        ]:
+            del self._finished_at[job_id], self._jobs[job_id]
 
 
 class ScoringService:
@@ -55,20 +125,15 @@ class ScoringService:
         pool: ProcessPool,
         limits: worker.ScoringLimits,
         *,
-        job_ttl_seconds: float,
+        jobs: JobStore,
         chunk_records: int,
-        max_finished_jobs: int = 1000,
         publish: Publish | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
         self.limits = limits
-        self.job_ttl = job_ttl_seconds
+        self.jobs = jobs
         self.chunk_records = chunk_records
-        self.max_finished_jobs = max_finished_jobs
         self.publish = publish
-        self._clock = clock
-        self._jobs: OrderedDict[str, ScoringJob] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- admission ---------------------------------------------------------------------------
@@ -91,8 +156,8 @@ class ScoringService:
     # --- jobs -------------------------------------------------------------------------------------
 
     def check_job_capacity(self) -> None:
-        """503 at once when as many jobs are unfinished as the pool admits tasks."""
-        unfinished = sum(1 for job in self._jobs.values() if job.finished_monotonic is None)
+        """503 at once when as many jobs run here as this process's pool admits tasks."""
+        unfinished = len(self._tasks)
         if unfinished >= self.pool.capacity:
             raise Overloaded(f"{unfinished} scoring jobs are still running; retry shortly.")
 
@@ -102,26 +167,25 @@ class ScoringService:
         The job belongs to `owner` (a client key): its id travels on the public bus with the
         progress events, so the id alone must not be enough to read the result."""
         prepared = await slot.run(worker.prepare_job, body, self.limits)
-        self._purge()
         job = ScoringJob(id=secrets.token_hex(8), owner=owner)
-        self._jobs[job.id] = job
+        await self.jobs.save(job)
         task = asyncio.get_running_loop().create_task(self._complete(job, prepared))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.info("scoring_job_accepted", job_id=job.id, records=len(prepared.input.ids))
         return job
 
-    def get_job(self, job_id: str, *, owner: str) -> ScoringJob:
+    async def get_job(self, job_id: str, *, owner: str) -> ScoringJob:
         """`owner`'s job if it exists and has not expired, else `NotFound` (someone else's job
         is answered as if it did not exist)."""
-        self._purge()
-        job = self._jobs.get(job_id)
+        job = await self.jobs.load(job_id)
         if job is None or not secrets.compare_digest(job.owner, owner):
             raise NotFound(f"Scoring job {job_id} does not exist or has expired.")
         return job
 
     async def _progress(self, job: ScoringJob, status: JobState, progress: float) -> None:
         job.status, job.progress = status, round(progress, 4)
+        await self.jobs.save(job)
         if self.publish is not None:
             await self.publish(
                 JOBS_TOPIC, {"job_id": job.id, "status": status, "progress": job.progress}
@@ -150,30 +214,24 @@ class ScoringService:
                 "results": results,
                 "statistics": prepared.statistics,
             }
+            job.finished_at = utc_now_iso()
             await self._progress(job, "done", 1.0)
         except asyncio.CancelledError:
             job.error = "The server shut down before the job finished."
-            job.status = "failed"
+            await asyncio.shield(self._finish_failed(job))
             raise
         except Exception as exc:
             detail = exc.detail if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
             job.error = detail
-            await self._progress(job, "failed", job.progress)
             log.warning("scoring_job_failed", job_id=job.id, error=detail)
-        finally:
-            job.finished_at = utc_now_iso()
-            job.finished_monotonic = self._clock()
+            await self._finish_failed(job)
 
-    def _purge(self) -> None:
-        now = self._clock()
-        finished = [j for j in self._jobs.values() if j.finished_monotonic is not None]
-        for job in finished:
-            assert job.finished_monotonic is not None
-            if now - job.finished_monotonic >= self.job_ttl:
-                del self._jobs[job.id]
-        finished = [j for j in self._jobs.values() if j.finished_monotonic is not None]
-        for job in finished[: max(0, len(finished) - self.max_finished_jobs)]:
-            del self._jobs[job.id]
+    async def _finish_failed(self, job: ScoringJob) -> None:
+        job.finished_at = utc_now_iso()
+        try:
+            await self._progress(job, "failed", job.progress)
+        except AppError as exc:  # the store itself is down: nothing more can be recorded
+            log.warning("scoring_job_state_lost", job_id=job.id, error=exc.detail)
 
     async def close(self) -> None:
         """Cancel running jobs (the pool is closing) and wait for them to wind up."""

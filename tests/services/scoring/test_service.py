@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import pytest
 
 from app.core.exceptions import NotFound, Overloaded, ValidationFailed
+from app.redis.client import RedisClient
+from app.redis.jobs import RedisJobs
 from app.services.process_pool import ProcessPool
-from app.services.scoring.service import JOBS_TOPIC, ScoringService
+from app.services.scoring.service import JOBS_TOPIC, MemoryJobs, ScoringJob, ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
 from tests.fakes import FakeClock
 
@@ -46,10 +49,9 @@ async def service(
     scoring = ScoringService(
         pool,
         ScoringLimits(max_records=1000, max_features=10),
-        job_ttl_seconds=60,
+        jobs=MemoryJobs(ttl_seconds=60, clock=clock),
         chunk_records=100,
         publish=publish,
-        clock=clock,
     )
     yield scoring
     await scoring.close()
@@ -62,7 +64,7 @@ async def _finished(service: ScoringService, job_id: str) -> dict[str, Any]:
 async def _finished_as(service: ScoringService, job_id: str, owner: str) -> dict[str, Any]:
     for task in list(service._tasks):
         await task
-    job = service.get_job(job_id, owner=owner)
+    job = await service.get_job(job_id, owner=owner)
     assert job.status == "done", job.error
     assert job.result is not None
     return job.result
@@ -87,7 +89,8 @@ async def test_an_invalid_body_fails_at_submission_with_its_errors(
     with pytest.raises(ValidationFailed) as failed:
         await service.submit_job(service.reserve(), b'{"records": []}', owner="ip:1")
     assert failed.value.errors
-    assert service._jobs == {}
+    assert isinstance(service.jobs, MemoryJobs)
+    assert len(service.jobs) == 0
 
 
 async def test_a_finished_job_is_forgotten_after_its_ttl(
@@ -97,7 +100,7 @@ async def test_a_finished_job_is_forgotten_after_its_ttl(
     await _finished(service, job.id)
     clock.now += 61
     with pytest.raises(NotFound):
-        service.get_job(job.id, owner="ip:1")
+        await service.get_job(job.id, owner="ip:1")
 
 
 async def test_a_full_pool_sheds_with_retry_after(service: ScoringService) -> None:
@@ -113,4 +116,20 @@ async def test_a_job_is_read_only_by_its_submitter(service: ScoringService) -> N
     job = await service.submit_job(service.reserve(), BODY, owner="user:7")
     await _finished_as(service, job.id, "user:7")
     with pytest.raises(NotFound):
-        service.get_job(job.id, owner="ip:203.0.113.9")
+        await service.get_job(job.id, owner="ip:203.0.113.9")
+
+
+async def test_a_job_saved_by_one_replica_is_read_by_another_until_its_ttl(
+    redis_url: str,
+) -> None:
+    clients = [RedisClient(redis_url, timeout_seconds=5.0, max_connections=4) for _ in range(2)]
+    here, there = (RedisJobs(client, ttl_seconds=0.5) for client in clients)
+    job = ScoringJob(id="abc", owner="user:1", status="done", progress=1.0, result={"count": 3})
+    await here.save(job)
+    loaded = await there.load("abc")
+    assert loaded is not None
+    assert loaded.to_json() == job.to_json()
+    await asyncio.sleep(0.6)
+    assert await there.load("abc") is None
+    for client in clients:
+        await client.close()

@@ -1,14 +1,18 @@
-"""The in-memory repository: copies, versions, uniqueness, queries, transactions, concurrency."""
+"""The repository contract, run against both backends (in memory, and a real redis-server):
+copies, versions, uniqueness, queries, transactions, concurrency."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
 from app.db.base import CollectionSpec, Filter, Repository, UniqueField
 from app.db.memory import InMemoryRepository
+from app.redis.client import RedisClient
+from app.redis.repository import RedisRepository
 
 PEOPLE = CollectionSpec(
     name="people",
@@ -18,12 +22,22 @@ PEOPLE = CollectionSpec(
 ORDERS = CollectionSpec(name="orders")
 
 
-@pytest.fixture
-def repo() -> Repository:
-    repository: Repository = InMemoryRepository()  # also checks it satisfies the Protocol
+@pytest.fixture(params=["memory", "redis"])
+async def repo(request: pytest.FixtureRequest) -> AsyncIterator[Repository]:
+    client = None
+    repository: Repository  # assigning checks each backend satisfies the Protocol
+    if request.param == "memory":
+        repository = InMemoryRepository()
+    else:
+        client = RedisClient(
+            request.getfixturevalue("redis_url"), timeout_seconds=5.0, max_connections=64
+        )
+        repository = RedisRepository(client)
     repository.declare(PEOPLE)
     repository.declare(ORDERS)
-    return repository
+    yield repository
+    if client is not None:
+        await client.close()
 
 
 async def test_create_assigns_increasing_ids_and_version_one(repo: Repository) -> None:
@@ -142,11 +156,21 @@ async def test_list_filters_sorts_pages_and_counts(repo: Repository) -> None:
     assert [r["name"] for r in page.items] == ["bob"]
 
 
-async def test_list_sort_ties_keep_id_order_both_ways(repo: Repository) -> None:
+async def test_list_sort_ties_follow_the_sort_direction(repo: Repository) -> None:
+    # ORDER BY name, id (or name DESC, id DESC): an index read backwards, in any backend.
     for i in range(4):
         await repo.create("people", {"email": f"{i}@x.io", "name": "same"})
     assert [r["id"] for r in (await repo.list("people", sort="name")).items] == [1, 2, 3, 4]
-    assert [r["id"] for r in (await repo.list("people", sort="-name")).items] == [1, 2, 3, 4]
+    assert [r["id"] for r in (await repo.list("people", sort="-name")).items] == [4, 3, 2, 1]
+
+
+async def test_an_updated_record_keeps_its_place_in_id_order(repo: Repository) -> None:
+    for i in range(3):
+        await repo.create("people", {"email": f"{i}@x.io", "name": f"p{i}"})
+    await repo.update("people", 1, {"name": "changed"})
+    assert [r["id"] for r in (await repo.list("people", sort="id")).items] == [1, 2, 3]
+    await repo.delete("people", 2)
+    assert [r["id"] for r in (await repo.list("people", sort="-id")).items] == [3, 1]
 
 
 async def test_list_refuses_unknown_sort_and_negative_paging(repo: Repository) -> None:
@@ -218,6 +242,8 @@ async def test_transaction_commits_when_the_block_succeeds(repo: Repository) -> 
 
 
 async def test_transaction_is_isolated_from_readers_until_it_ends(repo: Repository) -> None:
+    # Memory: the reader waits for the lock. Redis: the writes are not in Redis until commit.
+    # Either way no reader sees a change that is then rolled back.
     await repo.create("people", {"email": "a@x.io", "name": "A"})
     inside = asyncio.Event()
     release = asyncio.Event()
@@ -234,10 +260,22 @@ async def test_transaction_is_isolated_from_readers_until_it_ends(repo: Reposito
     await inside.wait()
     read = asyncio.create_task(repo.get("people", 1))
     await asyncio.sleep(0.01)
-    assert not read.done(), "a reader must wait for the transaction's lock"
     release.set()
     await task
     assert (await read or {})["name"] == "A"
+    assert (await repo.get("people", 1) or {})["name"] == "A"
+
+
+async def test_memory_readers_wait_for_a_transaction_lock() -> None:
+    repo = InMemoryRepository()
+    repo.declare(PEOPLE)
+    await repo.create("people", {"email": "a@x.io", "name": "A"})
+    async with repo.transaction("people") as tx:
+        await tx.update("people", 1, {"name": "B"})
+        read = asyncio.create_task(repo.get("people", 1))
+        await asyncio.sleep(0.01)
+        assert not read.done(), "a reader must wait for the transaction's lock"
+    assert (await read or {})["name"] == "B"
 
 
 async def test_transaction_rolls_back_on_cancellation(repo: Repository) -> None:

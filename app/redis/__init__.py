@@ -1,0 +1,1 @@
+"""Redis backends of the stateful seams, and the connection they share."""

@@ -1,0 +1,129 @@
+"""The connection to Redis: one bounded pool per process, a deadline on every call, metrics.
+
+Every command the app sends goes through `RedisClient.call`, which is where the rules live:
+- a call that does not finish within `timeout_seconds` (waiting for a pooled connection
+  included) is abandoned, so no request waits on Redis longer than that;
+- any failure of Redis (refused, reset, timed out, loading, read-only, out of memory) becomes
+  `StoreUnavailable`: a 503 problem with `Retry-After`, never a 500 and never a hang;
+- latency and errors are recorded per operation, the name the caller gives the call.
+The pool reconnects by itself: a connection broken by a Redis restart is dropped and the next
+call opens a new one, so recovery needs nothing from the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client import Counter, Histogram
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from app.core.exceptions import StoreUnavailable
+from app.core.logging import get_logger
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+REDIS_LATENCY = Histogram(
+    "redis_command_duration_seconds",
+    "Time Redis calls took, by operation (a script or a pipeline counts as one call).",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+REDIS_ERRORS = Counter(
+    "redis_command_errors_total",
+    "Redis calls that failed or timed out, by operation and error.",
+    ["operation", "error"],
+)
+
+
+def redacted_url(url: str) -> str:
+    """The URL with its password (and user name) replaced: what logs and health may show."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class RedisClient:
+    """A Redis connection pool with the app's rules for every call (see the module docstring).
+
+    `prefix` starts every key the app writes, so one Redis can hold other data too.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float,
+        max_connections: int,
+        prefix: str = "ra:",
+    ) -> None:
+        self.timeout = timeout_seconds
+        self.prefix = prefix
+        self.display_url = redacted_url(url)
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_seconds,  # waiting for a free connection counts against the deadline
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            # One immediate retry on a fresh connection: after a Redis restart every pooled
+            # connection is dead, and the first call on each should not fail for that alone.
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+        self.redis: Redis = Redis(connection_pool=self._pool)
+        self._last_error: str | None = None
+
+    async def call(self, operation: str, command: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run `command` with the deadline, the metrics and the error mapping."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await command(self.redis)
+        except (RedisError, OSError, TimeoutError) as exc:
+            error = type(exc).__name__
+            REDIS_ERRORS.labels(operation=operation, error=error).inc()
+            self._last_error = error
+            log.warning("redis_call_failed", operation=operation, error=error, detail=str(exc))
+            raise StoreUnavailable(
+                "The shared store did not answer in time; retry shortly."
+            ) from None
+        finally:
+            REDIS_LATENCY.labels(operation=operation).observe(time.perf_counter() - started)
+        return result
+
+    async def ping(self) -> dict[str, Any]:
+        """A round trip to Redis (readiness); raises `StoreUnavailable` if there is none."""
+        started = time.perf_counter()
+        await self.call("ping", lambda r: r.ping())
+        return {
+            "url": self.display_url,
+            "round_trip_ms": round((time.perf_counter() - started) * 1000, 2),
+            "last_error": self._last_error,
+        }
+
+    def script(self, source: str) -> Callable[[list[str], list[Any]], Awaitable[Any]]:
+        """A Lua script sent by its SHA (EVALSHA), loaded again when Redis lost it."""
+        registered = self.redis.register_script(source)
+
+        def run(keys: list[str], args: list[Any]) -> Awaitable[Any]:
+            return registered(keys=keys, args=args)
+
+        return run
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.redis.aclose()
+        await self._pool.disconnect()
