@@ -6,6 +6,7 @@ import ipaddress
 import os
 from functools import lru_cache
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
@@ -228,6 +229,13 @@ class Settings(BaseSettings):
             raise ValueError(f"APP_ADMIN_PASSWORD: {reason}")
         if "*" in self.cors_origins:
             raise ValueError("APP_CORS_ORIGINS: '*' is refused in production")
+        redis_password = urlsplit(self.redis_url).password
+        if (
+            self.store == "redis"
+            and redis_password is not None
+            and (reason := weak_secret_reason(redis_password, min_length=16))
+        ):
+            raise ValueError(f"APP_REDIS_URL: its password {reason}")
         if self.bcrypt_rounds < 12:
             raise ValueError("APP_BCRYPT_ROUNDS: at least 12 in production")
         return self

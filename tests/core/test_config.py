@@ -77,6 +77,11 @@ def test_bad_value_names_the_variable_and_hides_the_value(monkeypatch: pytest.Mo
         ({"admin_password": "password"}, "APP_ADMIN_PASSWORD"),
         ({"admin_password": "password1234"}, "APP_ADMIN_PASSWORD"),
         ({"admin_password": "aaaaaaaaaaaaaaaa"}, "APP_ADMIN_PASSWORD"),
+        (
+            {"store": "redis", "redis_url": "redis://:REPLACE-ME@resilient-api-redis:6379/0"},
+            "APP_REDIS_URL",
+        ),
+        ({"store": "redis", "redis_url": "redis://:short@redis:6379/0"}, "APP_REDIS_URL"),
     ],
 )
 def test_production_refuses_insecure_values(overrides: dict[str, object], variable: str) -> None:
@@ -116,3 +121,21 @@ def test_server_with_bad_setting_exits_with_one_clear_line() -> None:
     assert len(lines) == 1, result.stderr
     assert "APP_JWT_SECRET_KEY" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_the_store_settings_say_what_is_wrong_without_echoing_the_url() -> None:
+    with pytest.raises(SettingsError, match="APP_REDIS_URL: must start with redis://") as bad:
+        load_settings(redis_url="http://:hunter2hunter2@redis:6379")
+    assert "hunter2" not in str(bad.value)
+    with pytest.raises(SettingsError, match="APP_SNAPSHOT_PATH: snapshots belong to the memory"):
+        load_settings(store="redis", snapshot_path="/tmp/snapshot.json")  # noqa: S108
+    assert load_settings(store="redis").store == "redis"
+    assert "redis_url" not in repr(load_settings())
+
+
+def test_the_redis_url_is_shown_without_its_password() -> None:
+    from app.redis.client import redacted_url
+
+    assert redacted_url("redis://:s3cret@db:6380/2") == "redis://***@db:6380/2"
+    assert redacted_url("rediss://user:s3cret@db/0") == "rediss://***@db/0"
+    assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from app.core.config import SettingsError
 from tests.live_server import ROOT
 
 TOOLS = ROOT / ".venv-tools" / "bin"
@@ -30,7 +31,7 @@ def _tool(name: str) -> str:
     pytest.skip(f"{name} not installed (make test installs it into .venv-tools)")
 
 
-OVERLAYS = ("prometheus-operator", "local")
+OVERLAYS = ("prometheus-operator", "local", "redis")
 
 
 def _render(directory: Path) -> str:
@@ -99,8 +100,6 @@ def test_manifests_render_with_every_object(objects: dict[str, dict[str, Any]]) 
         "ConfigMap",
         "Deployment",
         "Service",
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
         "NetworkPolicy",
     }
     assert all(
@@ -174,13 +173,14 @@ def test_pod_runs_locked_down_with_writable_volumes_where_the_app_writes(
     assert {snapshot_dir, "/tmp"} <= mounts  # noqa: S108 - the pod's /tmp emptyDir
 
 
-def test_scaling_and_disruption_rules(objects: dict[str, dict[str, Any]]) -> None:
-    hpa = objects["HorizontalPodAutoscaler"]["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
-    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
-    assert objects["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
-    # Each replica has its own store: keep a client on one replica.
-    assert objects["Service"]["spec"]["sessionAffinity"] == "ClientIP"
+def test_the_base_runs_one_replica_of_its_in_memory_store(
+    objects: dict[str, dict[str, Any]],
+) -> None:
+    # A per-process store scaled out would serve a different dataset from each replica.
+    assert objects["Deployment"]["spec"]["replicas"] == 1
+    assert "HorizontalPodAutoscaler" not in objects
+    assert objects["ConfigMap"]["data"]["APP_STORE"] == "memory"
+    assert "sessionAffinity" not in objects["Service"]["spec"]
     workers = int(objects["ConfigMap"]["data"]["APP_PROCESS_POOL_WORKERS"])
     cpu_limit = objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]["resources"][
         "limits"
@@ -188,8 +188,57 @@ def test_scaling_and_disruption_rules(objects: dict[str, dict[str, Any]]) -> Non
     assert workers <= float(cpu_limit)
 
 
+def test_the_redis_overlay_scales_out_on_one_shared_store(overlays: dict[str, Path]) -> None:
+    from app.core.config import load_settings
+
+    found = _objects(overlays["redis"].read_text())
+    hpa = found["HorizontalPodAutoscaler"][0]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert found["PodDisruptionBudget"][0]["spec"]["minAvailable"] == 1
+    config = found["ConfigMap"][0]["data"]
+    assert config["APP_STORE"] == "redis"
+    assert "APP_SNAPSHOT_PATH" not in config  # refused with Redis
+    secret = yaml.safe_load((ROOT / "k8s" / "secret.example.yaml").read_text())["stringData"]
+    values = {k.removeprefix("APP_").lower(): v for k, v in {**config, **secret}.items()}
+    values.update(
+        jwt_secret_key="Yq3vN8rT1xWm6pLk2Hs9Dz4Bf7Gc0JeA5uR",
+        admin_password="a-real-password",
+        redis_url="redis://:Zp4xQ7mK2wN9vB3rT6yH@resilient-api-redis:6379/0",
+        bcrypt_rounds=12,  # the test environment lowers it; the image keeps the default
+    )
+    assert load_settings(**values).store == "redis"
+    # The example Secret's placeholder Redis password is refused, as its other values are.
+    with pytest.raises(SettingsError):
+        load_settings(**{**values, "redis_url": secret["APP_REDIS_URL"]})
+
+    redis = found["StatefulSet"][0]
+    pod = redis["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "always"
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert container["image"].startswith("redis:7.")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"readinessProbe", "livenessProbe", "resources"} <= set(container)
+    assert container["volumeMounts"][0]["mountPath"] == "/data"
+    assert redis["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # Only the app's pods reach Redis, and the app's pods reach it on its port.
+    policies = {p["metadata"]["name"]: p["spec"] for p in found["NetworkPolicy"]}
+    store = policies["resilient-api-redis"]
+    assert store["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "resilient-api"}}}
+    ]
+    assert store["egress"] == []
+    assert policies["resilient-api-to-redis"]["egress"][0]["ports"][0]["port"] == 6379
+    # Redis's own labels keep it out of the app's selectors.
+    assert redis["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "redis"
+
+
 def test_config_map_holds_no_secrets_and_valid_settings(objects: dict[str, dict[str, Any]]) -> None:
-    from app.core.config import SettingsError, load_settings
+    from app.core.config import load_settings
 
     data = objects["ConfigMap"]["data"]
     assert not any(key in data for key in ("APP_JWT_SECRET_KEY", "APP_ADMIN_PASSWORD"))

@@ -9,14 +9,18 @@ are not run. A line `# => text` says that the commands since the previous such l
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.live_server import ROOT, LiveServer, start_server
+from tests.live_server import ROOT, LiveServer, free_port, start_server
 
 DOCUMENTS = ("README.md", "docs/tour.md")
 _BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -94,3 +98,35 @@ def test_every_example_runs_as_written(document: str, fresh_server: LiveServer) 
         timeout=180,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_the_scaling_example_runs_two_replicas_on_one_redis(tmp_path: Path) -> None:
+    """docs/scaling.md starts redis-server and two `make run` replicas itself: on free ports,
+    in a process group of its own that is ended afterwards."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed (Debian package redis-server); CI installs it")
+    steps = _steps((ROOT / "docs" / "scaling.md").read_text(encoding="utf-8"))
+    redis_port = free_port()
+    process = subprocess.Popen(
+        ["/bin/bash", "-c", _script(steps)],
+        cwd=ROOT,
+        env={
+            "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TMPDIR": str(tmp_path),
+            "REDIS_PORT": str(redis_port),
+            "A": str(free_port()),
+            "B": str(free_port()),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=240)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the two replicas the example left running
+        with redis.Redis(port=redis_port) as client:
+            client.shutdown(nosave=True)
+    assert process.returncode == 0, output[-6000:]
