@@ -17,24 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
 import statistics
-import subprocess
-from dataclasses import dataclass
 
 from bench._server import running_server
+from bench._wrk import TASKSET, WRK, Round, wrk
 
 PATH = "/api/v1/users/1"  # the admin created at start-up
-WRK = shutil.which("wrk") or "wrk"
-
-
-@dataclass
-class Round:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
 
 
 # The chain's full cost: logging at INFO (to /dev/null), and the rate limiter on with a quota
@@ -46,32 +34,8 @@ CHAIN_ENV = {
 }
 
 
-def _to_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-TASKSET = shutil.which("taskset")
-
-
-def _on_cpu(cpu: int, command: list[str]) -> list[str]:
-    return [TASKSET, "-c", str(cpu), *command] if TASKSET else command
-
-
 def _wrk(url: str, seconds: int, connections: int) -> Round:
-    out = subprocess.run(  # noqa: S603 - our own arguments
-        _on_cpu(1, [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url + PATH]),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    worst = _to_ms(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    if "Non-2xx" in out:
-        raise SystemExit(f"non-2xx answers during the benchmark:\n{out}")
-    return Round(rps, p50, p99, worst)
+    return wrk(url + PATH, seconds, connections)
 
 
 def main() -> None:

@@ -109,16 +109,20 @@ def select(
     descending: bool,
     skip: int,
     limit: int | None,
+    in_id_order: bool = False,
 ) -> Page:
     """Filter, sort and page records in Python: what a backend does when no index answers.
 
+    `in_id_order`: the records come in ascending id order already, so an id sort is free.
     Returns the selected records themselves (not copies): the caller copies what it keeps.
     """
     found = [r for r in records if all(matches(r, f) for f in filters)]
-    if field_name == "id":
-        found.sort(key=lambda r: r["id"], reverse=descending)
-    else:
+    if field_name != "id":
         found.sort(key=sort_key(field_name), reverse=descending)
+    elif not in_id_order:
+        found.sort(key=lambda r: r["id"], reverse=descending)
+    elif descending:
+        found.reverse()
     end = None if limit is None else skip + limit
     return Page(items=found[skip:end], total=len(found))
 

@@ -7,13 +7,16 @@ The rules that make it safe under concurrency:
 - ids come from a per-collection counter that only goes up (a rolled-back create does not give
   its id back, as with a database sequence), so an id is never reused;
 - data is deep-copied on the way in and on the way out: no caller ever holds a reference to a
-  stored object.
+  stored object;
+- records are kept in id order (an update replaces a record in place), so a list by id walks
+  to its page and copies only the page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -193,13 +196,21 @@ class _Ops(CollectionOps):
     ) -> Page:
         col = self._col(collection)
         field_name = check_list_query(col.spec, sort, skip, limit)
+        descending = sort.startswith("-")
+        if not filters and field_name == "id":
+            # Records are kept in id order: walk to the page, touching nothing past it.
+            ordered = reversed(col.records.values()) if descending else iter(col.records.values())
+            end = None if limit is None else skip + limit
+            items = list(itertools.islice(ordered, skip, end))
+            return Page(items=copy.deepcopy(items), total=len(col.records))
         page = select(
             col.records.values(),
             filters=filters,
             field_name=field_name,
-            descending=sort.startswith("-"),
+            descending=descending,
             skip=skip,
             limit=limit,
+            in_id_order=True,
         )
         return Page(items=copy.deepcopy(page.items), total=page.total)
 
@@ -328,7 +339,8 @@ class InMemoryRepository:
         """
         for name, data in collections.items():
             col = self._col(name)
-            records = {int(r["id"]): copy.deepcopy(r) for r in data["records"]}
+            loaded = sorted(data["records"], key=lambda r: int(r["id"]))  # kept in id order
+            records = {int(r["id"]): copy.deepcopy(r) for r in loaded}
             col.records = records
             col.last_id = max([int(data.get("last_id", 0)), *records])
             self.declare(col.spec)  # rebuilds and checks the unique indexes
@@ -356,4 +368,7 @@ class InMemoryRepository:
                 # Cancellation included: a half-applied transaction must never stay visible.
                 for col, record_id, previous in reversed(undo):
                     _put(col, record_id, previous, undo=None)
+                for col in {entry[0] for entry in undo}:
+                    # A deleted record put back went to the end: restore id order.
+                    col.records = dict(sorted(col.records.items()))
                 raise

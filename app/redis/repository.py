@@ -63,7 +63,7 @@ from app.redis.client import RedisClient
 
 _RESERVED = ("id", "version")
 _ID_WIDTH = 20
-_SCAN_CHUNK = 500
+_SCAN_CHUNK = 1000
 _PAGE_MAX = 1000  # larger pages are read in chunks
 # Single operations retry a lost race; this many losses in a row means a record under a storm
 # of writes, and the client is told to come back rather than kept waiting.

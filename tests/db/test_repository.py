@@ -329,3 +329,15 @@ async def test_deleted_record_returned_by_a_rolled_back_transaction_is_a_copy(
             deleted["tags"].append("leaked")
             raise RuntimeError
     assert (await repo.get("people", 1) or {})["tags"] == ["x"]
+
+
+async def test_a_rolled_back_delete_keeps_the_records_in_id_order(repo: Repository) -> None:
+    for i in range(4):
+        await repo.create("orders", {"n": i})
+    with pytest.raises(RuntimeError):
+        async with repo.transaction("orders") as tx:
+            await tx.delete("orders", 2)
+            raise RuntimeError
+    assert [r["id"] for r in (await repo.list("orders")).items] == [1, 2, 3, 4]
+    page = await repo.list("orders", sort="-id", skip=1, limit=2)
+    assert ([r["id"] for r in page.items], page.total) == ([3, 2], 4)

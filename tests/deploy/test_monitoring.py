@@ -98,6 +98,7 @@ def test_the_dashboard_has_a_row_for_each_concern() -> None:
         "Process pool",
         "Cache",
         "Realtime",
+        "Shared store (Redis)",
     ]
 
 
