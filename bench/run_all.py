@@ -88,6 +88,21 @@ def realtime_delivery(out: str) -> list[Row]:
     ]
 
 
+def stores(out: str) -> list[Row]:
+    rows = []
+    for path, _memory, _redis, ratio, p50, p99 in re.findall(
+        r"^((?:GET|POST|list)[^\n]*?)\s{2,}(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+$",
+        out,
+        re.MULTILINE,
+    ):
+        rows.append((f"{path}: redis/memory req/s, redis p50/p99 ms", f"{ratio} ({p50} / {p99})"))
+    for query, memory, redis in re.findall(
+        r"^((?:limit|skip|email|name)[^\n]*?)\s{2,}([\d.]+)\s+([\d.]+)$", out, re.MULTILINE
+    ):
+        rows.append((f"list {query}: memory / redis ms", f"{memory} / {redis}"))
+    return rows
+
+
 def soak(out: str) -> list[Row]:
     rate = _find(r"(\d+) req/s", out)[0]
     growth = _find(r"\(([+-][\d.]+%) after warm-up\)", out)[0]
@@ -118,6 +133,11 @@ def main() -> None:
             "bench.realtime_delivery",
             ["--sizes", "100", "--events", "5"] if quick else [],
             realtime_delivery,
+        ),
+        (
+            "bench.stores",
+            ["--rounds", "1", "--seconds", "2", "--users", "10000"] if quick else [],
+            stores,
         ),
         ("bench.soak", ["--seconds", "15"] if quick else ["--seconds", "60"], soak),
     ]

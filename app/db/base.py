@@ -66,6 +66,21 @@ def unique_values(spec: CollectionSpec, record: Mapping[str, Any]) -> list[tuple
     return pairs
 
 
+def unique_filter(spec: CollectionSpec, filters: Sequence[Filter]) -> Filter | None:
+    """A filter a unique index answers, if any: `ieq` on a case-insensitive unique field, `eq`
+    on a case-sensitive one."""
+    for flt in filters:
+        for unique in spec.unique:
+            if (
+                flt.field == unique.name
+                and isinstance(flt.value, str)
+                and flt.op in ("eq", "ieq")
+                and (flt.op == "ieq") == unique.case_insensitive
+            ):
+                return flt
+    return None
+
+
 def check_list_query(spec: CollectionSpec, sort: str, skip: int, limit: int | None) -> str:
     """Validate a list query's sort, skip and limit; return the sort field's name."""
     field_name = sort.removeprefix("-")

@@ -34,6 +34,7 @@ from app.db.base import (
     check_list_query,
     normalise_unique,
     select,
+    unique_filter,
     unique_values,
 )
 
@@ -203,8 +204,15 @@ class _Ops(CollectionOps):
             end = None if limit is None else skip + limit
             items = list(itertools.islice(ordered, skip, end))
             return Page(items=copy.deepcopy(items), total=len(col.records))
+        records: Iterable[Record] = col.records.values()
+        indexed = unique_filter(col.spec, filters)
+        if indexed is not None:
+            # At most one record can match: the unique index finds it without a scan.
+            key = normalise_unique(indexed.value, indexed.op == "ieq")
+            owner = col.indexes[indexed.field].get(key)
+            records = [col.records[owner]] if owner is not None else []
         page = select(
-            col.records.values(),
+            records,
             filters=filters,
             field_name=field_name,
             descending=descending,

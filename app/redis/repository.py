@@ -57,6 +57,7 @@ from app.db.base import (
     matches,
     normalise_unique,
     select,
+    unique_filter,
     unique_values,
 )
 from app.redis.client import RedisClient
@@ -631,7 +632,7 @@ class RedisRepository:
         if not filters and limit is not None and limit <= _PAGE_MAX:
             total, records = await self._read_page(spec, field_name, descending, skip, limit)
             return Page(items=records, total=total)
-        indexed = _indexed_filter(spec, filters)
+        indexed = unique_filter(spec, filters)
         if indexed is not None:
             record = await self.find_unique(collection, indexed.field, indexed.value)
             found = (
@@ -676,18 +677,3 @@ class RedisRepository:
             raise VersionMismatch(
                 conflict.collection, conflict.record_id, conflict.current
             ) from None
-
-
-def _indexed_filter(spec: CollectionSpec, filters: Sequence[Filter]) -> Filter | None:
-    """A filter a unique index answers: `ieq` on a case-insensitive unique field, `eq` on a
-    case-sensitive one."""
-    for flt in filters:
-        for unique in spec.unique:
-            if (
-                flt.field == unique.name
-                and isinstance(flt.value, str)
-                and flt.op in ("eq", "ieq")
-                and (flt.op == "ieq") == unique.case_insensitive
-            ):
-                return flt
-    return None

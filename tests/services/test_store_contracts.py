@@ -1,0 +1,72 @@
+"""The smaller seams' contracts, against both backends (memory, a real redis-server): scoring
+jobs and logged-out tokens behave the same whichever store keeps them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.redis.client import RedisClient
+from app.redis.jobs import RedisJobs
+from app.redis.revocations import RedisRevocations
+from app.services.auth import Revocations, TokenRevocations
+from app.services.scoring.service import JobStore, MemoryJobs, ScoringJob
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[RedisClient | None]:
+    if request.param == "memory":
+        yield None
+        return
+    client = RedisClient(
+        request.getfixturevalue("redis_url"), timeout_seconds=5.0, max_connections=8
+    )
+    yield client
+    await client.close()
+
+
+def _jobs(client: RedisClient | None, ttl: float) -> JobStore:
+    return MemoryJobs(ttl_seconds=ttl) if client is None else RedisJobs(client, ttl_seconds=ttl)
+
+
+def _revocations(client: RedisClient | None) -> Revocations:
+    return TokenRevocations() if client is None else RedisRevocations(client)
+
+
+async def test_a_job_is_saved_updated_and_read_back(backend: RedisClient | None) -> None:
+    jobs = _jobs(backend, ttl=60)
+    job = ScoringJob(id="j1", owner="user:1")
+    await jobs.save(job)
+    loaded = await jobs.load("j1")
+    assert loaded is not None
+    assert (loaded.status, loaded.owner, loaded.progress) == ("queued", "user:1", 0.0)
+    job.status, job.progress, job.result = "done", 1.0, {"count": 2, "results": []}
+    job.finished_at = "2026-11-26T00:00:00+00:00"
+    await jobs.save(job)
+    loaded = await jobs.load("j1")
+    assert loaded is not None
+    assert loaded.to_json() == job.to_json()
+    assert await jobs.load("unknown") is None
+
+
+async def test_a_finished_job_is_forgotten_after_its_ttl(backend: RedisClient | None) -> None:
+    jobs = _jobs(backend, ttl=0.3)
+    await jobs.save(ScoringJob(id="j2", owner="user:1", status="failed", error="boom"))
+    assert await jobs.load("j2") is not None
+    await asyncio.sleep(0.4)
+    assert await jobs.load("j2") is None
+
+
+async def test_a_revoked_token_stays_revoked_and_others_do_not(
+    backend: RedisClient | None,
+) -> None:
+    revocations = _revocations(backend)
+    expires = int(time.time()) + 60
+    assert await revocations.revoke("token-a", expires)
+    assert await revocations.is_revoked("token-a")
+    assert not await revocations.is_revoked("token-b")
+    # A token that has expired anyway needs no entry, and is refused by its expiry instead.
+    assert await revocations.revoke("token-c", int(time.time()) - 1)
