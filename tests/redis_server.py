@@ -27,12 +27,14 @@ class RedisServer:
 
     directory: Path
     port: int = field(default_factory=free_port)
+    password: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The URL the app's `APP_REDIS_URL` takes."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL the app's `APP_REDIS_URL` takes (with the password, if there is one)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (or start again) and return once it answers PING."""
@@ -50,12 +52,13 @@ class RedisServer:
                 "--appendfsync", "always",
                 "--save", "",
                 "--protected-mode", "yes",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=log,
             stderr=log,
         )  # fmt: skip
         log.close()
-        client = redis.Redis(port=self.port, socket_timeout=0.5)
+        client = redis.Redis(port=self.port, password=self.password, socket_timeout=0.5)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -87,7 +90,7 @@ class RedisServer:
 
     def flush(self) -> None:
         """Empty every database: each test starts from nothing."""
-        with redis.Redis(port=self.port) as client:
+        with redis.Redis(port=self.port, password=self.password) as client:
             client.flushall()
 
     def log_text(self) -> str:

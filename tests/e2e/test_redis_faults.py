@@ -20,13 +20,14 @@ from tests.live_server import LiveServer
 from tests.redis_server import REDIS_SERVER, RedisServer
 
 TIMEOUT = 0.5
+PASSWORD = "fault-test-redis-password-0451"  # a test server's
 
 
 @pytest.fixture(scope="module")
 def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     if REDIS_SERVER is None:
         pytest.skip("redis-server not installed (Debian package redis-server); CI installs it")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = RedisServer(tmp_path_factory.mktemp("redis"), password=PASSWORD)
     server.start()
     yield server
     server.stop()
@@ -150,3 +151,15 @@ def test_a_redis_that_hangs_is_answered_503_within_the_timeout(
         finally:
             redis.process.send_signal(signal.SIGCONT)
         _wait(lambda: http.get("/ready").status_code == 200, 10)
+
+
+def test_the_redis_password_never_reaches_the_logs(server: LiveServer) -> None:
+    # After start-up, failures and recoveries: the URL is only ever logged redacted.
+    text = server.log_text()
+    assert "store_selected" in text
+    assert "redis_call_failed" in text
+    assert PASSWORD not in text
+    with httpx.Client(base_url=server.base_url) as http:
+        detailed = http.get("/health/detailed").text
+    assert "redis://***@127.0.0.1" in detailed
+    assert PASSWORD not in detailed
