@@ -23,6 +23,7 @@ from app.core.security import PasswordHasher, TokenCodec, derived_key
 from app.db.base import Repository
 from app.db.memory import InMemoryRepository
 from app.redis.client import RedisClient
+from app.redis.event_log import RedisEventLog
 from app.redis.idempotency import RedisKeys
 from app.redis.jobs import RedisJobs
 from app.redis.rate_limiter import RedisRateLimiter
@@ -32,7 +33,7 @@ from app.services.audit import AuditLog
 from app.services.auth import AuthService, Revocations, TokenRevocations
 from app.services.cache import TTLCache
 from app.services.chat import ChatManager
-from app.services.events import EventBus
+from app.services.events import EventBus, EventLog, MemoryEventLog
 from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore, KeyBackend, MemoryKeys
 from app.services.login_throttle import LoginThrottle
@@ -90,6 +91,7 @@ class AppServices:
         asyncio.get_running_loop().set_default_executor(self.thread_pool)
         if self.redis is not None:
             await _wait_for(self.redis, STORE_WAIT_SECONDS)
+        await self.bus.start()
         if self.snapshots is not None:
             # First: a snapshot that cannot be used stops start-up before anything else runs.
             await self.snapshots.load()
@@ -187,7 +189,14 @@ def _health_checker(
     checker.register("process_pool", pool.stats, degraded_if=lambda: pool.degraded)
     checker.register("password_hashing", hashing.stats)
     checker.register("cache", cache.stats)
-    checker.register("event_bus", bus.stats)
+
+    def event_bus() -> dict[str, Any]:
+        if not bus.available:
+            raise ConnectionError("not following the shared event stream (Redis unreachable)")
+        return bus.stats()
+
+    # Critical with Redis: a replica that cannot follow the stream would miss events silently.
+    checker.register("event_bus", event_bus, critical=redis is not None)
     checker.register("chat", chat.stats)
     checker.register("runtime", _runtime_stats)
     return checker
@@ -262,11 +271,21 @@ def build_services(foundation: Foundation) -> AppServices:
         "password-hashing", workers=settings.hash_workers, queue=settings.hash_queue
     )
     hasher = PasswordHasher(rounds=settings.bcrypt_rounds, executor=hashing)
+    event_log: EventLog
+    if stores.redis is None:
+        event_log = MemoryEventLog(
+            history_size=settings.event_history_size, history_bytes=settings.event_history_bytes
+        )
+    else:
+        # Events are bounded in bytes on the way in (APP_EVENT_MAX_BYTES): the count bounds
+        # the stream's memory in Redis.
+        event_log = RedisEventLog(
+            stores.redis,
+            history_size=settings.event_history_size,
+            on_lost=lambda: bus.close_streams(),
+        )
     bus = EventBus(
-        history_size=settings.event_history_size,
-        history_bytes=settings.event_history_bytes,
-        queue_size=settings.event_queue_size,
-        queue_bytes=settings.event_queue_bytes,
+        event_log, queue_size=settings.event_queue_size, queue_bytes=settings.event_queue_bytes
     )
     users_cache = TTLCache(
         name="users", ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries

@@ -55,6 +55,23 @@ def redacted_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
+_ABANDONED: set[asyncio.Future[Any]] = set()
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    """Cancel a command nobody waits for any more, again until it stops (see `call`)."""
+    _ABANDONED.add(task)
+    task.add_done_callback(_ABANDONED.discard)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+
+    def cancel_again() -> None:
+        if not task.done():
+            task.cancel()
+            asyncio.get_running_loop().call_later(0.2, cancel_again)
+
+    cancel_again()
+
+
 class RedisClient:
     """A Redis connection pool with the app's rules for every call (see the module docstring).
 
@@ -72,6 +89,7 @@ class RedisClient:
         self.timeout = timeout_seconds
         self.prefix = prefix
         self.display_url = redacted_url(url)
+        self._url = url
         self._pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -89,9 +107,15 @@ class RedisClient:
     async def call(self, operation: str, command: Callable[[Redis], Awaitable[T]]) -> T:
         """Run `command` with the deadline, the metrics and the error mapping."""
         started = time.perf_counter()
+        # The command runs as a task of its own and the deadline is kept by waiting on it:
+        # redis-py can hold on to a cancellation while it (re)connects, and a deadline that
+        # relied on cancelling the command could then wait for ever.
+        task: asyncio.Future[T] = asyncio.ensure_future(command(self.redis))
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await command(self.redis)
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+            if not done:
+                raise TimeoutError(f"no answer within {self.timeout:g} s")
+            result = task.result()
         except (RedisError, OSError, TimeoutError) as exc:
             error = type(exc).__name__
             REDIS_ERRORS.labels(operation=operation, error=error).inc()
@@ -101,6 +125,8 @@ class RedisClient:
                 "The shared store did not answer in time; retry shortly."
             ) from None
         finally:
+            if not task.done():
+                _abandon(task)
             REDIS_LATENCY.labels(operation=operation).observe(time.perf_counter() - started)
         return result
 
@@ -122,6 +148,16 @@ class RedisClient:
             return registered(keys=keys, args=args)
 
         return run
+
+    def dedicated(self, read_timeout_seconds: float) -> Redis:
+        """A client of its own (one connection) for calls that wait on purpose: a blocking
+        XREAD, a pub/sub subscription. Its reads may take `read_timeout_seconds`."""
+        return Redis.from_url(
+            self._url,
+            socket_timeout=read_timeout_seconds,
+            socket_connect_timeout=self.timeout,
+            health_check_interval=30,
+        )
 
     async def close(self) -> None:
         """Close every pooled connection."""

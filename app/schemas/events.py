@@ -47,10 +47,20 @@ class EventIn(BaseModel):
     )
 
 
+EventId = Annotated[
+    str,
+    Field(
+        examples=["1764115200000-0"],
+        description="`<milliseconds>-<sequence>`: ordered, the same on every replica; the SSE "
+        "`id`, to send back as `Last-Event-ID`.",
+    ),
+]
+
+
 class EventAccepted(BaseModel):
     """A published event, as stored."""
 
-    id: int
+    id: EventId
     topic: str
     ts: str
 
@@ -58,7 +68,7 @@ class EventAccepted(BaseModel):
 class EventOut(BaseModel):
     """An event from the history."""
 
-    id: int
+    id: EventId
     topic: str
     data: Any
     ts: str

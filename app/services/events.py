@@ -6,9 +6,11 @@
 - A handler subscriber (`subscribe`) is called from its own task; one that raises is logged and
   isolated, and the other subscribers still get the event.
 - A stream subscriber (`stream`) is an async iterator, for SSE and the like.
-- Every event gets a monotonically increasing id and a timestamp and enters a bounded history,
-  so a client reconnecting with `Last-Event-ID` gets what it missed, or learns that the gap is
-  older than the history.
+- Every event gets an id `<milliseconds>-<sequence>` (the form of Redis stream ids, in both
+  stores) and a timestamp, and enters a bounded history kept by an `EventLog`: this process's
+  memory, or a Redis stream shared by every replica (`app/redis/event_log.py`). A client
+  reconnecting with `Last-Event-ID` gets what it missed, or a `gap` event saying what was lost,
+  then live events: never silence (`EventBus.resume` has the rules).
 - Topics are dotted names (`user.created`); subscriptions take glob patterns (`user.*`, `*`).
   Topics under the roots in `RESERVED_TOPIC_ROOTS` are the app's own: only the app publishes
   them, so a client cannot forge a `user.deleted`.
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import orjson
 from prometheus_client import Counter, Gauge
@@ -62,20 +65,100 @@ def metric_label(topic_or_pattern: str) -> str:
     return "client"
 
 
+Position = tuple[int, int]  # an event id as (milliseconds, sequence), ordered
+START: Position = (0, 0)  # `Last-Event-ID: 0`: everything still retained
+_ID_PART_DIGITS = 20
+
+
+def parse_event_id(text: str) -> Position | None:
+    """The position of an event id (`<ms>-<seq>`, or `<ms>` alone), or None if it is not one.
+
+    ASCII digits only, at most 20 per part (what a Redis stream id holds)."""
+    ms, separator, seq = text.partition("-")
+    for part in (ms, seq) if separator else (ms,):
+        if not part or len(part) > _ID_PART_DIGITS or not (part.isascii() and part.isdigit()):
+            return None
+    return int(ms), int(seq) if separator else 0
+
+
+def format_event_id(position: Position) -> str:
+    """The id string of a position."""
+    return f"{position[0]}-{position[1]}"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One published event."""
 
-    id: int
+    id: str
     topic: str
     data: Any
     ts: str
     actor: str = SYSTEM_ACTOR
     size: int = 0  # bytes of `data` as JSON
+    position: Position = field(default=START, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form clients see."""
         return {"id": self.id, "topic": self.topic, "data": self.data, "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What an event log can say about its history, to place a client's `Last-Event-ID`."""
+
+    last: Position | None  # the newest event ever given an id (None: none yet)
+    max_deleted: Position  # the newest event no longer retained (START: nothing forgotten)
+    boot: Position = START  # ids below this (but START) come from before this log existed
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What a resuming stream sends before live events: a `gap` notice if any, then `events`."""
+
+    events: list[Event]
+    gap: dict[str, Any] | None
+
+
+Deliver = Callable[[Event], None]
+
+
+class EventLog(Protocol):
+    """Where events get their ids and their bounded history, and how they come back to be
+    delivered (at once in memory; from Redis, by a reader, on every replica)."""
+
+    @property
+    def available(self) -> bool:
+        """False while events cannot be read (Redis unreachable): streams must not start."""
+        ...
+
+    async def start(self, deliver: Deliver) -> None:
+        """Begin handing every appended event to `deliver`, in id order, exactly once."""
+        ...
+
+    async def append(self, topic: str, data: Any, encoded: bytes, actor: str) -> Event:
+        """Give the event its id and time and record it."""
+        ...
+
+    async def window(self) -> Window:
+        """The positions that place a resuming client's id."""
+        ...
+
+    async def after(self, position: Position) -> list[Event]:
+        """Retained events after `position`, oldest first."""
+        ...
+
+    async def recent(self, pattern: str, limit: int) -> list[Event]:
+        """The newest `limit` retained events matching `pattern`, oldest first."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """What /health shows of the log."""
+        ...
+
+    async def close(self) -> None:
+        """Stop delivering."""
+        ...
 
 
 def is_reserved_topic(topic: str) -> bool:
@@ -150,39 +233,39 @@ class Subscription:
 
 
 class EventBus:
-    """In-process publish/subscribe (the observer pattern) with a bounded history."""
+    """Publish/subscribe (the observer pattern) over an `EventLog`: the log gives ids, keeps the
+    history and brings every event back here once, where it is fanned out to this process's
+    subscribers."""
 
     def __init__(
-        self,
-        *,
-        history_size: int = 1000,
-        history_bytes: int = 8 * 1_048_576,
-        queue_size: int = 256,
-        queue_bytes: int = 1_048_576,
+        self, log: EventLog, *, queue_size: int = 256, queue_bytes: int = 1_048_576
     ) -> None:
-        self.history_size = history_size
-        self.history_bytes = history_bytes
+        self.log = log
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
-        self._history: deque[Event] = deque()
-        self._history_used = 0
         self._subscriptions: list[Subscription] = []
         self._handler_tasks: dict[Subscription, asyncio.Task[None]] = {}
-        self._last_id = 0
+        self._last_delivered: str | None = None
         self._label = metric_label
         self.published = 0
         self.delivered = 0
         self.dropped = 0
 
     @property
-    def last_id(self) -> int:
-        """The id of the newest event (0 before the first)."""
-        return self._last_id
+    def available(self) -> bool:
+        """Whether events can be followed now (the log is reachable)."""
+        return self.log.available
+
+    async def start(self) -> None:
+        """Start receiving events from the log."""
+        await self.log.start(self._deliver)
 
     def stats(self) -> dict[str, Any]:
-        """The last id, counts of published, delivered and dropped events, and subscribers."""
+        """The last id delivered, counts of published, delivered and dropped events, the
+        subscribers, and the log's own figures."""
         return {
-            "last_id": self.last_id,
+            "last_delivered_id": self._last_delivered,
+            "log": self.log.stats(),
             "published": self.published,
             "delivered": self.delivered,
             "dropped": self.dropped,
@@ -247,48 +330,149 @@ class EventBus:
         return len(streams)
 
     async def publish(self, topic: str, data: Any, *, actor: str = SYSTEM_ACTOR) -> Event:
-        """Record and deliver an event; never waits on subscribers."""
-        self._last_id += 1
-        size = len(orjson.dumps(data, default=str))
-        event = Event(self._last_id, topic, data, utc_now_iso(), actor, size)
-        self._history.append(event)
-        self._history_used += size
-        while len(self._history) > 1 and (
-            len(self._history) > self.history_size or self._history_used > self.history_bytes
-        ):
-            self._history_used -= self._history.popleft().size
-        label = self._label(topic)
+        """Record the event in the log; subscribers get it when the log hands it back (at once
+        in memory). Never waits on subscribers."""
+        encoded = orjson.dumps(data, default=str)
+        event = await self.log.append(topic, data, encoded, actor)
         self.published += 1
-        PUBLISHED.labels(topic=label).inc()
+        PUBLISHED.labels(topic=self._label(topic)).inc()
+        return event
+
+    def _deliver(self, event: Event) -> None:
+        self._last_delivered = event.id
+        label = self._label(event.topic)
         for subscription in self._subscriptions:
-            if subscription.matches(topic):
+            if subscription.matches(event.topic):
                 dropped = subscription.offer(event)
                 self.delivered += 1
                 DELIVERED.labels(topic=label).inc()
                 for lost in dropped:
                     self.dropped += 1
                     DROPPED.labels(topic=self._label(lost.topic)).inc()
-        return event
 
-    def history(self, pattern: str = "*", limit: int = 100) -> list[Event]:
+    async def history(self, pattern: str = "*", limit: int = 100) -> list[Event]:
         """The newest `limit` events matching `pattern`, oldest first."""
-        matching = [e for e in self._history if fnmatch.fnmatchcase(e.topic, pattern)]
-        return matching[-limit:] if limit else []
+        return await self.log.recent(pattern, limit) if limit else []
 
-    def since(self, last_id: int, pattern: str = "*") -> tuple[list[Event], bool]:
-        """Events after `last_id` matching `pattern`, and whether some were already forgotten."""
-        oldest = self._history[0].id if self._history else self._last_id + 1
-        gap = last_id + 1 < oldest and last_id < self._last_id
+    async def resume(self, last_event_id: str, pattern: str = "*") -> Resume:
+        """What a stream resuming after `last_event_id` sends before live events.
+
+        - `0`: every retained event (a `gap` first if some were already forgotten);
+        - an id the history holds or follows: the events after it, with a `gap` first if some
+          of those were forgotten (trimmed from a bounded history);
+        - an id from before this log existed (memory: an earlier run of the server): a `gap`,
+          then every retained event, all of which came after it;
+        - an id the server cannot place (newer than any event, or not an event id at all): a
+          `gap` saying so, then live events only.
+        In every case live events follow: a resumed stream never goes silent.
+        """
+        position = parse_event_id(last_event_id)
+        window = await self.log.window()
+        gap: dict[str, Any] | None = None
+        if position is None:
+            return Resume([], _gap(last_event_id, "is not an event id; live events follow"))
+        if START < position < window.boot:
+            gap = _gap(last_event_id, "is from before this server started; its events are gone")
+            position = START
+        elif position != START and (window.last is None or position > window.last):
+            return Resume([], _gap(last_event_id, "is unknown to this server; live events follow"))
+        elif window.max_deleted > position:
+            gap = _gap(last_event_id, "is older than the history: events after it were dropped")
         events = [
-            e for e in self._history if e.id > last_id and fnmatch.fnmatchcase(e.topic, pattern)
+            e for e in await self.log.after(position) if fnmatch.fnmatchcase(e.topic, pattern)
         ]
-        return events, gap
+        if gap is not None:
+            gap["oldest_available_id"] = events[0].id if events else None
+        return Resume(events, gap)
 
     async def close(self) -> None:
         """End every subscription and stop the handler tasks (shutdown)."""
+        await self.log.close()
         for subscription in list(self._subscriptions):
             subscription.close()
         tasks = list(self._handler_tasks.values())
         self._handler_tasks.clear()
         # Handlers finish what is queued: their iterators end once the queue is empty.
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _gap(last_event_id: str, detail: str) -> dict[str, Any]:
+    return {"last_event_id": last_event_id[:64], "detail": f"Last-Event-ID {detail}."}
+
+
+class MemoryEventLog:
+    """The event history in this process's memory: ids from the clock (so ids of a restarted
+    server are newer than any it gave before), bounded by count and by bytes."""
+
+    def __init__(
+        self,
+        *,
+        history_size: int = 1000,
+        history_bytes: int = 8 * 1_048_576,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.history_size = history_size
+        self.history_bytes = history_bytes
+        self._clock_ms = clock_ms
+        self._history: deque[Event] = deque()
+        self._used = 0
+        self._last: Position | None = None
+        self._max_deleted = START
+        self._boot: Position = (clock_ms(), 0)
+        self._deliver: Deliver | None = None
+
+    @property
+    def available(self) -> bool:
+        """Always: it is in this process."""
+        return True
+
+    async def start(self, deliver: Deliver) -> None:
+        """Deliver every event as it is appended."""
+        self._deliver = deliver
+
+    async def append(self, topic: str, data: Any, encoded: bytes, actor: str) -> Event:
+        """Id, record and deliver at once, in one step (nothing awaits in between)."""
+        ms = self._clock_ms()
+        if self._last is not None and ms <= self._last[0]:
+            position = (self._last[0], self._last[1] + 1)  # same millisecond, or a clock step back
+        else:
+            position = (ms, 0)
+        self._last = position
+        event = Event(
+            format_event_id(position), topic, data, utc_now_iso(), actor, len(encoded), position
+        )
+        self._history.append(event)
+        self._used += event.size
+        while len(self._history) > 1 and (
+            len(self._history) > self.history_size or self._used > self.history_bytes
+        ):
+            trimmed = self._history.popleft()
+            self._used -= trimmed.size
+            self._max_deleted = trimmed.position
+        if self._deliver is not None:
+            self._deliver(event)
+        return event
+
+    async def window(self) -> Window:
+        """Newest, newest forgotten, and the start of this run."""
+        return Window(self._last, self._max_deleted, self._boot)
+
+    async def after(self, position: Position) -> list[Event]:
+        """Retained events after `position`, oldest first."""
+        return [e for e in self._history if e.position > position]
+
+    async def recent(self, pattern: str, limit: int) -> list[Event]:
+        """The newest `limit` events matching `pattern`, oldest first."""
+        matching = [e for e in self._history if fnmatch.fnmatchcase(e.topic, pattern)]
+        return matching[-limit:]
+
+    def stats(self) -> dict[str, Any]:
+        """Retained events and bytes, and the newest id."""
+        return {
+            "retained": len(self._history),
+            "bytes": self._used,
+            "last_id": format_event_id(self._last) if self._last else None,
+        }
+
+    async def close(self) -> None:
+        """Nothing to stop."""

@@ -18,6 +18,7 @@ from app.core.exceptions import (
     PreconditionFailed,
     RecordNotFound,
     StartupRefused,
+    StoreUnavailable,
     UnprocessableContent,
     VersionMismatch,
 )
@@ -133,7 +134,11 @@ class UserService:
         # The public view only: events reach SSE clients and the audit log, never a hash.
         if self._publish is not None:
             data = public_view(user) if user is not None else {"id": user_id}
-            await self._publish(topic, data)
+            try:
+                await self._publish(topic, data)
+            except StoreUnavailable:
+                # The change is made and acknowledged; only its announcement is lost.
+                log.warning("event_not_published", topic=topic, user_id=user_id)
 
     def _invalidate(self, user_id: int | None) -> None:
         if user_id is not None:

@@ -18,8 +18,7 @@ from app.api.deps import (
     accepting_streams,
 )
 from app.api.sse import sse_response
-from app.core.exceptions import BadRequest, Forbidden
-from app.core.parsing import ascii_int
+from app.core.exceptions import Forbidden, StoreUnavailable
 from app.schemas.events import EventAccepted, EventIn, EventList, EventOut
 from app.schemas.problem import problem_responses
 from app.services.events import Event, EventBus, is_reserved_topic
@@ -66,39 +65,30 @@ async def history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventList:
     """The newest `limit` events whose topic matches, oldest first (the history is bounded)."""
-    return EventList(items=[EventOut(**e.as_dict()) for e in bus.history(topic, limit)])
+    return EventList(items=[EventOut(**e.as_dict()) for e in await bus.history(topic, limit)])
 
 
-def _last_event_id(header: str | None) -> int | None:
-    if header is None or header == "":
-        return None
-    last_id = ascii_int(header)
-    if last_id is None:
-        raise BadRequest("Last-Event-ID must be the id of an event: 1-18 ASCII digits.")
-    return last_id
+def _gap_event(gap: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(data=orjson.dumps(gap).decode(), event="gap")
 
 
-async def _live(bus: EventBus, last_id: int | None, pattern: str) -> AsyncIterator[ServerSentEvent]:
-    # Subscribe before reading the history, in one step with it, so nothing published in
-    # between is lost; inside the generator, so a stream that never starts leaves nothing.
+async def _live(
+    bus: EventBus, last_event_id: str | None, pattern: str
+) -> AsyncIterator[ServerSentEvent]:
+    # Subscribe before reading the history, so nothing published in between is lost (what
+    # arrives twice is skipped by id); inside the generator, so a stream that never starts
+    # leaves nothing behind.
     async with bus.stream(pattern) as subscription:
-        sent = bus.last_id if last_id is None else last_id
-        if last_id is not None:
-            missed, gap = bus.since(last_id, pattern)
-            if gap:
-                oldest = missed[0].id if missed else bus.last_id + 1
-                data = {
-                    "last_event_id": last_id,
-                    "oldest_available_id": oldest,
-                    "detail": "Events between were dropped from the history.",
-                }
-                yield ServerSentEvent(data=orjson.dumps(data).decode(), event="gap")
-            for event in missed:
-                sent = event.id
+        sent = None
+        if last_event_id is not None:
+            resume = await bus.resume(last_event_id, pattern)
+            if resume.gap is not None:
+                yield _gap_event(resume.gap)
+            for event in resume.events:
+                sent = event.position
                 yield _sse(event)
         async for event in subscription:
-            if event.id > sent:  # already sent from the history
-                sent = event.id
+            if sent is None or event.position > sent:
                 yield _sse(event)
 
 
@@ -108,7 +98,7 @@ async def _live(bus: EventBus, last_id: int | None, pattern: str) -> AsyncIterat
     dependencies=[Depends(accepting_streams)],
     responses={
         200: {"content": {"text/event-stream": {}}},
-        **problem_responses(400, 422, 429, 503),
+        **problem_responses(422, 429, 503),
     },
 )
 async def stream(
@@ -119,10 +109,12 @@ async def stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Any:
     """Each event's SSE `id` is its bus id; reconnect with `Last-Event-ID` to get what you
-    missed from the history, or a `gap` event if it is older than the history."""
-    last_id = _last_event_id(last_event_id)
+    missed from the history (`0`: all of it), with a `gap` event first if some of it is gone
+    or the id cannot be placed; live events always follow."""
+    if not bus.available:
+        raise StoreUnavailable("The event stream cannot be followed right now; retry shortly.")
     return sse_response(
-        _live(bus, last_id, topic),
+        _live(bus, last_event_id, topic),
         heartbeat_seconds=settings.sse_heartbeat_seconds,
         quota=admission.quota,
         client=admission.client,

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from app.core.clock import utc_now_iso
-from app.core.exceptions import AppError, NotFound, Overloaded
+from app.core.exceptions import AppError, NotFound, Overloaded, StoreUnavailable
 from app.core.logging import get_logger
 from app.services.events import Publish
 from app.services.process_pool import PoolSlot, ProcessPool
@@ -187,9 +187,12 @@ class ScoringService:
         job.status, job.progress = status, round(progress, 4)
         await self.jobs.save(job)
         if self.publish is not None:
-            await self.publish(
-                JOBS_TOPIC, {"job_id": job.id, "status": status, "progress": job.progress}
-            )
+            try:
+                await self.publish(
+                    JOBS_TOPIC, {"job_id": job.id, "status": status, "progress": job.progress}
+                )
+            except StoreUnavailable:  # progress notices are best effort; the job goes on
+                log.warning("scoring_progress_not_published", job_id=job.id)
 
     async def _complete(self, job: ScoringJob, prepared: worker.PreparedJob) -> None:
         data = prepared.input

@@ -1,0 +1,240 @@
+"""The event history in a Redis stream: one order and one set of ids for every replica.
+
+Why one stream for every topic: a subscriber's pattern (`*`, `user.*`) can span topics, and
+one stream gives every replica the same total order for free; with one stream per topic, a
+`*` subscriber would have to merge streams whose ids interleave. The rates here (events are
+bounded in size, and published by people and the app) are far below one stream's capacity.
+
+- `append` is one script: `XADD`, then, past the history size, it notes the newest id it is
+  about to trim and trims (exact, so the history is what the setting says). The id comes from
+  Redis, so ids are the same on every replica and survive a restart of the app.
+- A reader task per replica follows the stream with `XREAD BLOCK` from the last id it handed
+  over, and hands every entry to the bus in stream order, exactly once: every subscriber on
+  every replica sees every matching event once and in order.
+- When Redis cannot be read the log turns unavailable: the bus ends open streams (so
+  `EventSource` reconnects, to a healthy replica if there is one), `/ready` turns 503, and new
+  streams are refused. The reader keeps trying; once back it continues after the last entry it
+  handed over, so handler subscribers (the audit log) miss nothing still in the stream.
+- `window` reads the newest id and the newest trimmed id, which tells exactly whether events
+  after a client's id are gone (Redis's own `max-deleted-entry-id` counts `XDEL`, not trims).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.core.clock import utc_now_iso
+from app.core.logging import get_logger
+from app.redis.client import RedisClient
+from app.services.events import (
+    START,
+    Deliver,
+    Event,
+    Position,
+    Window,
+    format_event_id,
+    parse_event_id,
+)
+
+log = get_logger(__name__)
+
+READER_RECONNECTS = Counter(
+    "event_log_reader_reconnects_total",
+    "Times the Redis event reader lost Redis and started again.",
+)
+_BLOCK_MS = 2000
+
+# KEYS: the stream, the key holding the newest trimmed id. ARGV: the history size, then the
+# entry's field/value pairs. Returns the new entry's id.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+if excess > 0 then
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  redis.call('SET', KEYS[2], oldest[#oldest][1])
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
+end
+return id
+"""
+_BATCH = 500
+
+
+def _event(raw_id: Any, fields: Any) -> Event:
+    # redis-py types replies loosely; an entry is (id, {field: value}) in bytes.
+    event_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+    position = parse_event_id(event_id) or START
+    data = fields[b"d"]
+    return Event(
+        event_id,
+        fields[b"t"].decode(),
+        orjson.loads(data),
+        fields[b"ts"].decode(),
+        fields[b"a"].decode(),
+        len(data),
+        position,
+    )
+
+
+def _position(value: Any) -> Position:
+    if value is None:
+        return START
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    return parse_event_id(text) or START
+
+
+class RedisEventLog:
+    """The `EventLog` in one Redis stream, shared by every replica."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        history_size: int,
+        on_lost: Callable[[], object] = lambda: None,
+        retry_seconds: float = 0.5,
+    ) -> None:
+        self._client = client
+        self._key = f"{client.prefix}events"
+        self._trimmed_key = f"{client.prefix}events:trimmed"
+        self._append = client.script(_APPEND)
+        self.history_size = history_size
+        self._on_lost = on_lost
+        self._retry_seconds = retry_seconds
+        self._deliver: Deliver | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reader: Redis | None = None
+        self._last_handed: str = "0-0"
+        self._connected = False
+        self.lost_since: float | None = None
+
+    @property
+    def available(self) -> bool:
+        """Whether the reader is following the stream."""
+        return self._connected
+
+    async def start(self, deliver: Deliver) -> None:
+        """Follow the stream from its newest entry (what came before is history, not news)."""
+        self._deliver = deliver
+        newest: Any = await self._client.call(
+            "events.newest", lambda r: r.xrevrange(self._key, count=1)
+        )
+        if newest:
+            raw = newest[0][0]
+            self._last_handed = raw.decode() if isinstance(raw, bytes) else raw
+        self._connected = True
+        self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    async def _follow(self) -> None:
+        reader = self._client.dedicated(_BLOCK_MS / 1000 + self._client.timeout)
+        self._reader = reader
+        try:
+            while True:
+                try:
+                    replies: Any = await reader.xread(
+                        {self._key: self._last_handed}, count=_BATCH, block=_BLOCK_MS
+                    )
+                except (RedisError, OSError) as exc:
+                    await self._lost(exc)
+                    continue
+                if not self._connected:
+                    self._connected = True
+                    log.info("event_reader_recovered", after_seconds=self._outage())
+                for _, entries in replies or ():
+                    for raw_id, fields in entries:
+                        event = _event(raw_id, fields)
+                        self._last_handed = event.id
+                        if self._deliver is not None:
+                            self._deliver(event)
+        finally:
+            await reader.aclose()
+
+    def _outage(self) -> float:
+        lost, self.lost_since = self.lost_since, None
+        return round(time.monotonic() - lost, 2) if lost is not None else 0.0
+
+    async def _lost(self, exc: BaseException) -> None:
+        if self._connected:
+            self._connected = False
+            self.lost_since = time.monotonic()
+            READER_RECONNECTS.inc()
+            log.warning("event_reader_lost_redis", error=type(exc).__name__)
+            self._on_lost()
+        await asyncio.sleep(self._retry_seconds)
+
+    async def append(self, topic: str, data: Any, encoded: bytes, actor: str) -> Event:
+        """`XADD` with the history bound; the id is Redis's."""
+        ts = utc_now_iso()
+        args = [self.history_size, "t", topic, "d", encoded, "ts", ts, "a", actor]
+        raw = await self._client.call(
+            "events.append", lambda r: self._append([self._key, self._trimmed_key], args)
+        )
+        event_id = raw.decode() if isinstance(raw, bytes) else raw
+        return Event(event_id, topic, data, ts, actor, len(encoded), _position(event_id))
+
+    async def window(self) -> Window:
+        """The newest entry's id and the newest trimmed id, read together."""
+
+        async def read(r: Redis) -> Any:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.xrevrange(self._key, count=1)
+                pipe.get(self._trimmed_key)
+                return await pipe.execute()
+
+        newest, trimmed = await self._client.call("events.window", read)
+        last = _position(newest[0][0]) if newest else None
+        return Window(last, _position(trimmed))
+
+    async def after(self, position: Position) -> list[Event]:
+        """Retained entries after `position` (exclusive), oldest first."""
+        start = "(" + format_event_id(position) if position != START else "-"
+        entries: Any = await self._client.call(
+            "events.after",
+            lambda r: r.xrange(self._key, min=start, max="+", count=self.history_size),
+        )
+        return [_event(raw_id, fields) for raw_id, fields in entries]
+
+    async def recent(self, pattern: str, limit: int) -> list[Event]:
+        """The newest `limit` matching entries, oldest first (reads the whole bounded history
+        newest first, and stops at `limit`)."""
+        entries: Any = await self._client.call(
+            "events.recent",
+            lambda r: r.xrevrange(self._key, max="+", min="-", count=self.history_size),
+        )
+        found: list[Event] = []
+        for raw_id, fields in entries:
+            if fnmatch.fnmatchcase(fields[b"t"].decode(), pattern):
+                found.append(_event(raw_id, fields))
+                if len(found) == limit:
+                    break
+        return found[::-1]
+
+    def stats(self) -> dict[str, Any]:
+        """Whether the reader follows the stream, and the last id it handed over."""
+        return {"following": self._connected, "last_handed_id": self._last_handed}
+
+    async def close(self) -> None:
+        """Stop the reader."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # redis-py can swallow a cancellation that lands while it sets a connection up (the
+        # retry around the first command): ask again until the task has stopped.
+        for _ in range(10):
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+            if task.done():
+                return
+        if self._reader is not None:
+            await self._reader.connection_pool.disconnect()
+            await asyncio.wait({task}, timeout=1.0)
+        if not task.done():  # pragma: no cover - nothing left to try; do not hang shutdown
+            log.warning("event_reader_did_not_stop")
