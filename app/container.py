@@ -22,9 +22,12 @@ from app.core.rate_limiter import QuotaLimiter, RateLimiter
 from app.core.security import PasswordHasher, TokenCodec, derived_key
 from app.db.base import Repository
 from app.db.memory import InMemoryRepository
+from app.redis.backplane import Backplane
+from app.redis.chat import SharedRooms as RedisRooms
 from app.redis.client import RedisClient
 from app.redis.event_log import RedisEventLog
 from app.redis.idempotency import RedisKeys
+from app.redis.invalidation import SharedInvalidation
 from app.redis.jobs import RedisJobs
 from app.redis.rate_limiter import RedisRateLimiter
 from app.redis.repository import RedisRepository
@@ -67,6 +70,7 @@ class AppServices:
     foundation: Foundation
     repository: Repository
     redis: RedisClient | None  # set when APP_STORE=redis
+    backplane: Backplane | None  # likewise
     users: UserService
     auth: AuthService
     idempotency: IdempotencyStore
@@ -91,6 +95,9 @@ class AppServices:
         asyncio.get_running_loop().set_default_executor(self.thread_pool)
         if self.redis is not None:
             await _wait_for(self.redis, STORE_WAIT_SECONDS)
+        self.chat.start()
+        if self.backplane is not None:
+            await self.backplane.start()
         await self.bus.start()
         if self.snapshots is not None:
             # First: a snapshot that cannot be used stops start-up before anything else runs.
@@ -116,7 +123,7 @@ class AppServices:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.chat.close_all()
+        await self.chat.close()
         await self.scoring.close()
         await self.process_pool.close()
         if self.snapshots is not None:
@@ -124,6 +131,8 @@ class AppServices:
         if self.audit is not None:
             await self.audit.stop()
         await self.bus.close()
+        if self.backplane is not None:
+            await self.backplane.close()
         await self.users_cache.stop_cleanup()
         if self.redis is not None:
             await self.redis.close()
@@ -167,7 +176,7 @@ def _runtime_stats() -> dict[str, int]:
 
 def _health_checker(
     repository: Repository,
-    redis: RedisClient | None,
+    stores: Stores,
     breakers: BreakerRegistry,
     pool: ProcessPool,
     hashing: BoundedExecutor,
@@ -181,10 +190,19 @@ def _health_checker(
 
     checker = HealthChecker(timeout_seconds=1.0)
     checker.register("repository", repository_counts, critical=True)
+    redis, backplane = stores.redis, stores.backplane
     if redis is not None:
         # Critical: a replica that cannot reach the shared store takes itself out of the
         # Service until it can (liveness does not look, so nothing is restarted for it).
         checker.register("redis", redis.ping, critical=True)
+    if backplane is not None:
+
+        def subscription() -> dict[str, Any]:
+            if not backplane.connected:
+                raise ConnectionError("not subscribed to the other replicas (Redis unreachable)")
+            return backplane.stats()
+
+        checker.register("backplane", subscription, critical=True)
     checker.register("breakers", breakers.stats, degraded_if=lambda: breakers.any_open)
     checker.register("process_pool", pool.stats, degraded_if=lambda: pool.degraded)
     checker.register("password_hashing", hashing.stats)
@@ -208,6 +226,7 @@ class Stores:
 
     repository: Repository
     redis: RedisClient | None
+    backplane: Backplane | None  # pub/sub between replicas (Redis only)
     idempotency: KeyBackend
     jobs: JobStore
     revocations: Revocations
@@ -230,6 +249,7 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
         return Stores(
             repository=InMemoryRepository(),
             redis=None,
+            backplane=None,
             idempotency=MemoryKeys(
                 ttl_seconds=settings.idempotency_ttl_seconds,
                 max_keys=settings.idempotency_max_keys,
@@ -241,6 +261,7 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
     return Stores(
         repository=RedisRepository(client),
         redis=client,
+        backplane=Backplane(client),
         idempotency=RedisKeys(client, ttl_seconds=settings.idempotency_ttl_seconds),
         jobs=RedisJobs(client, ttl_seconds=settings.scoring_job_ttl_seconds),
         revocations=RedisRevocations(client),
@@ -290,10 +311,25 @@ def build_services(foundation: Foundation) -> AppServices:
     users_cache = TTLCache(
         name="users", ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
     )
-    users = UserService(repository, hasher, users_cache, publish=bus.publish)
+    users = UserService(
+        repository,
+        hasher,
+        users_cache,
+        publish=bus.publish,
+        invalidate=(
+            SharedInvalidation(users_cache, stores.backplane) if stores.backplane else None
+        ),
+    )
     chat = ChatManager(
         messages_per_second=settings.ws_messages_per_second,
         max_room_members=settings.chat_max_room_members,
+        shared=(
+            RedisRooms(
+                stores.redis, stores.backplane, max_room_members=settings.chat_max_room_members
+            )
+            if stores.redis is not None and stores.backplane is not None
+            else None
+        ),
     )
     pool = ProcessPool(
         workers=settings.process_pool_workers,
@@ -322,6 +358,7 @@ def build_services(foundation: Foundation) -> AppServices:
         foundation=foundation,
         repository=repository,
         redis=stores.redis,
+        backplane=stores.backplane,
         users=users,
         auth=AuthService(
             users,
@@ -363,6 +400,13 @@ def build_services(foundation: Foundation) -> AppServices:
         ),
         snapshots=snapshots,
         health=_health_checker(
-            repository, stores.redis, foundation.breakers, pool, hashing, users_cache, bus, chat
+            repository,
+            stores,
+            foundation.breakers,
+            pool,
+            hashing,
+            users_cache,
+            bus,
+            chat,
         ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -69,3 +70,32 @@ def running_server(
     finally:
         process.terminate()
         process.wait(30)
+
+
+@contextmanager
+def redis_server(port: int, directory: Path) -> Iterator[str]:
+    """redis-server (Debian package) on loopback with AOF fsynced on every write, as shipped;
+    yields its URL once it answers."""
+    process = subprocess.Popen(  # noqa: S603 - the Debian binary, our arguments
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(  # noqa: S603
+            [shutil.which("redis-cli") or "redis-cli", "-p", str(port), "ping"],
+            capture_output=True,
+            check=False,
+        ).returncode:
+            if time.monotonic() > deadline:
+                raise SystemExit("redis-server did not start")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)

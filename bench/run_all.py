@@ -88,6 +88,18 @@ def realtime_delivery(out: str) -> list[Row]:
     ]
 
 
+def realtime_replicas(out: str) -> list[Row]:
+    return [
+        (
+            f"SSE across 2 replicas, {n} subscribers: p50 / p99 ms, KiB each, lost",
+            f"{a} / {b}, {c}, {d}",
+        )
+        for n, a, b, c, d in re.findall(
+            r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+\d+\s+(\d+)$", out, re.MULTILINE
+        )
+    ]
+
+
 def stores(out: str) -> list[Row]:
     rows = []
     for path, _memory, _redis, ratio, p50, p99 in re.findall(
@@ -133,6 +145,11 @@ def main() -> None:
             "bench.realtime_delivery",
             ["--sizes", "100", "--events", "5"] if quick else [],
             realtime_delivery,
+        ),
+        (
+            "bench.realtime_replicas",
+            ["--subscribers", "100", "--events", "5"] if quick else [],
+            realtime_replicas,
         ),
         (
             "bench.stores",

@@ -19,11 +19,10 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -33,10 +32,9 @@ from app.db.memory import InMemoryRepository
 from app.redis.client import RedisClient
 from app.redis.repository import RedisRepository
 from app.services.users import _USERS_SPEC
-from bench._server import running_server
+from bench._server import redis_server, running_server
 from bench._wrk import TASKSET, WRK, Round, wrk
 
-REDIS_PORT = 8790
 APP_ENV = {
     "APP_LOG_FORMAT": "json",
     "APP_LOG_LEVEL": "INFO",
@@ -61,26 +59,6 @@ PATHS = {
 }
 
 
-@contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """redis-server on REDIS_PORT with AOF fsynced on every write; yields its URL."""
-    process = subprocess.Popen(  # noqa: S603 - the Debian binary, our arguments
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(directory),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        time.sleep(0.5)
-        yield f"redis://127.0.0.1:{REDIS_PORT}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 def _seed(base: str, users: int) -> None:
     with httpx.Client(base_url=base, timeout=30) as http:
         for i in range(users):
@@ -98,7 +76,7 @@ def _http(rounds: int, seconds: int, connections: int, seed: int) -> dict[str, d
     script = Path(tempfile.mkdtemp()) / "post.lua"
     script.write_text(POST_SCRIPT)
     with ExitStack() as stack:
-        url = stack.enter_context(redis_server(Path(tempfile.mkdtemp())))
+        url = stack.enter_context(redis_server(8790, Path(tempfile.mkdtemp())))
         redis_env = {"APP_STORE": "redis", "APP_REDIS_URL": url}
         uncached = {"APP_CACHE_TTL_SECONDS": "0.001"}
         servers: dict[tuple[str, str], str] = {}
@@ -193,7 +171,7 @@ async def _lists(users: int) -> dict[str, dict[str, float]]:
         ),
     }
     found: dict[str, dict[str, float]] = {q: {} for q in queries}
-    with redis_server(directory) as url:
+    with redis_server(8791, directory) as url:
         client = RedisClient(url, timeout_seconds=30, max_connections=64)
         stores: dict[str, Repository] = {
             "memory": InMemoryRepository(),

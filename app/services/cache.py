@@ -8,6 +8,8 @@
   load that started before it does not store its (possibly stale) result. So a client never
   reads its own write stale, even when a read of the old value was in flight during the write.
 - A cleanup task started by the lifespan drops expired entries that nobody asks for again.
+- `suspend` turns it into a pass-through (every lookup loads, nothing is stored) until
+  `resume`: for while it cannot hear other replicas' invalidations.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import contextlib
 import fnmatch
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from prometheus_client import Counter, Gauge
 
@@ -34,6 +36,13 @@ CACHE_EVICTIONS = Counter(
     "cache_evictions_total", "Entries removed, by reason.", ["cache", "reason"]
 )  # reason: expired, lru, invalidated
 CACHE_ENTRIES = Gauge("cache_entries", "Entries held.", ["cache"], multiprocess_mode="liveall")
+
+
+class Invalidate(Protocol):
+    """Drop keys and glob patterns from a cache: this process's (`LocalInvalidation`), or
+    every replica's (`app/redis/invalidation.py`)."""
+
+    async def __call__(self, keys: Sequence[str], patterns: Sequence[str] = ()) -> None: ...
 
 
 @dataclass(slots=True)
@@ -62,6 +71,7 @@ class TTLCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self._generation = 0
+        self._suspended = False
         self._cleanup_task: asyncio.Task[None] | None = None
         self.hits = 0
         self.misses = 0
@@ -92,9 +102,32 @@ class TTLCache:
         self._entries.move_to_end(key)
         return True, entry.value
 
+    @property
+    def suspended(self) -> bool:
+        """True while the cache passes every lookup through to its loader."""
+        return self._suspended
+
+    def suspend(self) -> None:
+        """Empty the cache and store nothing until `resume` (entries could go stale unseen)."""
+        self._suspended = True
+        self.clear()
+
+    def resume(self) -> None:
+        """Cache again, starting empty."""
+        self.clear()
+        self._suspended = False
+
+    def clear(self) -> int:
+        """Drop every entry; loads already running will not store. Returns how many."""
+        self._generation += 1
+        count = len(self._entries)
+        self._entries.clear()
+        self._evicted("invalidated", count)
+        return count
+
     def get(self, key: str) -> tuple[bool, Any]:
         """(True, value) for a live entry, else (False, None); counts a hit or a miss."""
-        hit, value = self._lookup(key)
+        hit, value = self._lookup(key) if not self._suspended else (False, None)
         if hit:
             self.hits += 1
             self._hit_count.inc()
@@ -105,6 +138,8 @@ class TTLCache:
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store `value` for `ttl` seconds (the cache's TTL by default)."""
+        if self._suspended:
+            return
         self._entries[key] = _Entry(value, self._clock() + (ttl or self.ttl))
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
@@ -201,6 +236,21 @@ class TTLCache:
             "misses": self.misses,
             "evictions": dict(self.evictions),
             "size": len(self._entries),
+            "suspended": self._suspended,
             "max_entries": self.max_entries,
             "ttl_seconds": self.ttl,
         }
+
+
+class LocalInvalidation:
+    """Invalidates one cache in this process (all there is with the memory store)."""
+
+    def __init__(self, cache: TTLCache) -> None:
+        self._cache = cache
+
+    async def __call__(self, keys: Sequence[str], patterns: Sequence[str] = ()) -> None:
+        """Drop `keys` and `patterns`."""
+        for key in keys:
+            self._cache.invalidate(key)
+        for pattern in patterns:
+            self._cache.invalidate_pattern(pattern)

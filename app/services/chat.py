@@ -3,11 +3,16 @@
 The manager knows connections only as things that can `send_text` and `close`, so it is tested
 without a server. A broadcast sends to every member concurrently, each with a timeout: one slow
 or dead client is dropped instead of holding up the room.
+
+Rooms live in this process, or span replicas through `SharedRooms` (with Redis,
+`app/redis/chat.py`): then names and room sizes are checked there, and every frame goes out to
+every replica and comes back here for the members this process holds, in one order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +22,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from app.core.clock import utc_now_iso
+from app.core.exceptions import StoreUnavailable
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,6 +56,32 @@ class RoomFull(Exception):
     """The room has as many members as a room may have."""
 
 
+class SharedRooms(Protocol):
+    """Rooms that span replicas: who holds which name, and frames to every replica."""
+
+    def attach(
+        self,
+        deliver: Callable[[str, dict[str, Any], str | None, str | None], object],
+        on_lost: Callable[[], object],
+    ) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def claim(self, room: str, name: str) -> None: ...
+
+    async def release(self, room: str, name: str) -> None: ...
+
+    async def present(self, room: str, name: str) -> bool: ...
+
+    async def relay(
+        self, room: str, payload: dict[str, Any], *, exclude: str | None, to: str | None
+    ) -> None: ...
+
+    def forget_all(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(eq=False)
 class Member:
     """One connection in one room, with its message-rate allowance (a token bucket)."""
@@ -72,6 +104,7 @@ class ChatManager:
         max_room_members: int = 50,
         send_timeout_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedRooms | None = None,
     ) -> None:
         self.rate = float(messages_per_second)
         # A broadcast costs one send per member: the cap bounds what one frame can become.
@@ -79,6 +112,49 @@ class ChatManager:
         self.send_timeout = send_timeout_seconds
         self._clock = clock
         self._rooms: dict[str, dict[str, Member]] = {}
+        self._shared = shared
+        # Frames from the other replicas, sent to this process's members in arrival order.
+        self._inbox: asyncio.Queue[tuple[str, str, str | None, str | None]] = asyncio.Queue(
+            maxsize=10_000
+        )
+        self._courier: asyncio.Task[None] | None = None
+        if shared is not None:
+            shared.attach(self._arrived, self._shared_lost)
+
+    def start(self) -> None:
+        """Start handing frames from the shared rooms to local members (with `SharedRooms`)."""
+        if self._shared is not None:
+            self._shared.start()
+            self._courier = asyncio.get_running_loop().create_task(self._deliver_forever())
+
+    def _arrived(
+        self, room: str, payload: dict[str, Any], exclude: str | None, to: str | None
+    ) -> None:
+        if room not in self._rooms:
+            return  # nobody here is in that room
+        try:
+            self._inbox.put_nowait((room, orjson.dumps(payload).decode(), exclude, to))
+        except asyncio.QueueFull:
+            log.warning("chat_frame_dropped", room=room)
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            room, text, exclude, to = await self._inbox.get()
+            members = self._rooms.get(room, {})
+            if to is not None:
+                targets = [members[to]] if to in members else []
+            else:
+                targets = [m for m in members.values() if m.name != exclude]
+            await self._send_all([m for m in targets if not m.closed], text)
+
+    def _shared_lost(self) -> None:
+        # Names and frames can no longer be shared: close with "try again later" so clients
+        # reconnect (to a replica that can reach Redis) and join again.
+        if self._shared is not None:
+            self._shared.forget_all()
+        asyncio.get_running_loop().create_task(
+            self.close_all(TRY_AGAIN_LATER, "chat lost its shared store: reconnect")
+        )
 
     @property
     def connection_count(self) -> int:
@@ -96,13 +172,15 @@ class ChatManager:
     async def join(self, room: str, name: str, connection: ChatConnection) -> Member:
         """Add a member and tell the others; `NameTaken` if the name is in use in the room,
         `RoomFull` if the room holds `max_room_members` already."""
-        members = self._rooms.setdefault(room, {})
+        members = self._rooms.get(room, {})
         if name in members:
             raise NameTaken(name)
-        if len(members) >= self.max_room_members:
+        if self._shared is not None:
+            await self._shared.claim(room, name)  # NameTaken, RoomFull: across replicas
+        elif len(members) >= self.max_room_members:
             raise RoomFull(room)
         member = Member(room, name, connection, tokens=self.rate, refilled_at=self._clock())
-        members[name] = member
+        self._rooms.setdefault(room, {})[name] = member
         WS_CONNECTIONS.inc()
         log.info("chat_joined", room=room, name=name)
         await self.broadcast(
@@ -120,6 +198,12 @@ class ChatManager:
             del self._rooms[member.room]
         WS_CONNECTIONS.dec()
         log.info("chat_left", room=member.room, name=member.name)
+        if self._shared is not None:
+            try:
+                await self._shared.release(member.room, member.name)
+            except StoreUnavailable:  # the claim expires by itself
+                log.warning("chat_name_not_released", room=member.room)
+                return
         event = {"type": "system", "event": "leave", "name": member.name, "room": member.room}
         await self.broadcast(member.room, event)
 
@@ -144,13 +228,22 @@ class ChatManager:
     async def broadcast(
         self, room: str, payload: dict[str, Any], *, exclude: Member | None = None
     ) -> int:
-        """Send to every member of `room` at once; drop members that fail or are too slow."""
+        """Send to every member of `room` at once; drop members that fail or are too slow.
+
+        With shared rooms the frame goes to every replica (this one included) and the count
+        returned is 0: members are counted where they are."""
+        if self._shared is not None:
+            excluded = exclude.name if exclude is not None else None
+            await self._shared.relay(room, payload, exclude=excluded, to=None)
+            return 0
         targets = [
             m for m in self._rooms.get(room, {}).values() if m is not exclude and not m.closed
         ]
+        return await self._send_all(targets, orjson.dumps(payload).decode())
+
+    async def _send_all(self, targets: list[Member], text: str) -> int:
         if not targets:
             return 0
-        text = orjson.dumps(payload).decode()
         results = await asyncio.gather(*(self._send(m, text) for m in targets))
         for member, ok in zip(targets, results, strict=True):
             if not ok:
@@ -159,9 +252,6 @@ class ChatManager:
 
     async def direct(self, sender: Member, to: str, text: str) -> bool:
         """Send a direct message to `to` in the sender's room; False if nobody has that name."""
-        target = self._rooms.get(sender.room, {}).get(to)
-        if target is None:
-            return False
         payload = {
             "type": "direct",
             "from": sender.name,
@@ -170,6 +260,14 @@ class ChatManager:
             "text": text,
             "ts": utc_now_iso(),
         }
+        if self._shared is not None:
+            if not await self._shared.present(sender.room, to):
+                return False
+            await self._shared.relay(sender.room, payload, exclude=None, to=to)
+            return True
+        target = self._rooms.get(sender.room, {}).get(to)
+        if target is None:
+            return False
         if not await self._send(target, orjson.dumps(payload).decode()):
             await self.drop(target, POLICY_VIOLATION, "not reading: dropped")
         return True
@@ -195,6 +293,10 @@ class ChatManager:
         members = [m for room in self._rooms.values() for m in room.values()]
         # Everyone leaves at once: no "leave" notices to people who are being closed too.
         self._rooms.clear()
+        if self._shared is not None:
+            for member in members:
+                with contextlib.suppress(Exception):  # unreleased claims expire by themselves
+                    await self._shared.release(member.room, member.name)
         WS_CONNECTIONS.dec(len(members))
         for member in members:
             member.closed = True
@@ -203,6 +305,16 @@ class ChatManager:
         )
         if members:
             log.info("chat_closed_all", connections=len(members), code=code)
+
+    async def close(self) -> None:
+        """Close every connection and stop the courier and the shared rooms (shutdown)."""
+        await self.close_all()
+        task, self._courier = self._courier, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self._shared is not None:
+            await self._shared.close()
 
     async def _close_quietly(self, member: Member, code: int, reason: str) -> None:
         async with asyncio.timeout(self.send_timeout):

@@ -26,7 +26,7 @@ from app.core.logging import get_logger
 from app.core.security import PasswordHasher
 from app.db.base import CollectionSpec, Filter, Record, Repository, UniqueField
 from app.schemas.users import public_view
-from app.services.cache import TTLCache
+from app.services.cache import Invalidate, LocalInvalidation, TTLCache
 from app.services.events import Publish
 
 log = get_logger(__name__)
@@ -111,7 +111,8 @@ class UserService:
     """The rules for user accounts, over any `Repository`.
 
     Reads (`get`, `list`) go through the cache; every write invalidates what it could have
-    changed before it returns, so a client never reads its own write stale.
+    changed before it returns (on every replica, with Redis), so a client never reads its own
+    write stale.
     """
 
     def __init__(
@@ -121,11 +122,13 @@ class UserService:
         cache: TTLCache,
         *,
         publish: Publish | None = None,
+        invalidate: Invalidate | None = None,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repo = repository
         self._hasher = hasher
         self.cache = cache
+        self._invalidations = invalidate or LocalInvalidation(cache)
         self._publish = publish
         self._now = now
         repository.declare(_USERS_SPEC)
@@ -140,10 +143,10 @@ class UserService:
                 # The change is made and acknowledged; only its announcement is lost.
                 log.warning("event_not_published", topic=topic, user_id=user_id)
 
-    def _invalidate(self, user_id: int | None) -> None:
-        if user_id is not None:
-            self.cache.invalidate(_user_key(user_id))
-        self.cache.invalidate_pattern("users:list:*")
+    async def _invalidate(self, user_id: int | None) -> None:
+        # Before the write is acknowledged: no replica may serve the old version afterwards.
+        keys = [_user_key(user_id)] if user_id is not None else []
+        await self._invalidations(keys, ["users:list:*"])
 
     def _timestamp(self) -> str:
         return self._now().isoformat()
@@ -169,7 +172,7 @@ class UserService:
         except DuplicateKey:
             raise Conflict(f"The email {email} is already registered.") from None
         user = User.from_record(record)
-        self._invalidate(None)
+        await self._invalidate(None)
         log.info("user_created", user_id=user.id, role=role)
         await self._announce("user.created", user, user.id)
         return user
@@ -306,7 +309,7 @@ class UserService:
             raise PreconditionFailed(_stale(user_id)) from None
         except DuplicateKey:
             raise Conflict(f"The email {fields.get('email')} is already registered.") from None
-        self._invalidate(user_id)
+        await self._invalidate(user_id)
         log.info("user_updated", user_id=user_id, fields=sorted(set(changes)))
         user = User.from_record(record)
         await self._announce("user.updated", user, user_id)
@@ -321,7 +324,7 @@ class UserService:
     async def rotate_credentials(self, user_id: int) -> None:
         """Replace the user's credential stamp: every token issued so far stops working."""
         await self._repo.update(USERS, user_id, {"credential_stamp": new_credential_stamp()})
-        self._invalidate(user_id)
+        await self._invalidate(user_id)
 
     async def delete(
         self, user_id: int, *, actor: User, expected_versions: Collection[int] | None = None
@@ -334,7 +337,7 @@ class UserService:
             raise NotFound(f"User {user_id} does not exist.") from None
         except VersionMismatch:
             raise PreconditionFailed(_stale(user_id)) from None
-        self._invalidate(user_id)
+        await self._invalidate(user_id)
         log.info("user_deleted", user_id=user_id, by=actor.id)
         await self._announce("user.deleted", None, user_id)
 
@@ -368,7 +371,7 @@ class UserService:
                         "updated_at": self._timestamp(),
                     },
                 )
-                self._invalidate(existing.id)
+                await self._invalidate(existing.id)
                 log.warning("admin_password_reset", user_id=existing.id)
                 return await self.get(existing.id)
             if forbidden_password is not None and await self._hasher.verify(

@@ -58,9 +58,33 @@ def test_stats_count_hits_misses_and_size(cache: TTLCache) -> None:
         "misses": 1,
         "evictions": {"expired": 0, "lru": 0, "invalidated": 0},
         "size": 1,
+        "suspended": False,
         "max_entries": 3,
         "ttl_seconds": 10,
     }
+
+
+def test_a_suspended_cache_passes_through_and_starts_empty_when_resumed(cache: TTLCache) -> None:
+    cache.set("x", 1)
+    cache.suspend()
+    assert cache.get("x") == (False, None)
+    cache.set("y", 2)  # not stored while suspended
+    cache.resume()
+    assert (cache.get("x"), cache.get("y")) == ((False, None), (False, None))
+    cache.set("x", 3)
+    assert cache.get("x") == (True, 3)
+
+
+async def test_a_suspended_cache_loads_every_time(cache: TTLCache) -> None:
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        return loads
+
+    cache.suspend()
+    assert [await cache.get_or_load("k", load) for _ in range(3)] == [1, 2, 3]
 
 
 def test_purge_drops_expired_entries_nobody_asks_for(cache: TTLCache, clock: FakeClock) -> None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, WebSocket
 from app.api.deps import API_PREFIX, ChatDep, LifecycleDep, SettingsDep, WsAdmission
 from app.core.clock import utc_now_iso
 from app.core.config import Settings
+from app.core.exceptions import StoreUnavailable
 from app.core.lifecycle import Lifecycle
 from app.services.chat import (
     CHAT_MESSAGES,
@@ -133,6 +134,9 @@ async def _chat(
             TRY_AGAIN_LATER, f"the room is full ({chat.max_room_members} members)"
         )
         return
+    except StoreUnavailable:
+        await websocket.close(TRY_AGAIN_LATER, "the chat is unavailable: reconnect shortly")
+        return
     try:
         while not member.closed:
             message = await websocket.receive()
@@ -156,7 +160,11 @@ async def _chat(
                     f"more than {settings.ws_messages_per_second} messages per second",
                 )
                 break
-            await _handle_frame(chat, member, text)
+            try:
+                await _handle_frame(chat, member, text)
+            except StoreUnavailable:
+                await chat.drop(member, TRY_AGAIN_LATER, "the chat lost its shared store")
+                break
     except RuntimeError:
         pass  # the socket was closed by the server (shutdown or drop) while we waited
     finally:
