@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.services.events import parse_event_id
+from tests.conftest import ServerFactory
 from tests.e2e.helpers import assert_problem
 from tests.live_server import LiveServer, start_server
 
@@ -247,6 +248,28 @@ def test_an_id_that_cannot_be_placed_gets_a_gap_then_live_events(
         published = http.post(f"{API}/events", json={"topic": "unplaced.live", "data": 1}).json()
         live = next(e for e in events if e.event == "unplaced.live")
         assert live.id == published["id"]
+
+
+def test_a_client_resuming_after_a_restart_of_the_memory_store_is_not_silenced(
+    server_factory: ServerFactory,
+) -> None:
+    first = server_factory()
+    with httpx.Client(base_url=first.base_url) as http:
+        for i in range(5):
+            old = http.post(f"{API}/events", json={"topic": "reboot.x", "data": i}).json()
+    first.stop()
+    again = server_factory()  # a new process: the memory history is gone, ids go on from now
+    with httpx.Client(base_url=again.base_url, timeout=10) as http, connect_sse(
+        http, "GET", f"{API}/events/stream", params={"topic": "reboot.*"},
+        headers={"Last-Event-ID": old["id"]},
+    ) as source:  # fmt: skip
+        events = source.iter_sse()
+        gap = next(e for e in events if e.event == "gap")
+        assert "before this server started" in json.loads(gap.data)["detail"]
+        fresh = http.post(f"{API}/events", json={"topic": "reboot.x", "data": "new"}).json()
+        assert parse_event_id(fresh["id"]) > parse_event_id(old["id"])  # type: ignore[operator]
+        live = next(e for e in events if e.event == "reboot.x")
+        assert live.id == fresh["id"]
 
 
 def test_user_events_are_published_without_secrets(http: httpx.Client) -> None:
