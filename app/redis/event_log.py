@@ -203,19 +203,30 @@ class RedisEventLog:
         return [_event(raw_id, fields) for raw_id, fields in entries]
 
     async def recent(self, pattern: str, limit: int) -> list[Event]:
-        """The newest `limit` matching entries, oldest first (reads the whole bounded history
-        newest first, and stops at `limit`)."""
-        entries: Any = await self._client.call(
-            "events.recent",
-            lambda r: r.xrevrange(self._key, max="+", min="-", count=self.history_size),
-        )
+        """The newest `limit` matching entries, oldest first: read newest first in chunks, and
+        stop as soon as there are enough (a request never pulls the whole history for a few)."""
         found: list[Event] = []
-        for raw_id, fields in entries:
-            if fnmatch.fnmatchcase(fields[b"t"].decode(), pattern):
-                found.append(_event(raw_id, fields))
-                if len(found) == limit:
-                    break
+        cursor = "+"
+        chunk = max(limit, 100)
+        scanned = 0
+        while len(found) < limit and scanned < self.history_size:
+            entries = await self._newest_before(cursor, chunk)
+            for raw_id, fields in entries:
+                if fnmatch.fnmatchcase(fields[b"t"].decode(), pattern):
+                    found.append(_event(raw_id, fields))
+                    if len(found) == limit:
+                        break
+            scanned += len(entries)
+            if len(entries) < chunk:
+                break
+            last = entries[-1][0]
+            cursor = "(" + (last.decode() if isinstance(last, bytes) else last)
         return found[::-1]
+
+    async def _newest_before(self, top: str, count: int) -> Any:
+        return await self._client.call(
+            "events.recent", lambda r: r.xrevrange(self._key, max=top, min="-", count=count)
+        )
 
     def stats(self) -> dict[str, Any]:
         """Whether the reader follows the stream, and the last id it handed over."""

@@ -245,3 +245,17 @@ async def test_two_replicas_see_one_stream_in_one_order(redis_url: str) -> None:
         await bus.close()
     for client in clients:
         await client.close()
+
+
+async def test_recent_history_reads_only_what_it_needs_on_redis(redis_url: str) -> None:
+    client = RedisClient(redis_url, timeout_seconds=5.0, max_connections=8)
+    log = RedisEventLog(client, history_size=1000)
+    bus = EventBus(log)
+    await bus.start()
+    for i in range(450):
+        await bus.publish("rare" if i % 150 == 0 else "common", i)
+    assert [e.data for e in await bus.history("common", 3)] == [447, 448, 449]
+    assert [e.data for e in await bus.history("rare", 10)] == [0, 150, 300]
+    assert len(await bus.history("*", 1000)) == 450
+    await bus.close()
+    await client.close()

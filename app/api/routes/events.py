@@ -81,7 +81,10 @@ async def _live(
     async with bus.stream(pattern) as subscription:
         sent = None
         if last_event_id is not None:
-            resume = await bus.resume(last_event_id, pattern)
+            try:
+                resume = await bus.resume(last_event_id, pattern)
+            except StoreUnavailable:
+                return  # end cleanly: EventSource reconnects with the same Last-Event-ID
             if resume.gap is not None:
                 yield _gap_event(resume.gap)
             for event in resume.events:
