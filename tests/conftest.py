@@ -28,16 +28,31 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def _own_redis(
+    tmp_path_factory: pytest.TempPathFactory, password: str | None = None
+) -> Iterator[RedisServer]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server not installed (Debian package redis-server); CI installs it")
+    server = RedisServer(tmp_path_factory.mktemp("redis"), password=password)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One real redis-server per test process, shared by the tests that need Redis (tests
     that kill Redis start their own)."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server not installed (Debian package redis-server); CI installs it")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    yield from _own_redis(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def module_redis(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer]:
+    """A redis-server of the module's own, for modules that kill it or restart apps around it
+    (with the module's `REDIS_PASSWORD`, if it sets one)."""
+    yield from _own_redis(tmp_path_factory, getattr(request.module, "REDIS_PASSWORD", None))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,28 +16,18 @@ import pytest
 from tests.conftest import ServerFactory
 from tests.e2e.helpers import USERS, unique_email
 from tests.live_server import LiveServer
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 TIMEOUT = 0.5
-PASSWORD = "fault-test-redis-password-0451"  # a test server's
+REDIS_PASSWORD = PASSWORD = "fault-test-redis-password-0451"  # module_redis requires it
 
 
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server not installed (Debian package redis-server); CI installs it")
-    server = RedisServer(tmp_path_factory.mktemp("redis"), password=PASSWORD)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def server(redis: RedisServer, server_factory: ServerFactory) -> LiveServer:
+def server(module_redis: RedisServer, server_factory: ServerFactory) -> LiveServer:
     return server_factory(
         {
             "APP_STORE": "redis",
-            "APP_REDIS_URL": redis.url,
+            "APP_REDIS_URL": module_redis.url,
             "APP_REDIS_TIMEOUT_SECONDS": str(TIMEOUT),
             # Breakers do open on a dead store (fail fast); short here so recovery is quick.
             "APP_BREAKER_OPEN_SECONDS": "1",
@@ -88,20 +77,22 @@ def _wait(predicate: object, seconds: float) -> float:
     raise AssertionError(f"not within {seconds} s")
 
 
-def test_redis_killed_under_load_then_restarted(server: LiveServer, redis: RedisServer) -> None:
+def test_redis_killed_under_load_then_restarted(
+    server: LiveServer, module_redis: RedisServer
+) -> None:
     load = Load(server.base_url)
     probe = httpx.Client(base_url=server.base_url, timeout=5.0)
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(load.run, worker) for worker in range(4)]
         time.sleep(1.0)
         before_kill = len(load.acknowledged)
-        redis.kill()
+        module_redis.kill()
         # Readiness turns 503 while Redis is gone; liveness stays 200 (no restart storm).
         _wait(lambda: probe.get("/ready").status_code == 503, 5)
         time.sleep(1.0)
         assert probe.get("/live").status_code == 200
         assert probe.get("/ready").status_code == 503
-        redis.start()
+        module_redis.start()
         recovered = _wait(lambda: probe.get("/ready").status_code == 200, 10)
         _wait(lambda: httpx.get(f"{server.base_url}{USERS}/1").status_code == 200, 10)
         time.sleep(0.5)
@@ -129,13 +120,13 @@ def test_redis_killed_under_load_then_restarted(server: LiveServer, redis: Redis
 
 
 def test_a_redis_that_hangs_is_answered_503_within_the_timeout(
-    server: LiveServer, redis: RedisServer
+    server: LiveServer, module_redis: RedisServer
 ) -> None:
-    assert redis.process is not None
+    assert module_redis.process is not None
     with httpx.Client(base_url=server.base_url, timeout=10.0) as http:
         _wait(lambda: http.get("/ready").status_code == 200, 10)
         time.sleep(1.5)  # let the breaker close after the previous test
-        redis.process.send_signal(signal.SIGSTOP)  # alive, connected, answering nothing
+        module_redis.process.send_signal(signal.SIGSTOP)  # alive, connected, answering nothing
         try:
             started = time.monotonic()
             response = http.post(
@@ -149,7 +140,7 @@ def test_a_redis_that_hangs_is_answered_503_within_the_timeout(
             assert http.get("/ready").status_code == 503
             assert http.get("/live").status_code == 200
         finally:
-            redis.process.send_signal(signal.SIGCONT)
+            module_redis.process.send_signal(signal.SIGCONT)
         _wait(lambda: http.get("/ready").status_code == 200, 10)
 
 

@@ -12,28 +12,18 @@ import pytest
 from tests.conftest import ServerFactory
 from tests.e2e.helpers import TOKEN, USERS, bearer, login, register, unique_email
 from tests.live_server import LiveServer
-from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 QUOTA = 60
 ME = "/api/v1/auth/me"
 JOBS = "/api/v1/scoring/jobs"
 
 
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server not installed (Debian package redis-server); CI installs it")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-def replica_env(redis: RedisServer) -> dict[str, str]:
+def replica_env(module_redis: RedisServer) -> dict[str, str]:
     """What every replica shares: the store and the signing key (TEST_ENV's)."""
     return {
         "APP_STORE": "redis",
-        "APP_REDIS_URL": redis.url,
+        "APP_REDIS_URL": module_redis.url,
         "APP_RATE_LIMIT_REQUESTS": str(QUOTA),
         "APP_RATE_LIMIT_WINDOW_SECONDS": "60",
         "APP_PROCESS_POOL_WORKERS": "1",
@@ -41,8 +31,10 @@ def replica_env(redis: RedisServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def replicas(redis: RedisServer, server_factory: ServerFactory) -> tuple[LiveServer, LiveServer]:
-    return server_factory(replica_env(redis)), server_factory(replica_env(redis))
+def replicas(
+    module_redis: RedisServer, server_factory: ServerFactory
+) -> tuple[LiveServer, LiveServer]:
+    return server_factory(replica_env(module_redis)), server_factory(replica_env(module_redis))
 
 
 @pytest.fixture
@@ -169,12 +161,12 @@ def test_one_client_has_one_quota_across_both_replicas(a: httpx.Client, b: httpx
 
 
 def test_the_store_emptied_never_lets_an_old_token_act_as_a_new_user(
-    a: httpx.Client, b: httpx.Client, redis: RedisServer
+    a: httpx.Client, b: httpx.Client, module_redis: RedisServer
 ) -> None:
     email = unique_email("flushed")
     user = register(a, email)
     token = bearer(login(a, email, "password123"))
-    redis.flush()  # an operator empties Redis: ids start again from 1
+    module_redis.flush()  # an operator empties Redis: ids start again from 1
     # A new account now gets the old id (after the admin, re-created at the next start-up or
     # not at all: keep registering until one lands on the old id).
     newcomer = None
@@ -189,14 +181,16 @@ def test_the_store_emptied_never_lets_an_old_token_act_as_a_new_user(
 
 
 def test_data_outlives_a_replica_restart(
-    replicas: tuple[LiveServer, LiveServer], redis: RedisServer, server_factory: ServerFactory
+    replicas: tuple[LiveServer, LiveServer],
+    module_redis: RedisServer,
+    server_factory: ServerFactory,
 ) -> None:
     email = unique_email("restart")
     with httpx.Client(base_url=replicas[0].base_url, timeout=10.0) as a:
         user = register(a, email)
         token = bearer(login(a, email, "password123"))
     replicas[0].stop()
-    fresh = server_factory(replica_env(redis))
+    fresh = server_factory(replica_env(module_redis))
     with httpx.Client(base_url=fresh.base_url, timeout=10.0) as again:
         # The same account, and the token issued before the restart still acts as it.
         me = again.get(ME, headers=token)
