@@ -1,13 +1,14 @@
 """What the app and its middleware chain cost: the same users GET with the full chain, with no
-middleware, and from bare FastAPI answering a constant (what users compare against).
+middleware, from bare FastAPI answering a constant (what users compare against), and from a
+typical peer stack (`bench/peer_stack.py`: the middleware libraries templates assemble).
 
-Starts three real servers (`python -m app`, `python -m bench.bare_app`,
-`python -m bench.fastapi_baseline`), then drives them with wrk in interleaved rounds so that
-noise on a shared machine hits all alike, and prints requests/s, p50, p99 and max per round, the
-medians, and the ratios to bare FastAPI. With `taskset` available the servers run on CPU 0
-and wrk on CPU 1, so the client does not steal the server's core. The rate limiter stays on
-with a quota high enough never to refuse, so its work is measured; logging is at INFO to
-/dev/null, as in production minus the disk.
+Starts four real servers (`python -m app`, `python -m bench.bare_app`,
+`python -m bench.fastapi_baseline`, `python -m bench.peer_stack`), then drives them with wrk in
+interleaved rounds so that noise on a shared machine hits all alike, and prints requests/s,
+p50, p99 and max per round, the medians, and the ratios to bare FastAPI and the peer stack.
+With `taskset` available the servers run on CPU 0 and wrk on CPU 1, so the client does not
+steal the server's core. The rate limiter stays on with a quota high enough never to refuse,
+so its work is measured; logging is at INFO to /dev/null, as in production minus the disk.
 
 Usage: .venv/bin/python -m bench.chain_overhead [--rounds 3] [--seconds 5] [--connections 64]
 Needs wrk (Debian package `wrk`). Loopback only; bounded in time.
@@ -47,7 +48,7 @@ def main() -> None:
     if not os.path.isabs(WRK):
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
-    results: dict[str, list[Round]] = {"full": [], "bare": [], "fastapi": []}
+    results: dict[str, list[Round]] = {"full": [], "bare": [], "fastapi": [], "peer": []}
     pinned = {"cpu": 0} if TASKSET else {}
     with (
         running_server("app", 8770, CHAIN_ENV, ready_path=PATH, **pinned) as (_, full_url),
@@ -56,8 +57,9 @@ def main() -> None:
             bare_url,
         ),
         running_server("bench.fastapi_baseline", 8772, CHAIN_ENV, **pinned) as (_, fastapi_url),
+        running_server("bench.peer_stack", 8773, CHAIN_ENV, **pinned) as (_, peer_url),
     ):
-        servers = {"full": full_url, "bare": bare_url, "fastapi": fastapi_url}
+        servers = {"full": full_url, "bare": bare_url, "fastapi": fastapi_url, "peer": peer_url}
         for url in servers.values():
             _wrk(url, 2, args.connections)  # warm-up, not counted
         for i in range(args.rounds):
@@ -89,6 +91,7 @@ def main() -> None:
         )
     print(f"full/bare throughput ratio: {median['full'].rps / median['bare'].rps:.2f}")
     print(f"full/FastAPI throughput ratio: {median['full'].rps / median['fastapi'].rps:.2f}")
+    print(f"full/peer throughput ratio: {median['full'].rps / median['peer'].rps:.2f}")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,12 @@ def chain_overhead(out: str) -> list[Row]:
     full = _find(r"^full" + row, out)
     bare = _find(r"^bare" + row, out)
     fastapi = _find(r"^fastapi" + row, out)
+    peer = _find(r"^peer" + row, out)
     return [
         ("users GET, full chain: req/s, p50, p99, max (ms)", " / ".join(full)),
         ("users GET, no middleware: req/s, p50, p99, max (ms)", " / ".join(bare)),
         ("bare FastAPI constant: req/s, p50, p99, max (ms)", " / ".join(fastapi)),
+        ("typical peer stack: req/s, p50, p99, max (ms)", " / ".join(peer)),
         ("full/bare throughput", _find(r"full/bare throughput ratio: ([\d.]+)", out)[0]),
         (
             "full/FastAPI throughput (target >= 0.5)",
