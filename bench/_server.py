@@ -99,3 +99,18 @@ def redis_server(port: int, directory: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def serve_plain(app: object) -> None:
+    """Serve a comparison app the way every contender is served: uvicorn on loopback at
+    APP_PORT, quiet, no access log, no server header."""
+    import uvicorn
+
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=int(os.environ["APP_PORT"]),
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )

@@ -4,11 +4,10 @@ through a response model, served by the same uvicorn options. `python -m bench.f
 
 from __future__ import annotations
 
-import os
-
-import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
+
+from bench._server import serve_plain
 
 app = FastAPI()
 
@@ -38,11 +37,4 @@ async def live() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(os.environ["APP_PORT"]),
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-    )
+    serve_plain(app)

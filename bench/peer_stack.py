@@ -7,11 +7,9 @@ access line. It answers the same route from a dict through a response model.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 
 import structlog
-import uvicorn
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -22,6 +20,8 @@ from slowapi import Limiter, _rate_limit_exceeded_handler
 from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
 from starlette.middleware.base import BaseHTTPMiddleware
+
+from bench._server import serve_plain
 
 log = structlog.get_logger()
 limiter = Limiter(key_func=get_remote_address)
@@ -76,11 +76,4 @@ app.add_middleware(CORSMiddleware, allow_origins=["http://localhost:3000"])
 Instrumentator().instrument(app).expose(app)
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(os.environ["APP_PORT"]),
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-    )
+    serve_plain(app)
