@@ -66,6 +66,14 @@ def unique_values(spec: CollectionSpec, record: Mapping[str, Any]) -> list[tuple
     return pairs
 
 
+def unique_spec(spec: CollectionSpec, field_name: str) -> UniqueField:
+    """The unique field `field_name` of a collection; ValueError if it is not one."""
+    for unique in spec.unique:
+        if unique.name == field_name:
+            return unique
+    raise ValueError(f"{spec.name}.{field_name} is not a unique field")
+
+
 def unique_filter(spec: CollectionSpec, filters: Sequence[Filter]) -> Filter | None:
     """A filter a unique index answers, if any: `ieq` on a case-insensitive unique field, `eq`
     on a case-sensitive one."""

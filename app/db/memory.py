@@ -35,6 +35,7 @@ from app.db.base import (
     normalise_unique,
     select,
     unique_filter,
+    unique_spec,
     unique_values,
 )
 
@@ -137,9 +138,7 @@ class _Ops(CollectionOps):
 
     async def find_unique(self, collection: str, field_name: str, value: Any) -> Record | None:
         col = self._col(collection)
-        unique = next((u for u in col.spec.unique if u.name == field_name), None)
-        if unique is None:
-            raise ValueError(f"{collection}.{field_name} is not a unique field")
+        unique = unique_spec(col.spec, field_name)
         record_id = col.indexes[field_name].get(normalise_unique(value, unique.case_insensitive))
         return await self.get(collection, record_id) if record_id is not None else None
 

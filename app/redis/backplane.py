@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from app.core.logging import get_logger
-from app.redis.client import RedisClient
+from app.redis.client import RedisClient, stop_task
 
 log = get_logger(__name__)
 
@@ -129,9 +129,5 @@ class Backplane:
         task, self._task = self._task, None
         if task is None:
             return
-        for _ in range(10):  # redis-py may hold a cancellation while reconnecting: ask again
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.2)
-            if task.done():
-                return
-        log.warning("backplane_listener_did_not_stop")
+        if not await stop_task(task):
+            log.warning("backplane_listener_did_not_stop")

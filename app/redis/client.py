@@ -72,6 +72,17 @@ def _abandon(task: asyncio.Future[Any]) -> None:
     cancel_again()
 
 
+async def stop_task(task: asyncio.Task[Any], *, attempts: int = 10) -> bool:
+    """Cancel a task that waits on Redis, asking again until it stops (see `call`): True once
+    it has stopped, False if it would not within `attempts` rounds of 0.2 s."""
+    for _ in range(attempts):
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.2)
+        if task.done():
+            return True
+    return False
+
+
 class RedisClient:
     """A Redis connection pool with the app's rules for every call (see the module docstring).
 

@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 
 from app.core.clock import utc_now_iso
 from app.core.logging import get_logger
-from app.redis.client import RedisClient
+from app.redis.client import RedisClient, stop_task
 from app.services.events import (
     START,
     Deliver,
@@ -237,13 +237,8 @@ class RedisEventLog:
         task, self._task = self._task, None
         if task is None:
             return
-        # redis-py can swallow a cancellation that lands while it sets a connection up (the
-        # retry around the first command): ask again until the task has stopped.
-        for _ in range(10):
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.2)
-            if task.done():
-                return
+        if await stop_task(task):
+            return
         if self._reader is not None:
             await self._reader.connection_pool.disconnect()
             await asyncio.wait({task}, timeout=1.0)

@@ -52,12 +52,12 @@ from app.db.base import (
     Filter,
     Page,
     Record,
-    UniqueField,
     check_list_query,
     matches,
     normalise_unique,
     select,
     unique_filter,
+    unique_spec,
     unique_values,
 )
 from app.redis.client import RedisClient
@@ -271,7 +271,7 @@ class _Transaction(CollectionOps):
 
     async def find_unique(self, collection: str, field_name: str, value: Any) -> Record | None:
         spec = self._spec(collection)
-        unique = _unique_spec(spec, field_name)
+        unique = unique_spec(spec, field_name)
         wanted = (field_name, normalise_unique(value, unique.case_insensitive))
         for (name, _), seen in self._seen.items():
             if (
@@ -426,13 +426,6 @@ class _Transaction(CollectionOps):
         return ops
 
 
-def _unique_spec(spec: CollectionSpec, field_name: str) -> UniqueField:
-    for unique in spec.unique:
-        if unique.name == field_name:
-            return unique
-    raise ValueError(f"{spec.name}.{field_name} is not a unique field")
-
-
 class RedisRepository:
     """The `Repository` kept in Redis, shared by every process that uses the same Redis.
 
@@ -564,7 +557,7 @@ class RedisRepository:
 
     async def find_unique(self, collection: str, field_name: str, value: Any) -> Record | None:
         spec = self.spec(collection)
-        normalised = normalise_unique(value, _unique_spec(spec, field_name).case_insensitive)
+        normalised = normalise_unique(value, unique_spec(spec, field_name).case_insensitive)
         record_id = await self.lookup(collection, field_name, normalised)
         if record_id is None:
             return None
