@@ -85,6 +85,10 @@ class BreakerConfig:
             raise ValueError("open_seconds and half_open_calls must be positive")
 
 
+# Called after every state change with the breaker, the state it left and the state it entered.
+TransitionListener = Callable[["CircuitBreaker", BreakerState, BreakerState], None]
+
+
 class CircuitOpenError(Exception):
     """Raised instead of running a call while the breaker refuses calls."""
 
@@ -116,9 +120,12 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
         is_failure: Callable[[BaseException], bool] = _default_is_failure,
+        on_transition: TransitionListener | None = None,
     ) -> None:
         self.name = name
         self.config = config or BreakerConfig()
+        self._on_transition = on_transition
+        self.rejected = 0
         self._clock = clock
         self._is_failure = is_failure
         self._state = BreakerState.CLOSED
@@ -159,6 +166,8 @@ class CircuitBreaker:
             failures=sum(self._window),
             calls=len(self._window),
         )
+        if self._on_transition is not None:
+            self._on_transition(self, previous, to)
 
     def _maybe_half_open(self) -> None:
         if (
@@ -186,6 +195,7 @@ class CircuitBreaker:
             self._trials_running += 1
             return Permit(self._generation, trial=True)
         BREAKER_REJECTED.labels(breaker=self.name).inc()
+        self.rejected += 1
         raise CircuitOpenError(self.name, self.retry_after())
 
     def record(self, permit: Permit, failure: bool | None) -> None:
@@ -211,11 +221,14 @@ class CircuitBreaker:
     def snapshot(self) -> dict[str, Any]:
         """The breaker's state and counts, for `/resilience` and health checks."""
         state = self.state
+        calls, failures = len(self._window), sum(self._window)
         return {
             "name": self.name,
             "state": str(state),
-            "calls_in_window": len(self._window),
-            "failures_in_window": sum(self._window),
+            "calls_in_window": calls,
+            "failures_in_window": failures,
+            "failure_rate": round(failures / calls, 3) if calls else 0.0,
+            "rejected": self.rejected,
             "retry_after_seconds": self.retry_after() if state is BreakerState.OPEN else None,
             "config": {
                 "window_size": self.config.window_size,
@@ -274,14 +287,29 @@ class BreakerRegistry:
         self.config = config or BreakerConfig()
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._listeners: list[TransitionListener] = []
 
     def get(self, name: str) -> CircuitBreaker:
         """The breaker called `name`, created if needed."""
         breaker = self._breakers.get(name)
         if breaker is None:
-            breaker = CircuitBreaker(name, self.config, clock=self._clock)
+            breaker = CircuitBreaker(
+                name, self.config, clock=self._clock, on_transition=self._notify
+            )
             self._breakers[name] = breaker
         return breaker
+
+    def listen(self, listener: TransitionListener) -> Callable[[], None]:
+        """Call `listener` after every state change of every breaker; returns the undo."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, breaker: CircuitBreaker, previous: BreakerState, to: BreakerState) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(breaker, previous, to)
+            except Exception:  # a listener's bug must not break the breaker that called it
+                log.exception("breaker_listener_failed", breaker=breaker.name)
 
     def all(self) -> list[CircuitBreaker]:
         """Every breaker, by name."""
