@@ -18,6 +18,7 @@ from app.core.connection_quota import ConnectionQuota
 from app.core.exceptions import StartupRefused, StoreUnavailable
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
+from app.core.loop_lag import LoopLagMonitor
 from app.core.rate_limiter import QuotaLimiter, RateLimiter
 from app.core.security import PasswordHasher, TokenCodec, derived_key
 from app.db.base import Repository
@@ -34,6 +35,7 @@ from app.redis.repository import RedisRepository
 from app.redis.revocations import RedisRevocations
 from app.services.audit import AuditLog
 from app.services.auth import AuthService, Revocations, TokenRevocations
+from app.services.breaker_events import BreakerEvents
 from app.services.cache import TTLCache
 from app.services.chat import ChatManager
 from app.services.events import EventBus, EventLog, MemoryEventLog
@@ -44,6 +46,7 @@ from app.services.process_pool import ProcessPool
 from app.services.scoring.service import JobStore, MemoryJobs, ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
 from app.services.snapshots import SnapshotManager
+from app.services.tickers import TickerDrops
 from app.services.users import USERS, UserService
 
 log = get_logger(__name__)
@@ -86,6 +89,9 @@ class AppServices:
     audit: AuditLog | None
     snapshots: SnapshotManager | None
     health: HealthChecker
+    breaker_events: BreakerEvents
+    loop_lag: LoopLagMonitor
+    tickers: TickerDrops
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -99,6 +105,8 @@ class AppServices:
         if self.backplane is not None:
             await self.backplane.start()
         await self.bus.start()
+        self.breaker_events.start()
+        self.loop_lag.start()
         if self.snapshots is not None:
             # First: a snapshot that cannot be used stops start-up before anything else runs.
             await self.snapshots.load()
@@ -123,6 +131,7 @@ class AppServices:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.loop_lag.stop()
         await self.chat.close()
         await self.scoring.close()
         await self.process_pool.close()
@@ -130,6 +139,7 @@ class AppServices:
             await self.snapshots.stop()  # after the last request: nothing written is lost
         if self.audit is not None:
             await self.audit.stop()
+        await self.breaker_events.close()
         await self.bus.close()
         if self.backplane is not None:
             await self.backplane.close()
@@ -385,6 +395,9 @@ def build_services(foundation: Foundation) -> AppServices:
         ),
         scoring=scoring,
         bus=bus,
+        breaker_events=BreakerEvents(foundation.breakers, bus),
+        loop_lag=LoopLagMonitor(),
+        tickers=TickerDrops(),
         chat=chat,
         sse_quota=ConnectionQuota(settings.sse_max_streams_per_client),
         ws_quota=ConnectionQuota(settings.ws_max_connections_per_client),

@@ -21,6 +21,7 @@ from app.api.deps import uses_bearer_token
 from app.api.errors import install_error_handlers
 from app.api.openapi import DESCRIPTION, TAGS, document_raw_body_models, operation_id
 from app.api.routes import (
+    admin,
     auth,
     chat,
     concurrency,
@@ -60,8 +61,12 @@ log = get_logger(__name__)
 PROBE_PATHS = ("/live", "/ready", "/health", "/health/detailed")
 METRICS_PATH = "/metrics"
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+# The console's page and the resilience state it polls: cheap reads, answered from memory.
+CONSOLE_PATHS = ("/", "/api/v1/resilience")
 # Never rate-limited, timed out or behind a breaker.
-OPERATIONAL_PATHS = (*PROBE_PATHS, METRICS_PATH, *DOCS_PATHS)
+OPERATIONAL_PATHS = (*PROBE_PATHS, METRICS_PATH, *DOCS_PATHS, *CONSOLE_PATHS)
+# Static files (the console, Swagger UI, ReDoc) are not API work: never rate-limited either.
+STATIC_PREFIX = "/static/"
 # Counted but not timed: a stream's lifetime is not a request latency.
 STREAM_ROUTES = ("/api/v1/events/stream", "/api/v1/sse/stream", "/api/v1/stream/numbers")
 
@@ -82,6 +87,7 @@ ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
     (demos.resilience_router, None),
     (scoring.router, "scoring"),
     (scoring.cpu_router, "scoring"),
+    (admin.router, None),  # left out in production (see create_app)
     (probes.router, None),
     (metrics.router, None),
     (docs.router, None),
@@ -182,6 +188,7 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
                 limiter=limiter,
                 client_key=rate_limit_key(clients, ROUTERS),
                 exempt_paths=OPERATIONAL_PATHS,
+                exempt_prefixes=(STATIC_PREFIX,),
             )
         )
     chain += [
@@ -289,6 +296,9 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         ),
         redis=redis_client(settings),
     )
+    # Every breaker exists from the start, so `/resilience` and the console list them all.
+    for _, name in breaker_groups(ROUTERS):
+        foundation.breakers.get(name)
     app = FastAPI(
         title="Resilient API",
         version=__version__,
@@ -305,6 +315,8 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
     )
     install_error_handlers(app)
     for router, _ in ROUTERS:
+        if router is admin.router and settings.env == "production":
+            continue  # the readiness drain is a teaching aid; a rollout drains in production
         responses = None if router in UNDOCUMENTED_CHAIN else CHAIN_RESPONSES
         app.include_router(router, responses=responses)
     for path, static in docs.static_files():

@@ -25,6 +25,7 @@ from app.services.events import EventBus
 from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
 from app.services.scoring.service import ScoringService
+from app.services.tickers import TickerDrops
 from app.services.users import User, UserService
 
 API_PREFIX = "/api/v1"
@@ -85,6 +86,10 @@ async def _chat(services: Services) -> ChatManager:
     return services.chat
 
 
+async def _tickers(services: Services) -> TickerDrops:
+    return services.tickers
+
+
 @dataclass(frozen=True, slots=True)
 class StreamAdmission:
     """What a long-lived stream route needs to admit a client: its quota and the client."""
@@ -121,6 +126,7 @@ IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
 ScoringServiceDep = Annotated[ScoringService, Depends(_scoring)]
 EventBusDep = Annotated[EventBus, Depends(_bus)]
 ChatDep = Annotated[ChatManager, Depends(_chat)]
+TickersDep = Annotated[TickerDrops, Depends(_tickers)]
 SseAdmission = Annotated[StreamAdmission, Depends(_sse_admission)]
 WsAdmission = Annotated[StreamAdmission, Depends(_ws_admission)]
 ClientKey = Annotated[str, Depends(_client_key)]

@@ -62,6 +62,10 @@ _TAG_DESCRIPTIONS = {
         "timeout, and the live state of the resilience layers."
     ),
     "probes": "For Kubernetes and Prometheus: liveness, readiness, health, metrics.",
+    "admin": (
+        "Teaching aids for admins, left out in production: drain this replica's readiness to "
+        "watch what Kubernetes sees during a rollout."
+    ),
     "meta": "What there is to try.",
 }
 TAGS: list[dict[str, Any]] = [

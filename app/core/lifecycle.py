@@ -18,6 +18,7 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.started = False
+        self.drained = False
         self._shutting_down = asyncio.Event()
 
     @property
@@ -27,12 +28,19 @@ class Lifecycle:
 
     @property
     def ready(self) -> bool:
-        """Start-up finished and shutdown has not begun."""
-        return self.started and not self.shutting_down
+        """Start-up finished, no drain was asked for, and shutdown has not begun."""
+        return self.started and not self.drained and not self.shutting_down
 
     def mark_started(self) -> None:
         """Called by the lifespan once everything is up."""
         self.started = True
+
+    def set_drained(self, drained: bool) -> None:
+        """Turn readiness off (or back on) while the process keeps serving: what a replica
+        looks like to Kubernetes during a rollout, without stopping it."""
+        if drained != self.drained:
+            log.warning("readiness_drain_changed", drained=drained)
+        self.drained = drained
 
     def begin_shutdown(self) -> None:
         """Turn readiness off and wake every stream waiting in `wait_for_shutdown`. Idempotent."""

@@ -39,7 +39,8 @@ class RateLimitMiddleware:
     """Refuses requests past a client's quota with a 429 problem and `Retry-After`.
 
     Every counted request's answer carries the rate-limit fields; `exempt_paths` (probes,
-    metrics, docs) are neither counted nor given the fields. The client key comes from
+    metrics, docs) and paths under `exempt_prefixes` (static files) are neither counted nor
+    given the fields. The client key comes from
     `client_key` (the token subject when a valid bearer token is sent, else the client address
     seen through trusted proxies).
     """
@@ -51,15 +52,21 @@ class RateLimitMiddleware:
         limiter: QuotaLimiter,
         client_key: Callable[[Scope], str],
         exempt_paths: Collection[str] = (),
+        exempt_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.client_key = client_key
         self.exempt_paths = frozenset(exempt_paths)
+        self.exempt_prefixes = exempt_prefixes
         self.policy = _policy(limiter)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.exempt_paths
+            or (self.exempt_prefixes and scope["path"].startswith(self.exempt_prefixes))
+        ):
             await self.app(scope, receive, send)
             return
         decision = await self.limiter.acquire(self.client_key(scope))

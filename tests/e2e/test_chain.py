@@ -181,6 +181,7 @@ def test_probes_answer(http: httpx.Client) -> None:
     assert {c["name"]: c["status"] for c in verbose["checks"]} == {
         "startup": "ok",
         "shutdown": "ok",
+        "drain": "ok",
         "repository": "ok",
     }
     assert http.get("/health").json() == {"status": "ok"}

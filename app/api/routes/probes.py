@@ -52,6 +52,7 @@ async def ready(request: Request, lifecycle: LifecycleDep, health: HealthDep) ->
     checks: list[dict[str, Any]] = [
         {"name": "startup", "status": "ok" if lifecycle.started else "fail"},
         {"name": "shutdown", "status": "fail" if lifecycle.shutting_down else "ok"},
+        {"name": "drain", "status": "fail" if lifecycle.drained else "ok"},
     ]
     if lifecycle.started:
         results = await health.run(critical_only=True)
@@ -59,7 +60,11 @@ async def ready(request: Request, lifecycle: LifecycleDep, health: HealthDep) ->
     ok = all(check["status"] != "fail" for check in checks)
     listed = checks if verbose is not None else None
     if not ok:
-        reason = "shutting down" if lifecycle.shutting_down else "a critical check failed"
+        reason = "a critical check failed"
+        if lifecycle.drained:
+            reason = "drained by an admin"
+        if lifecycle.shutting_down:
+            reason = "shutting down"
         if not lifecycle.started:
             reason = "starting up"
         return _not_ok(request, f"Not ready: {reason}.", listed)
