@@ -35,11 +35,12 @@ _CSP = (
 )
 
 
-def html_headers(script_hash: str | None = None) -> dict[str, str]:
-    """Security headers for an HTML page of this app (optionally allowing one inline script)."""
+def html_headers(script_hash: str | None = None, *, csp: str | None = None) -> dict[str, str]:
+    """Security headers for an HTML page of this app: the documentation pages' policy
+    (optionally allowing one inline script), or the given `csp`."""
     extra = f" '{script_hash}'" if script_hash else ""
     return {
-        "Content-Security-Policy": _CSP.format(extra=extra),
+        "Content-Security-Policy": csp or _CSP.format(extra=extra),
         "X-Frame-Options": "DENY",
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-cache",

@@ -1,0 +1,91 @@
+// Step 3: every breaker's state, failure rate and rejections (polled from /resilience, which
+// is not rate-limited), transitions streamed from the bus, and the flaky demo as the control.
+import { call, describe } from "../lib/api.js";
+import { $, el, prepend, setText } from "../lib/dom.js";
+
+const SYMBOL = { closed: "●", open: "○", half_open: "◐" };
+
+function row(breaker) {
+  const rate = Math.round(breaker.failure_rate * 100);
+  const state = breaker.state.replace("_", "-");
+  const retry = breaker.retry_after_seconds ? ` (retry in ${breaker.retry_after_seconds} s)` : "";
+  return el(
+    "tr",
+    { "data-breaker": breaker.name, "data-state": breaker.state },
+    el("th", { scope: "row" }, breaker.name),
+    el(
+      "td",
+      { class: `state ${breaker.state}` },
+      el("span", { "aria-hidden": "true" }, `${SYMBOL[breaker.state] || "?"} `),
+      `${state}${retry}`,
+    ),
+    el(
+      "td",
+      {},
+      el("meter", { min: 0, max: 1, value: breaker.failure_rate, "aria-label": `${breaker.name} failure rate` }),
+      ` ${rate}% of ${breaker.calls_in_window}`,
+    ),
+    el("td", {}, String(breaker.rejected)),
+  );
+}
+
+async function refresh() {
+  const answer = await call("GET", "/api/v1/resilience");
+  if (!answer.ok) return null;
+  $("br-table").replaceChildren(...answer.body.breakers.map(row));
+  return answer.body;
+}
+
+function follow(names) {
+  const source = new EventSource("/api/v1/events/stream?topic=breaker.*");
+  const show = (event) => {
+    const data = JSON.parse(event.data).data;
+    prepend(
+      $("br-events"),
+      el(
+        "li",
+        { "data-to": data.to_state },
+        `${data.at.slice(11, 19)} ${data.breaker}: ${data.from_state} → ${data.to_state}`,
+      ),
+      20,
+    );
+    refresh();
+  };
+  // Each breaker publishes on breaker.<name>, and a bus event's SSE event name is its topic.
+  for (const name of names) source.addEventListener(`breaker.${name}`, show);
+}
+
+export function init(resilience) {
+  const rate = $("br-rate");
+  const showRate = () => setText("br-rate-out", `${Math.round(rate.value * 100)}%`);
+  rate.addEventListener("input", showRate);
+  showRate();
+  $("br-send").addEventListener("click", async () => {
+    const count = Math.min(50, Math.max(1, Number($("br-count").value) || 1));
+    const tally = {};
+    $("br-send").disabled = true;
+    try {
+      for (let i = 0; i < count; i++) {
+        const answer = await call("GET", `/api/v1/demo/flaky?failure_rate=${rate.value}`);
+        const key = answer.status === 503 ? "503 refused by the breaker" : String(answer.status);
+        tally[key] = (tally[key] || 0) + 1;
+        if (answer.status === 429) {
+          setText("br-calls", `Stopped: ${describe(answer)}`);
+          break;
+        }
+      }
+    } finally {
+      $("br-send").disabled = false;
+    }
+    setText(
+      "br-calls",
+      Object.entries(tally)
+        .map(([status, n]) => `${n} × ${status}`)
+        .join(", "),
+    );
+    refresh();
+  });
+  follow(resilience ? resilience.breakers.map((b) => b.name) : []);
+  refresh();
+  setInterval(refresh, 1000);
+}

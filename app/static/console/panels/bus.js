@@ -1,0 +1,56 @@
+// Step 6: publish with a topic, subscribe with a pattern, and see delivery and drops.
+import { call, describe } from "../lib/api.js";
+import { $, el, prepend, setText } from "../lib/dom.js";
+import { onScrape, total } from "../lib/metrics.js";
+import { follow } from "../lib/sse.js";
+
+let subscription = null;
+let delivered = 0;
+
+async function subscribe() {
+  if (subscription) subscription.abort();
+  const controller = new AbortController();
+  subscription = controller;
+  const pattern = $("bus-pattern").value.trim() || "*";
+  setText("bus-state", `following ${pattern}`);
+  $("bus-state").dataset.pattern = pattern;
+  try {
+    await follow(
+      `/api/v1/events/stream?topic=${encodeURIComponent(pattern)}`,
+      (event) => {
+        if (event.event === "gap") {
+          prepend($("bus-log"), el("li", { class: "meta" }, `gap: ${JSON.parse(event.data).detail}`));
+          return;
+        }
+        const data = JSON.parse(event.data);
+        delivered++;
+        setText("bus-delivered", delivered);
+        prepend(
+          $("bus-log"),
+          el("li", { "data-topic": data.topic }, `${data.id} ${data.topic} ${JSON.stringify(data.data)}`),
+        );
+      },
+      controller.signal,
+    );
+    setText("bus-state", "ended by the server: subscribe again");
+  } catch (error) {
+    if (error.name !== "AbortError") setText("bus-state", `refused: ${error.message}`);
+  }
+}
+
+export function init() {
+  $("bus-subscribe").addEventListener("click", subscribe);
+  $("bus-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const topic = $("bus-topic").value.trim();
+    let data;
+    try {
+      data = JSON.parse($("bus-data").value);
+    } catch {
+      data = $("bus-data").value; // not JSON: sent as a string
+    }
+    const answer = await call("POST", "/api/v1/events", { json: { topic, data } });
+    setText("bus-result", answer.ok ? `published ${answer.body.id} on ${topic}` : describe(answer));
+  });
+  onScrape((scrape) => setText("bus-dropped", total(scrape, "events_dropped_total")));
+}
