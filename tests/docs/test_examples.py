@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.live_server import ROOT, LiveServer, free_port, start_server
+from tests.live_server import ADMIN_PASSWORD, ROOT, LiveServer, free_port, start_server
 
 DOCUMENTS = ("README.md", "docs/tour.md")
 _BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -92,6 +92,8 @@ def test_every_example_runs_as_written(document: str, fresh_server: LiveServer) 
         env={
             "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             "API": fresh_server.base_url,
+            # What a reader who set their own admin password has in the environment.
+            "APP_ADMIN_PASSWORD": ADMIN_PASSWORD,
         },
         capture_output=True,
         text=True,
