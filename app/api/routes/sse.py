@@ -57,9 +57,12 @@ async def _ticks(
     after: int,
 ) -> AsyncIterator[ServerSentEvent]:
     with tickers.register() as (handle, dropped):
+        # Its id is where this connection starts, so the id a client would resend is the same
+        # before and after this event (every event carries an id).
         yield ServerSentEvent(
             data=orjson.dumps({"stream": handle, "resumed_after": after}).decode(),
             event="stream",
+            id=str(after),
         )
         n = after
         while count is None or n < count:
