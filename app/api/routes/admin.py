@@ -8,7 +8,7 @@ button is a teaching aid, not an operations tool — in production a rollout dra
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from app.api.deps import API_PREFIX, CurrentUser, LifecycleDep
 from app.core.exceptions import Forbidden
@@ -22,7 +22,7 @@ class Readiness(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ready: bool
+    ready: StrictBool  # `0`, `"no"` or `"false"` are refused, not read as false
 
 
 @router.get("/readiness", response_model=Readiness, responses=problem_responses(401, 403))
