@@ -40,9 +40,10 @@ def running_server(
     *,
     ready_path: str = "/live",
     cpu: int | None = None,
+    poll_seconds: float = 0.1,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`python -m module` on 127.0.0.1:port (pinned to `cpu` if given, with taskset); yields
-    (process, base URL) once it answers."""
+    (process, base URL) once `ready_path` answers 200 (asked every `poll_seconds`)."""
     full_env = {**os.environ, **BENCH_ENV, "APP_PORT": str(port), **(env or {})}
     command = [sys.executable, "-m", module]
     if cpu is not None:
@@ -65,7 +66,7 @@ def running_server(
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{module} did not start")
-            time.sleep(0.1)
+            time.sleep(poll_seconds)
         yield process, base
     finally:
         process.terminate()

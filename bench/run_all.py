@@ -130,6 +130,16 @@ def soak(out: str) -> list[Row]:
     ]
 
 
+def startup(out: str) -> list[Row]:
+    ready = _find(r"ready after: median ([\d.]+) s, max ([\d.]+) s", out)
+    web = _find(r"web RSS: median ([\d.]+) MiB", out)[0]
+    worker = _find(r"worker RSS: median ([\d.]+) MiB", out)[0]
+    return [
+        ("start-up to /ready: median, max (s; target < 2)", " / ".join(ready)),
+        ("idle RSS: web, each worker (MiB; web target < 150 MB)", f"{web} / {worker}"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -158,6 +168,7 @@ def main() -> None:
             ["--rounds", "1", "--seconds", "2", "--users", "10000"] if quick else [],
             stores,
         ),
+        ("bench.startup", ["--rounds", "2", "--idle", "1"] if quick else [], startup),
         ("bench.soak", ["--seconds", "15"] if quick else ["--seconds", "60"], soak),
     ]
     rows: list[Row] = []
