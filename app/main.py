@@ -61,8 +61,10 @@ log = get_logger(__name__)
 PROBE_PATHS = ("/live", "/ready", "/health", "/health/detailed")
 METRICS_PATH = "/metrics"
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
-# The console's page and the resilience state it polls: cheap reads, answered from memory.
-CONSOLE_PATHS = ("/", "/api/v1/resilience")
+# The resilience layers' live state: the console polls it every second, like a dashboard.
+RESILIENCE_PATH = "/api/v1/resilience"
+# The console's page and the state it polls: cheap reads, answered from memory.
+CONSOLE_PATHS = ("/", RESILIENCE_PATH)
 # Never rate-limited, timed out or behind a breaker.
 OPERATIONAL_PATHS = (*PROBE_PATHS, METRICS_PATH, *DOCS_PATHS, *CONSOLE_PATHS)
 # Static files (the console, Swagger UI, ReDoc) are not API work: never rate-limited either.
@@ -171,7 +173,8 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             RequestContextMiddleware,
             show_error_detail=settings.is_development,
             client_address=clients.client_address,
-            quiet_paths=(*PROBE_PATHS, METRICS_PATH),
+            # Polled paths log their access lines at debug, so polling does not flood the log.
+            quiet_paths=(*PROBE_PATHS, METRICS_PATH, RESILIENCE_PATH),
         ),
         # 4. Head limit: 431 for a request line and headers over APP_MAX_HEAD_BYTES, before
         #    any later layer or handler reads a header.
