@@ -72,6 +72,20 @@ def _abandon(task: asyncio.Future[Any]) -> None:
     cancel_again()
 
 
+async def settle(awaitable: Awaitable[Any], seconds: float, what: str) -> bool:
+    """Await `awaitable` for at most `seconds`, then abandon it (see `call`): for closing
+    connections, which must never hang a shutdown. True if it finished (its error, if any, is
+    raised); False if it was abandoned."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        task.result()
+        return True
+    _abandon(task)
+    log.warning("redis_cleanup_abandoned", what=what, after_seconds=seconds)
+    return False
+
+
 async def stop_task(task: asyncio.Task[Any], *, attempts: int = 10) -> bool:
     """Cancel a task that waits on Redis, asking again until it stops (see `call`): True once
     it has stopped, False if it would not within `attempts` rounds of 0.2 s."""
@@ -171,6 +185,10 @@ class RedisClient:
         )
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection, within the timeout (a connection redis-py will not
+        let go of is abandoned: a shutdown never waits on Redis for ever)."""
+        await settle(self._close(), max(1.0, self.timeout), "pool")
+
+    async def _close(self) -> None:
         await self.redis.aclose()
         await self._pool.disconnect()

@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 
 from app.core.clock import utc_now_iso
 from app.core.logging import get_logger
-from app.redis.client import RedisClient, stop_task
+from app.redis.client import RedisClient, settle, stop_task
 from app.services.events import (
     START,
     Deliver,
@@ -240,7 +240,7 @@ class RedisEventLog:
         if await stop_task(task):
             return
         if self._reader is not None:
-            await self._reader.connection_pool.disconnect()
+            await settle(self._reader.connection_pool.disconnect(), 1.0, "event reader")
             await asyncio.wait({task}, timeout=1.0)
         if not task.done():  # pragma: no cover - nothing left to try; do not hang shutdown
             log.warning("event_reader_did_not_stop")
