@@ -98,17 +98,21 @@ async def test_keys_are_scoped_per_client(store: IdempotencyStore) -> None:
 
 
 async def test_same_key_while_in_flight_is_a_conflict(store: IdempotencyStore) -> None:
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def slow() -> Outcome:
+        started.set()
         await release.wait()
         return Outcome(201, {})
 
     fp = store.fingerprint({})
     first = asyncio.create_task(store.run("c", "k", fp, slow))
-    await asyncio.sleep(0)
+    # Once the first request runs, it holds the key. (Yielding once is not enough with Redis:
+    # the claim is a round trip, and a second request could claim first and then wait here
+    # for a release that never comes - a hang CI once ran into.)
+    await asyncio.wait_for(started.wait(), 5)
     with pytest.raises(IdempotencyKeyInFlight) as err:
-        await store.run("c", "k", fp, slow)
+        await asyncio.wait_for(store.run("c", "k", fp, slow), 5)
     assert err.value.status == 409
     assert err.value.headers["Retry-After"] == "1"
     release.set()
@@ -172,19 +176,20 @@ async def test_two_replicas_share_keys(redis_url: str) -> None:
         IdempotencyStore(RedisKeys(c, ttl_seconds=100), secret=SECRET, in_flight_seconds=30)
         for c in clients
     )
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
     op = Counter()
 
     async def slow() -> Outcome:
+        started.set()
         await release.wait()
         return await op()
 
     fp = first.fingerprint({"a": 1})
     assert fp == second.fingerprint({"a": 1})  # one secret: one fingerprint everywhere
     running = asyncio.create_task(first.run("c", "k", fp, slow))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(started.wait(), 5)  # A holds the key (its claim is a round trip)
     with pytest.raises(IdempotencyKeyInFlight):
-        await second.run("c", "k", fp, slow)
+        await asyncio.wait_for(second.run("c", "k", fp, slow), 5)
     release.set()
     await running
     outcome, replayed = await second.run("c", "k", fp, slow)
