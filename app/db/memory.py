@@ -9,7 +9,8 @@ The rules that make it safe under concurrency:
 - data is deep-copied on the way in and on the way out: no caller ever holds a reference to a
   stored object;
 - records are kept in id order (an update replaces a record in place), so a list by id walks
-  to its page and copies only the page.
+  to its page and copies only the page; a list sorted by another field sorts the collection
+  once and keeps that order until the next write, so between writes it too costs its page.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from app.db.base import (
     check_list_query,
     normalise_unique,
     select,
+    sort_key,
     unique_filter,
     unique_spec,
     unique_values,
@@ -57,6 +59,10 @@ class _Collection:
     last_id: int = 0
     # unique field -> normalised value -> record id
     indexes: dict[str, dict[Any, int]] = field(default_factory=dict)
+    # sort field -> every record in ascending order of that field (ties by id), built by the
+    # first unfiltered list sorted by it and dropped by the next write: between writes, a page
+    # costs the page, not a sort of the collection.
+    sorted_by: dict[str, list[Record]] = field(default_factory=dict)
 
 
 # An undo entry: the collection, the record id, and the record before the change (None: absent).
@@ -79,6 +85,7 @@ def _put(
 ) -> None:
     """Store `record` under `record_id` (None deletes), keeping the unique indexes in step."""
     previous = col.records.get(record_id)
+    col.sorted_by.clear()
     if undo is not None:
         undo.append((col, record_id, previous))
     if previous is not None:
@@ -203,6 +210,17 @@ class _Ops(CollectionOps):
             end = None if limit is None else skip + limit
             items = list(itertools.islice(ordered, skip, end))
             return Page(items=copy.deepcopy(items), total=len(col.records))
+        if not filters:
+            by_field = col.sorted_by.get(field_name)
+            if by_field is None:
+                by_field = sorted(col.records.values(), key=sort_key(field_name))
+                col.sorted_by[field_name] = by_field
+            # Ties are broken by id, so no two keys are equal and descending is exactly the
+            # ascending order reversed.
+            walk = reversed(by_field) if descending else iter(by_field)
+            end = None if limit is None else skip + limit
+            items = list(itertools.islice(walk, skip, end))
+            return Page(items=copy.deepcopy(items), total=len(by_field))
         records: Iterable[Record] = col.records.values()
         indexed = unique_filter(col.spec, filters)
         if indexed is not None:
@@ -349,6 +367,7 @@ class InMemoryRepository:
             loaded = sorted(data["records"], key=lambda r: int(r["id"]))  # kept in id order
             records = {int(r["id"]): copy.deepcopy(r) for r in loaded}
             col.records = records
+            col.sorted_by.clear()
             col.last_id = max([int(data.get("last_id", 0)), *records])
             self.declare(col.spec)  # rebuilds and checks the unique indexes
             RECORDS.labels(collection=name).set(len(records))

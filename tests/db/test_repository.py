@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
-from app.db.base import CollectionSpec, Filter, Repository, UniqueField
+from app.db.base import CollectionSpec, Filter, Page, Repository, UniqueField
 from app.db.memory import InMemoryRepository
 from app.redis.client import RedisClient
 from app.redis.repository import RedisRepository
@@ -171,6 +171,31 @@ async def test_an_updated_record_keeps_its_place_in_id_order(repo: Repository) -
     assert [r["id"] for r in (await repo.list("people", sort="id")).items] == [1, 2, 3]
     await repo.delete("people", 2)
     assert [r["id"] for r in (await repo.list("people", sort="-id")).items] == [3, 1]
+
+
+async def test_a_sorted_list_sees_every_write_since_the_last_one(repo: Repository) -> None:
+    # The memory store keeps each sorted order between writes: every kind of write, a rolled
+    # back transaction included, must show in the next list.
+    for name in ("carol", "alice", "bob"):
+        await repo.create("people", {"email": f"{name}@x.io", "name": name})
+
+    def names(page: Page) -> list[str]:
+        return [r["name"] for r in page.items]
+
+    assert names(await repo.list("people", sort="name")) == ["alice", "bob", "carol"]
+    await repo.update("people", 1, {"name": "aaron"})  # carol -> aaron moves to the front
+    assert names(await repo.list("people", sort="name")) == ["aaron", "alice", "bob"]
+    assert names(await repo.list("people", sort="-name", skip=1, limit=1)) == ["alice"]
+    await repo.create("people", {"email": "zed@x.io", "name": "zed"})
+    await repo.delete("people", 2)
+    assert names(await repo.list("people", sort="name")) == ["aaron", "bob", "zed"]
+    with pytest.raises(RuntimeError):
+        async with repo.transaction("people") as tx:
+            await tx.update("people", 3, {"name": "abel"})
+            assert names(await tx.list("people", sort="name")) == ["aaron", "abel", "zed"]
+            raise RuntimeError("roll back")
+    page = await repo.list("people", sort="name")
+    assert (names(page), page.total) == (["aaron", "bob", "zed"], 3)
 
 
 async def test_list_refuses_unknown_sort_and_negative_paging(repo: Repository) -> None:
