@@ -85,7 +85,8 @@ export function init(resilience) {
     );
     refresh();
   });
+  // Drawn from the state main.js already read, so the table is whole once the page is ready.
+  if (resilience) $("br-table").replaceChildren(...resilience.breakers.map(row));
   follow(resilience ? resilience.breakers.map((b) => b.name) : []);
-  refresh();
   setInterval(refresh, 1000);
 }
