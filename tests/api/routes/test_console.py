@@ -12,6 +12,7 @@ import pytest
 
 from app.api.negotiation import prefers_html
 from app.api.routes.root import DEMOS
+from app.api.routes.sse import resume_after
 from app.core.config import load_settings
 from app.main import create_app
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
@@ -205,3 +206,11 @@ async def test_a_ticker_resumes_after_its_last_event_id_and_ends_with_204(
     missing = await client.post(f"{url}/no-such-stream/drop")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("last_event_id", "after"),
+    [(None, 0), ("0", 0), ("41", 41), ("17-3", 0), ("٣", 0), ("-1", 0), ("1" * 64, 0)],
+)
+def test_only_a_tick_number_places_a_resume(last_event_id: str | None, after: int) -> None:
+    assert resume_after(last_event_id) == after
