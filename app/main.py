@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -95,6 +96,7 @@ ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
     (docs.router, None),
     (root.router, None),
 )
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 # Documented on every API route: the answers the chain itself can give.
 CHAIN_RESPONSES = problem_responses(422, 429, 500, 503, 504)
 UNDOCUMENTED_CHAIN = (probes.router, metrics.router, docs.router)
@@ -315,6 +317,10 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        # FastAPI's native OpenTelemetry hooks asked three global providers on every request
+        # whether they were configured. The app's metrics are Prometheus and its logs are
+        # structlog, and it configures no OpenTelemetry provider, so the hooks are off.
+        telemetry=TELEMETRY_OFF,
     )
     install_error_handlers(app)
     for router, _ in ROUTERS:
