@@ -61,10 +61,26 @@ _SECRET_FIELDS = re.compile(r"pass(word)?|secret|token|authorization|cookie|hash
 REDACTED = "[redacted]"
 
 
+# Each field name's verdict, kept: every line asks about the same few names, and the regex
+# search was the costliest step of the access line. Bounded, because a standard-library
+# record can carry any `extra` name; past the bound, names are judged without being kept.
+_SECRET_VERDICTS: dict[str, bool] = {}
+_MAX_VERDICTS = 1024
+
+
+def _is_secret(key: str) -> bool:
+    verdict = _SECRET_VERDICTS.get(key)
+    if verdict is None:
+        verdict = key != "event" and _SECRET_FIELDS.search(key) is not None
+        if len(_SECRET_VERDICTS) < _MAX_VERDICTS:
+            _SECRET_VERDICTS[key] = verdict
+    return verdict
+
+
 def redact_secrets(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
     """Replace the value of every field named like a secret (`password`, `token`, ...)."""
     for key in event:
-        if key != "event" and _SECRET_FIELDS.search(key):
+        if _is_secret(key):
             event[key] = REDACTED
     return event
 
