@@ -37,57 +37,57 @@ _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 # Dependencies are `async def` although none of them awaits: FastAPI runs plain `def`
 # dependencies in the thread pool, a thread hop per dependency per request for nothing.
 # They take an `HTTPConnection`, so WebSocket routes can use them as well as HTTP ones.
+# Each reads the services itself rather than depending on a shared `services` dependency:
+# FastAPI solves every level of a dependency tree per request, and the second level cost
+# a users GET more than its own work did (bench/chain_layers.py).
 
 
-async def _services(connection: HTTPConnection) -> AppServices:
+def _services(connection: HTTPConnection) -> AppServices:
     return cast("HTTPConnection[AppState]", connection).state["services"]
 
 
-Services = Annotated[AppServices, Depends(_services)]
+async def _settings(connection: HTTPConnection) -> Settings:
+    return _services(connection).foundation.settings
 
 
-async def _settings(services: Services) -> Settings:
-    return services.foundation.settings
+async def _lifecycle(connection: HTTPConnection) -> Lifecycle:
+    return _services(connection).foundation.lifecycle
 
 
-async def _lifecycle(services: Services) -> Lifecycle:
-    return services.foundation.lifecycle
+async def _breakers(connection: HTTPConnection) -> BreakerRegistry:
+    return _services(connection).foundation.breakers
 
 
-async def _breakers(services: Services) -> BreakerRegistry:
-    return services.foundation.breakers
+async def _health(connection: HTTPConnection) -> HealthChecker:
+    return _services(connection).health
 
 
-async def _health(services: Services) -> HealthChecker:
-    return services.health
+async def _users(connection: HTTPConnection) -> UserService:
+    return _services(connection).users
 
 
-async def _users(services: Services) -> UserService:
-    return services.users
+async def _auth(connection: HTTPConnection) -> AuthService:
+    return _services(connection).auth
 
 
-async def _auth(services: Services) -> AuthService:
-    return services.auth
+async def _idempotency(connection: HTTPConnection) -> IdempotencyStore:
+    return _services(connection).idempotency
 
 
-async def _idempotency(services: Services) -> IdempotencyStore:
-    return services.idempotency
+async def _scoring(connection: HTTPConnection) -> ScoringService:
+    return _services(connection).scoring
 
 
-async def _scoring(services: Services) -> ScoringService:
-    return services.scoring
+async def _bus(connection: HTTPConnection) -> EventBus:
+    return _services(connection).bus
 
 
-async def _bus(services: Services) -> EventBus:
-    return services.bus
+async def _chat(connection: HTTPConnection) -> ChatManager:
+    return _services(connection).chat
 
 
-async def _chat(services: Services) -> ChatManager:
-    return services.chat
-
-
-async def _tickers(services: Services) -> TickerDrops:
-    return services.tickers
+async def _tickers(connection: HTTPConnection) -> TickerDrops:
+    return _services(connection).tickers
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,22 +98,24 @@ class StreamAdmission:
     client: str
 
 
-async def _sse_admission(connection: HTTPConnection, services: Services) -> StreamAdmission:
+async def _sse_admission(connection: HTTPConnection) -> StreamAdmission:
+    services = _services(connection)
     address = services.foundation.clients.client_address(connection.scope)
     return StreamAdmission(services.sse_quota, address)
 
 
-async def _ws_admission(connection: HTTPConnection, services: Services) -> StreamAdmission:
+async def _ws_admission(connection: HTTPConnection) -> StreamAdmission:
+    services = _services(connection)
     address = services.foundation.clients.client_address(connection.scope)
     return StreamAdmission(services.ws_quota, address)
 
 
-async def _client_key(connection: HTTPConnection, services: Services) -> str:
-    return services.foundation.clients.client_key(connection.scope)
+async def _client_key(connection: HTTPConnection) -> str:
+    return _services(connection).foundation.clients.client_key(connection.scope)
 
 
-async def _client_address(connection: HTTPConnection, services: Services) -> str:
-    return services.foundation.clients.client_address(connection.scope)
+async def _client_address(connection: HTTPConnection) -> str:
+    return _services(connection).foundation.clients.client_address(connection.scope)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -164,4 +166,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag(s) the change expects.")]
-IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", description="304 if current.")]
+# A plain `str` ("" when absent): FastAPI resolves an optional (`str | None`) header more
+# slowly, and an empty If-None-Match names no tag, exactly like an absent one. If-Match stays
+# optional, because there an empty header (no tag can match: 412) differs from none at all.
+IfNoneMatch = Annotated[str, Header(alias="If-None-Match", description="304 if current.")]
