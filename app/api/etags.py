@@ -55,9 +55,10 @@ def _tags(header: str) -> list[tuple[bool, str]]:
     return tags
 
 
-def if_none_match_hits(header: str | None, current_tag: str) -> bool:
-    """True when `If-None-Match` names the current tag (weak comparison) or is `*`."""
-    if header is None:
+def if_none_match_hits(header: str, current_tag: str) -> bool:
+    """True when `If-None-Match` (empty when absent) names the current tag (weak comparison)
+    or is `*`."""
+    if not header:
         return False
     if header.strip() == "*":
         return True

@@ -14,6 +14,7 @@ from pydantic import (
     EmailStr,
     Field,
     StrictBool,
+    TypeAdapter,
     model_validator,
 )
 
@@ -139,6 +140,14 @@ class UserOut(BaseModel):
 def public_view(user: object) -> dict[str, Any]:
     """The JSON a response or an event shows of a user (an object with `UserOut`'s fields)."""
     return UserOut.model_validate(user, from_attributes=True).model_dump(mode="json")
+
+
+_USER_OUT = TypeAdapter(UserOut)
+
+
+def public_json(user: object) -> bytes:
+    """`public_view` already encoded: pydantic writes the JSON in one step, with no dict."""
+    return _USER_OUT.dump_json(UserOut.model_validate(user, from_attributes=True))
 
 
 class UserList(BaseModel):

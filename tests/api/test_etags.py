@@ -21,7 +21,7 @@ def test_if_none_match_list_star_and_weak_forms() -> None:
     assert if_none_match_hits('"5-1", W/"5-3"', current)
     assert if_none_match_hits("*", current)
     assert not if_none_match_hits('"5-2"', current)
-    assert not if_none_match_hits(None, current)
+    assert not if_none_match_hits("", current)  # absent
     assert not if_none_match_hits("5-3", current)  # unquoted: not an entity-tag
 
 

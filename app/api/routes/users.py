@@ -27,6 +27,7 @@ from app.schemas.users import (
     UserReplace,
     UserSort,
     UserUpdate,
+    public_json,
     public_view,
 )
 from app.services.idempotency import Outcome
@@ -42,8 +43,8 @@ def _tag(user: User) -> str:
     return entity_tag(user.id, user.version)
 
 
-def _user_response(user: User, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(public_view(user), status_code=status_code, headers={"ETag": _tag(user)})
+def _user_response(user: User) -> Response:
+    return Response(public_json(user), media_type="application/json", headers={"ETag": _tag(user)})
 
 
 @router.post(
@@ -106,7 +107,7 @@ async def list_users(
     summary="Get a user",
 )
 async def get_user(
-    user_id: UserId, users: UserServiceDep, if_none_match: IfNoneMatch = None
+    user_id: UserId, users: UserServiceDep, if_none_match: IfNoneMatch = ""
 ) -> Response:
     """One user, with its `ETag`; `If-None-Match` with the current tag gets 304."""
     user = await users.get(user_id)
@@ -117,7 +118,7 @@ async def get_user(
 
 @router.head("/{user_id}", responses=problem_responses(404, 422), summary="User headers only")
 async def head_user(
-    user_id: UserId, users: UserServiceDep, if_none_match: IfNoneMatch = None
+    user_id: UserId, users: UserServiceDep, if_none_match: IfNoneMatch = ""
 ) -> Response:
     """The headers GET would send, without the body."""
     return await get_user(user_id, users, if_none_match)
@@ -146,7 +147,7 @@ async def replace_user(
     actor: CurrentUser,
     users: UserServiceDep,
     if_match: IfMatch = None,
-) -> JSONResponse:
+) -> Response:
     """Replace `email`, `name` and `is_active` (owner or admin)."""
     user = await users.replace(
         user_id,
@@ -171,7 +172,7 @@ async def update_user(
     actor: CurrentUser,
     users: UserServiceDep,
     if_match: IfMatch = None,
-) -> JSONResponse:
+) -> Response:
     """Change only the fields sent (owner or admin). Changing your own `password` needs
     `current_password` too; a new password ends every token issued before it."""
     changes = payload.model_dump(exclude_unset=True)
