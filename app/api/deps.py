@@ -62,6 +62,11 @@ async def _health(connection: HTTPConnection) -> HealthChecker:
     return _services(connection).health
 
 
+def user_service(connection: HTTPConnection) -> UserService:
+    """The user service, for the one route that reads it without `Depends` (see users.py)."""
+    return _services(connection).users
+
+
 async def _users(connection: HTTPConnection) -> UserService:
     return _services(connection).users
 
@@ -166,7 +171,3 @@ IdempotencyKey = Annotated[
     ),
 ]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag(s) the change expects.")]
-# A plain `str` ("" when absent): FastAPI resolves an optional (`str | None`) header more
-# slowly, and an empty If-None-Match names no tag, exactly like an absent one. If-Match stays
-# optional, because there an empty header (no tag can match: 412) differs from none at all.
-IfNoneMatch = Annotated[str, Header(alias="If-None-Match", description="304 if current.")]

@@ -47,6 +47,29 @@ async def test_get_with_the_current_etag_is_304_and_head_has_no_body(
     assert options.headers["allow"] == "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"
 
 
+async def test_if_none_match_lists_and_weak_tags_hit_and_the_header_is_documented(
+    client: httpx.AsyncClient,
+) -> None:
+    # The read takes the header from the request, not through `Header`: its answers and its
+    # documentation must stay what `Header` gave.
+    created = await _register(client, "listed@example.com")
+    url, tag = created.headers["location"], created.headers["etag"]
+    listed = await client.get(url, headers={"If-None-Match": f'"0-0", W/{tag}'})
+    assert (listed.status_code, listed.headers["etag"], listed.content) == (304, tag, b"")
+    assert (await client.head(url, headers={"If-None-Match": tag})).status_code == 304
+    assert (await client.get(url, headers={"If-None-Match": ""})).status_code == 200
+    assert (await client.get(url, headers={"If-None-Match": '"0-0"'})).status_code == 200
+    spec = (await client.get("/openapi.json")).json()
+    for method in ("get", "head"):
+        parameters = spec["paths"][f"{USERS}/{{user_id}}"][method]["parameters"]
+        header = next(p for p in parameters if p["name"] == "If-None-Match")
+        assert (header["in"], header["required"], header["schema"]["type"]) == (
+            "header",
+            False,
+            "string",
+        )
+
+
 async def test_a_stale_if_match_is_412_and_changes_nothing(client: httpx.AsyncClient) -> None:
     created = await _register(client, "stale@example.com")
     url = created.headers["location"]
