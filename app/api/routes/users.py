@@ -27,11 +27,10 @@ from app.schemas.users import (
     UserReplace,
     UserSort,
     UserUpdate,
-    public_json,
     public_view,
 )
 from app.services.idempotency import Outcome
-from app.services.users import User
+from app.services.users import User, UserService
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
@@ -64,8 +63,9 @@ def _tag(user: User) -> str:
     return entity_tag(user.id, user.version)
 
 
-def _user_response(user: User) -> Response:
-    return Response(public_json(user), media_type="application/json", headers={"ETag": _tag(user)})
+def _user_response(users: UserService, user: User) -> Response:
+    body = users.public_json(user)
+    return Response(body, media_type="application/json", headers={"ETag": _tag(user)})
 
 
 # Declared first: FastAPI tries a router's routes in declaration order, twice per request (to
@@ -80,10 +80,11 @@ def _user_response(user: User) -> Response:
 )
 async def get_user(user_id: UserId, request: Request) -> Response:
     """One user, with its `ETag`; `If-None-Match` with the current tag gets 304."""
-    user = await user_service(request).get(user_id)
+    users = user_service(request)
+    user = await users.get(user_id)
     if if_none_match_hits(request.headers.get("if-none-match", ""), _tag(user)):
         return Response(status_code=304, headers={"ETag": _tag(user)})
-    return _user_response(user)
+    return _user_response(users, user)
 
 
 @router.post(
@@ -183,7 +184,7 @@ async def replace_user(
         actor=actor,
         expected_versions=if_match_versions(if_match, user_id),
     )
-    return _user_response(user)
+    return _user_response(users, user)
 
 
 @router.patch(
@@ -210,7 +211,7 @@ async def update_user(
         expected_versions=if_match_versions(if_match, user_id),
         current_password=current_password,
     )
-    return _user_response(user)
+    return _user_response(users, user)
 
 
 @router.delete(
