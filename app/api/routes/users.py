@@ -28,6 +28,7 @@ from app.schemas.users import (
     UserSort,
     UserUpdate,
     public_view,
+    user_list_json,
 )
 from app.services.idempotency import Outcome
 from app.services.users import User, UserService
@@ -131,13 +132,14 @@ async def list_users(
         str | None, Query(max_length=254, description="Exact email (any case).")
     ] = None,
     is_active: bool | None = None,
-) -> UserList:
+) -> Response:
     """A page of users, filtered and sorted; `total` counts every match."""
     page = await users.list(
         skip=skip, limit=limit, sort=sort, name_contains=q, email=email, is_active=is_active
     )
-    items = [UserOut.model_validate(u, from_attributes=True) for u in page.items]
-    return UserList(items=items, total=page.total, skip=skip, limit=limit)
+    items = [users.public_json(user) for user in page.items]
+    body = user_list_json(items, page.total, skip, limit)
+    return Response(body, media_type="application/json")
 
 
 @router.head(

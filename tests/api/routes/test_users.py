@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import httpx
 
+from app.schemas.users import UserList
+
 USERS = "/api/v1/users"
 TOKEN = "/api/v1/auth/token"
 
@@ -68,6 +70,24 @@ async def test_if_none_match_lists_and_weak_tags_hit_and_the_header_is_documente
             False,
             "string",
         )
+
+
+async def test_a_list_page_is_the_documented_shape_with_each_item_as_its_get_shows_it(
+    client: httpx.AsyncClient,
+) -> None:
+    # The page is joined from kept item bodies, not serialised through UserList: it must be
+    # exactly what UserList would have said, and stay so after a write.
+    for name in ("b", "c", "d"):
+        await _register(client, f"page-{name}@example.com")
+    page = await client.get(USERS, params={"q": "", "sort": "-name", "skip": 1, "limit": 2})
+    assert page.headers["content-type"] == "application/json"
+    body = page.json()
+    assert UserList.model_validate(body).model_dump(mode="json") == body
+    assert (body["skip"], body["limit"], len(body["items"])) == (1, 2, 2)
+    assert body["total"] == (await client.get(USERS, params={"limit": 100})).json()["total"]
+    for item in body["items"]:
+        assert item == (await client.get(f"{USERS}/{item['id']}")).json()
+        assert "password_hash" not in item
 
 
 async def test_a_stale_if_match_is_412_and_changes_nothing(client: httpx.AsyncClient) -> None:
