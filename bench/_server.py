@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -100,6 +102,17 @@ def redis_server(port: int, directory: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def machine() -> str:
+    """What the figures were measured on: CPU model, cores, Python, for the docs' tables."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def serve_plain(app: object) -> None:

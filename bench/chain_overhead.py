@@ -20,7 +20,7 @@ import argparse
 import os
 import statistics
 
-from bench._server import running_server
+from bench._server import machine, running_server
 from bench._wrk import TASKSET, WRK, Round, wrk
 
 PATH = "/api/v1/users/1"  # the admin created at start-up
@@ -89,6 +89,18 @@ def main() -> None:
         print(
             f"{name:8} {m.rps:9.0f} {m.p50_ms:8.2f} {m.p99_ms:8.2f} {m.max_ms:8.2f} {ratio:10.2f}"
         )
+    full, fastapi = median["full"], median["fastapi"]
+    ratio = full.rps / fastapi.rps
+    tail = full.p99_ms / full.p50_ms
+    print()
+    print(f"machine: {machine()}")
+    print("targets for the full chain (#14):")
+    print(f"  throughput >= 0.50x bare FastAPI: {ratio:.2f}  {'met' if ratio >= 0.5 else 'MISSED'}")
+    print(f"  p99 <= 3x p50: {tail:.2f}x  {'met' if tail <= 3 else 'MISSED'}")
+    print(
+        f"  slowest request < 50 ms (over every round): {full.max_ms:.1f} ms  "
+        f"{'met' if full.max_ms < 50 else 'MISSED'}"
+    )
     print(f"full/bare throughput ratio: {median['full'].rps / median['bare'].rps:.2f}")
     print(f"full/FastAPI throughput ratio: {median['full'].rps / median['fastapi'].rps:.2f}")
     print(f"full/peer throughput ratio: {median['full'].rps / median['peer'].rps:.2f}")

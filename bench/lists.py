@@ -169,6 +169,13 @@ def main() -> None:
         )
         print(f"{name:31}{cells}")
     print()
+    for n in args.sizes:
+        for name, found in by_size[n].items():
+            print(
+                f"median {n} users {name}: {found.rps:.0f} req/s, "
+                f"p50 {found.p50_ms:.2f} ms, p99 {found.p99_ms:.2f} ms"
+            )
+    print()
     print(f"bcrypt at {BCRYPT_ROUNDS} rounds: {hash_ms:.2f} ms per hash on this machine")
     for n in args.sizes:
         per_post = 1000 / by_size[n][POST].rps  # the server is CPU-bound on its one core

@@ -53,11 +53,33 @@ def chain_overhead(out: str) -> list[Row]:
         ("bare FastAPI constant: req/s, p50, p99, max (ms)", " / ".join(fastapi)),
         ("typical peer stack: req/s, p50, p99, max (ms)", " / ".join(peer)),
         ("full/bare throughput", _find(r"full/bare throughput ratio: ([\d.]+)", out)[0]),
+        ("full chain p99 / p50 (target <= 3)", _find(r"p99 <= 3x p50: ([\d.]+)x", out)[0]),
+        ("machine", _find(r"^machine: (.*)$", out)[0]),
         (
             "full/FastAPI throughput (target >= 0.5)",
             _find(r"FastAPI throughput ratio: ([\d.]+)", out)[0],
         ),
     ]
+
+
+def lists(out: str) -> list[Row]:
+    rows = [
+        (f"users {name}, {users} users: req/s, p50, p99 ms", f"{rate} / {p50} / {p99}")
+        for users, name, rate, p50, p99 in re.findall(
+            r"^median (\d+) users (.+?): (\d+) req/s, p50 ([\d.]+) ms, p99 ([\d.]+) ms",
+            out,
+            re.MULTILINE,
+        )
+    ]
+    rows += [
+        (f"POST at {users} users: server ms, hash, rest", f"{total} / {hashed} / {rest}")
+        for users, total, hashed, rest in re.findall(
+            r"^POST at (\d+) users: ([\d.]+) ms .*?hash ([\d.]+) ms and the rest ([\d.]+) ms",
+            out,
+            re.MULTILINE,
+        )
+    ]
+    return rows
 
 
 def scoring_pool(out: str) -> list[Row]:
@@ -151,6 +173,11 @@ def main() -> None:
             "bench.chain_overhead",
             ["--rounds", "1", "--seconds", "2"] if quick else ["--rounds", "5"],
             chain_overhead,
+        ),
+        (
+            "bench.lists",
+            ["--rounds", "1", "--seconds", "2", "--sizes", "1000"] if quick else [],
+            lists,
         ),
         ("bench.scoring_pool", ["--seconds", "2"] if quick else [], scoring_pool),
         (
