@@ -55,7 +55,7 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         # Everything built so far (modules, the app, its services, the caches' first entries)
         # lives as long as the process. Frozen, the collector stops re-scanning it: every
-        # full collection walked all of it, which stalled requests under load (p99 29 -> 18
+        # full collection walked all of it, which stalled requests under load (p99 29 -> 17
         # ms, max 62 -> 27 ms; docs/benchmarks.md, "Where the tail came from").
         gc.collect()
         gc.freeze()
