@@ -53,12 +53,12 @@ def chain_overhead(out: str) -> list[Row]:
         ("bare FastAPI constant: req/s, p50, p99, max (ms)", " / ".join(fastapi)),
         ("typical peer stack: req/s, p50, p99, max (ms)", " / ".join(peer)),
         ("full/bare throughput", _find(r"full/bare throughput ratio: ([\d.]+)", out)[0]),
-        ("full chain p99 / p50 (target <= 3)", _find(r"p99 <= 3x p50: ([\d.]+)x", out)[0]),
-        ("machine", _find(r"^machine: (.*)$", out)[0]),
         (
             "full/FastAPI throughput (target >= 0.5)",
             _find(r"FastAPI throughput ratio: ([\d.]+)", out)[0],
         ),
+        ("full chain p99 / p50 (target <= 3)", _find(r"p99 <= 3x p50: ([\d.]+)x", out)[0]),
+        ("machine", _find(r"^machine: (.*)$", out)[0]),
     ]
 
 
