@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -10,7 +11,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.core.breaker import OUTCOME_SCOPE_KEY, BreakerRegistry, CallOutcome, CircuitOpenError
 from app.core.exceptions import ProblemType
 from app.core.problems import problem_response
-from app.core.routing import under_prefix
 
 
 class CircuitBreakerMiddleware:
@@ -34,12 +34,16 @@ class CircuitBreakerMiddleware:
         self.groups = sorted(groups, key=lambda group: len(group[0]), reverse=True)
         for _, name in self.groups:
             registry.get(name)
+        # One anchored alternation of literal prefixes, tried in that order, each to be
+        # followed by "/" or the end: the first prefix the path is under, in one C call
+        # instead of a Python loop over every group on every request.
+        self._names = dict(self.groups)
+        alternatives = "|".join(re.escape(prefix) for prefix, _ in self.groups) or "(?!)"
+        self._prefix = re.compile(rf"({alternatives})(?:/|\Z)")
 
     def _group(self, path: str) -> str | None:
-        for prefix, name in self.groups:
-            if under_prefix(path, prefix):
-                return name
-        return None
+        found = self._prefix.match(path)
+        return self._names[found.group(1)] if found is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = self._group(scope["path"]) if scope["type"] == "http" else None

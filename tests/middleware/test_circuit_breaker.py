@@ -76,3 +76,7 @@ async def test_middleware_longest_prefix_picks_the_group(clock: FakeClock) -> No
         assert registry.get("flaky").state is BreakerState.OPEN
         assert registry.get("demos").state is BreakerState.CLOSED
         assert (await c.get("/demo/slow")).status_code == 200
+        # Under a prefix means the prefix and then "/" or the end: a lookalike is not.
+        answers.append(200)
+        assert (await c.get("/demo/flakyx")).status_code == 200  # the demos group's
+        assert (await c.get("/demo/flaky/1")).status_code == 503
