@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import statistics
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,16 @@ class Round:
     p50_ms: float
     p99_ms: float
     max_ms: float
+
+
+def median_round(rounds: list[Round]) -> Round:
+    """The medians of several runs' figures, and the slowest request of all of them."""
+    return Round(
+        statistics.median(r.rps for r in rounds),
+        statistics.median(r.p50_ms for r in rounds),
+        statistics.median(r.p99_ms for r in rounds),
+        max(r.max_ms for r in rounds),
+    )
 
 
 def _to_ms(value: str) -> float:

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 
 from bench._server import machine, running_server
-from bench._wrk import TASKSET, WRK, Round, wrk
+from bench._wrk import TASKSET, WRK, Round, median_round, wrk
 
 PATH = "/api/v1/users/1"  # the admin created at start-up
 
@@ -73,15 +72,7 @@ def main() -> None:
                     flush=True,
                 )
 
-    median = {
-        name: Round(
-            statistics.median(r.rps for r in rounds),
-            statistics.median(r.p50_ms for r in rounds),
-            statistics.median(r.p99_ms for r in rounds),
-            max(r.max_ms for r in rounds),
-        )
-        for name, rounds in results.items()
-    }
+    median = {name: median_round(rounds) for name, rounds in results.items()}
     print()
     print(f"{'server':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'x FastAPI':>10}")
     for name, m in median.items():
@@ -95,7 +86,7 @@ def main() -> None:
     print()
     print(f"machine: {machine()}")
     print("targets for the full chain (#14):")
-    print(f"  throughput >= 0.50x bare FastAPI: {ratio:.2f}  {'met' if ratio >= 0.5 else 'MISSED'}")
+    print(f"  throughput >= 0.50x bare FastAPI: {ratio:.3f}  {'met' if ratio >= 0.5 else 'MISSED'}")
     print(f"  p99 <= 3x p50: {tail:.2f}x  {'met' if tail <= 3 else 'MISSED'}")
     print(
         f"  slowest request < 50 ms (over every round): {full.max_ms:.1f} ms  "

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from app.db.memory import InMemoryRepository
 from app.services.snapshots import FORMAT, FORMAT_VERSION
 from app.services.users import _USERS_SPEC, USERS, new_credential_stamp
 from bench._server import running_server
-from bench._wrk import TASKSET, WRK, Round, wrk
+from bench._wrk import TASKSET, WRK, Round, median_round, wrk
 from bench.stores import POST_SCRIPT
 
 BCRYPT_ROUNDS = 4
@@ -93,15 +92,6 @@ def _hash_ms(samples: int = 50) -> float:
     return (time.perf_counter() - started) / samples * 1000
 
 
-def _median(rounds: list[Round]) -> Round:
-    return Round(
-        statistics.median(r.rps for r in rounds),
-        statistics.median(r.p50_ms for r in rounds),
-        statistics.median(r.p99_ms for r in rounds),
-        max(r.max_ms for r in rounds),
-    )
-
-
 def _measure(users: int, rounds: int, seconds: int, connections: int) -> dict[str, Round]:
     directory = Path(tempfile.mkdtemp())
     cached_snapshot, uncached_snapshot = directory / "cached.json", directory / "uncached.json"
@@ -142,7 +132,7 @@ def _measure(users: int, rounds: int, seconds: int, connections: int) -> dict[st
                     f"p50 {last.p50_ms:6.2f}  p99 {last.p99_ms:6.2f}  max {last.max_ms:7.2f} ms",
                     flush=True,
                 )
-    return {name: _median(found) for name, found in results.items()}
+    return {name: median_round(found) for name, found in results.items()}
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from app.redis.client import RedisClient
 from app.redis.repository import RedisRepository
 from app.services.users import _USERS_SPEC
 from bench._server import redis_server, running_server
-from bench._wrk import TASKSET, WRK, Round, wrk
+from bench._wrk import TASKSET, WRK, Round, median_round, wrk
 
 APP_ENV = {
     "APP_LOG_FORMAT": "json",
@@ -120,15 +120,7 @@ def _http(rounds: int, seconds: int, connections: int, seed: int) -> dict[str, d
                         flush=True,
                     )
     return {
-        path: {
-            store: Round(
-                statistics.median(r.rps for r in rounds),
-                statistics.median(r.p50_ms for r in rounds),
-                statistics.median(r.p99_ms for r in rounds),
-                max(r.max_ms for r in rounds),
-            )
-            for store, rounds in by_store.items()
-        }
+        path: {store: median_round(rounds) for store, rounds in by_store.items()}
         for path, by_store in results.items()
     }
 

@@ -64,9 +64,9 @@ def _tag(user: User) -> str:
     return entity_tag(user.id, user.version)
 
 
-def _user_response(users: UserService, user: User) -> Response:
+def _user_response(users: UserService, user: User, tag: str | None = None) -> Response:
     body = users.public_json(user)
-    return Response(body, media_type="application/json", headers={"ETag": _tag(user)})
+    return Response(body, media_type="application/json", headers={"ETag": tag or _tag(user)})
 
 
 # Declared first: FastAPI tries a router's routes in declaration order, twice per request (to
@@ -83,9 +83,10 @@ async def get_user(user_id: UserId, request: Request) -> Response:
     """One user, with its `ETag`; `If-None-Match` with the current tag gets 304."""
     users = user_service(request)
     user = await users.get(user_id)
-    if if_none_match_hits(request.headers.get("if-none-match", ""), _tag(user)):
-        return Response(status_code=304, headers={"ETag": _tag(user)})
-    return _user_response(users, user)
+    tag = _tag(user)
+    if if_none_match_hits(request.headers.get("if-none-match", ""), tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    return _user_response(users, user, tag)
 
 
 @router.post(
