@@ -85,7 +85,9 @@ async def test_a_client_that_never_finishes_its_head_is_cut_off_at_the_deadline(
 
     trickler = asyncio.create_task(trickle()) if first else None
     assert await asyncio.wait_for(reader.read(), 2) == b""  # closed, and nothing answered
-    assert DEADLINE * 0.9 <= loop.time() - start < DEADLINE + 1
+    # Not at once, and not much later; the server may have armed the deadline just before
+    # `start` (at its end of the connection), so the lower bound has slack.
+    assert DEADLINE * 0.5 <= loop.time() - start < DEADLINE + 1
     if trickler is not None:
         trickler.cancel()
     writer.close()
