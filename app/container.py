@@ -43,7 +43,7 @@ from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore, KeyBackend, MemoryKeys
 from app.services.login_throttle import LoginThrottle
 from app.services.process_pool import ProcessPool
-from app.services.scoring.service import JobStore, MemoryJobs, ScoringService
+from app.services.scoring.service import JobStore, MemoryJobs, ResultBounds, ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
 from app.services.snapshots import SnapshotManager
 from app.services.tickers import TickerDrops
@@ -253,6 +253,14 @@ def redis_client(settings: Settings) -> RedisClient | None:
     )
 
 
+def result_bounds(settings: Settings) -> ResultBounds:
+    """How many bytes of finished scoring results are kept, in all and per client."""
+    return ResultBounds(
+        max_bytes=settings.scoring_results_max_bytes,
+        max_bytes_per_client=settings.scoring_results_max_bytes_per_client,
+    )
+
+
 def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
     """In this process's memory (the default), or in Redis, shared by every replica."""
     if client is None:
@@ -264,7 +272,9 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
                 ttl_seconds=settings.idempotency_ttl_seconds,
                 max_keys=settings.idempotency_max_keys,
             ),
-            jobs=MemoryJobs(ttl_seconds=settings.scoring_job_ttl_seconds),
+            jobs=MemoryJobs(
+                ttl_seconds=settings.scoring_job_ttl_seconds, bounds=result_bounds(settings)
+            ),
             revocations=TokenRevocations(),
         )
     log.info("store_selected", store="redis", url=client.display_url)
@@ -273,7 +283,9 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
         redis=client,
         backplane=Backplane(client),
         idempotency=RedisKeys(client, ttl_seconds=settings.idempotency_ttl_seconds),
-        jobs=RedisJobs(client, ttl_seconds=settings.scoring_job_ttl_seconds),
+        jobs=RedisJobs(
+            client, ttl_seconds=settings.scoring_job_ttl_seconds, bounds=result_bounds(settings)
+        ),
         revocations=RedisRevocations(client),
     )
 
@@ -354,6 +366,7 @@ def build_services(foundation: Foundation) -> AppServices:
         ),
         jobs=stores.jobs,
         chunk_records=settings.scoring_job_chunk_records,
+        max_result_bytes=settings.scoring_results_max_bytes_per_client,
         publish=bus.publish,
     )
     snapshots = None

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     scoring_task_timeout_seconds: float = Field(default=8.0, gt=0, le=3600)
     scoring_job_ttl_seconds: float = Field(default=600.0, gt=0)
     scoring_job_chunk_records: int = Field(default=10_000, ge=100)
+    # Finished jobs' results, as encoded JSON: at most this many bytes in all (this process,
+    # or the Redis store for every replica) and per client; the oldest are evicted first.
+    scoring_results_max_bytes: int = Field(default=32 * 1_048_576, ge=65_536, le=4096 * 1_048_576)
+    scoring_results_max_bytes_per_client: int = Field(
+        default=8 * 1_048_576, ge=4096, le=4096 * 1_048_576
+    )
     thread_pool_workers: int = Field(default=16, ge=1, le=256)
     ws_max_message_bytes: int = Field(default=65_536, ge=64, le=16 * 1_048_576)
     ws_messages_per_second: int = Field(default=20, ge=1)
@@ -196,6 +202,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "APP_BREAKER_MIN_CALLS must not exceed APP_BREAKER_WINDOW_SIZE "
                 f"({self.breaker_min_calls} > {self.breaker_window_size})"
+            )
+        if self.scoring_results_max_bytes_per_client > self.scoring_results_max_bytes:
+            raise ValueError(
+                "APP_SCORING_RESULTS_MAX_BYTES_PER_CLIENT must not exceed "
+                "APP_SCORING_RESULTS_MAX_BYTES"
             )
         if not self.redis_url.startswith(("redis://", "rediss://")):
             raise ValueError("APP_REDIS_URL: must start with redis:// or rediss://")

@@ -6,6 +6,7 @@
     │   ├── Unauthorized             401, with a Bearer challenge
     │   ├── Forbidden                403
     │   ├── NotFound                 404
+    │   ├── Gone                     410 (a scoring job's result evicted to bound memory)
     │   ├── Conflict                 409
     │   │   └── IdempotencyKeyInFlight
     │   ├── PreconditionFailed       412
@@ -50,6 +51,7 @@ class ProblemType(StrEnum):
     UNAUTHORIZED = "/problems/unauthorized"
     FORBIDDEN = "/problems/forbidden"
     NOT_FOUND = "/problems/not-found"
+    RESULT_EVICTED = "/problems/result-evicted"
     CONFLICT = "/problems/conflict"
     PRECONDITION_FAILED = "/problems/precondition-failed"
     UNPROCESSABLE = "/problems/unprocessable"
@@ -115,6 +117,13 @@ class NotFound(AppError):
 
     status = 404
     type = ProblemType.NOT_FOUND
+
+
+class Gone(AppError):
+    """The resource existed, but what was asked for is no longer kept (an evicted result)."""
+
+    status = 410
+    type = ProblemType.RESULT_EVICTED
 
 
 class Conflict(AppError):

@@ -51,6 +51,7 @@ _DESCRIPTIONS = {
     403: "Not allowed for this account",
     404: "No such resource",
     409: "Conflict with the current state",
+    410: "Gone: kept no longer (an evicted scoring result)",
     412: "If-Match precondition failed; nothing changed",
     413: "Request body too large",
     422: "Validation failed",

@@ -13,7 +13,7 @@ from app.redis.client import RedisClient
 from app.redis.jobs import RedisJobs
 from app.redis.revocations import RedisRevocations
 from app.services.auth import Revocations, TokenRevocations
-from app.services.scoring.service import JobStore, MemoryJobs, ScoringJob
+from app.services.scoring.service import JobStore, MemoryJobs, ResultBounds, ScoringJob
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -28,8 +28,13 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[RedisClient |
     await client.close()
 
 
+BOUNDS = ResultBounds(max_bytes=1000, max_bytes_per_client=400, max_results=5)
+
+
 def _jobs(client: RedisClient | None, ttl: float) -> JobStore:
-    return MemoryJobs(ttl_seconds=ttl) if client is None else RedisJobs(client, ttl_seconds=ttl)
+    if client is None:
+        return MemoryJobs(ttl_seconds=ttl, bounds=BOUNDS)
+    return RedisJobs(client, ttl_seconds=ttl, bounds=BOUNDS)
 
 
 def _revocations(client: RedisClient | None) -> Revocations:
@@ -43,13 +48,35 @@ async def test_a_job_is_saved_updated_and_read_back(backend: RedisClient | None)
     loaded = await jobs.load("j1")
     assert loaded is not None
     assert (loaded.status, loaded.owner, loaded.progress) == ("queued", "user:1", 0.0)
-    job.status, job.progress, job.result = "done", 1.0, {"count": 2, "results": []}
+    await jobs.keep_result("j1", "user:1", b'{"count":2,"results":[]}')
+    job.status, job.progress, job.result_bytes = "done", 1.0, 24
     job.finished_at = "2026-11-26T00:00:00+00:00"
     await jobs.save(job)
     loaded = await jobs.load("j1")
     assert loaded is not None
     assert loaded.to_json() == job.to_json()
+    assert await jobs.load_result("j1") == b'{"count":2,"results":[]}'
     assert await jobs.load("unknown") is None
+    assert await jobs.load_result("unknown") is None
+
+
+async def test_results_are_evicted_oldest_first_past_a_clients_share_then_the_total(
+    backend: RedisClient | None,
+) -> None:
+    jobs = _jobs(backend, ttl=60)
+    for n in range(3):  # 3 x 150 bytes: past the client's 400, its oldest goes
+        await jobs.keep_result(f"a{n}", "ip:a", bytes([97 + n]) * 150)
+    assert await jobs.load_result("a0") is None
+    assert await jobs.load_result("a1") == b"b" * 150
+    assert await jobs.load_result("a2") == b"c" * 150
+    for n in range(3):  # 300 + 3 x 250: past the 1,000 in all, the oldest of anyone's go
+        await jobs.keep_result(f"{n}", f"ip:{n}", b"z" * 250)
+    kept = [job_id for job_id in ("a1", "a2", "0", "1", "2") if await jobs.load_result(job_id)]
+    assert kept == ["a2", "0", "1", "2"]
+    for n in range(3, 7):  # more than 5 results: the oldest go, whatever their size
+        await jobs.keep_result(f"{n}", f"ip:{n}", b"s")
+    kept = [str(n) for n in range(7) if await jobs.load_result(str(n))]
+    assert kept == ["2", "3", "4", "5", "6"]
 
 
 async def test_a_finished_job_is_forgotten_after_its_ttl(backend: RedisClient | None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import API_PREFIX, ClientKey, ScoringServiceDep
 from app.schemas.problem import problem_responses
@@ -39,16 +39,20 @@ _BODY_DOC: dict[str, Any] = {
 RAW_BODY_MODELS = (ScoringRequest,)
 
 
-def _job_status(job: ScoringJob) -> dict[str, Any]:
-    return JobStatus(
+def _job_status(job: ScoringJob, result: bytes | None) -> Response:
+    # The result is kept encoded (bounded by its bytes): spliced in as it is, never decoded.
+    status = JobStatus(
         id=job.id,
         status=job.status,
         progress=job.progress,
         created_at=job.created_at,
         finished_at=job.finished_at,
-        result=job.result,
         error=job.error,
-    ).model_dump(mode="json")
+    ).model_dump_json(exclude={"result"})
+    body = status.encode()
+    if result is not None:
+        body = body[:-1] + b',"result":' + result + b"}"
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -95,13 +99,13 @@ async def submit_job(
 @router.get(
     "/jobs/{job_id}",
     response_model=JobStatus,
-    responses=problem_responses(404),
+    responses=problem_responses(404, 410),
     summary="A scoring job's status, progress and result",
 )
-async def get_job(job_id: str, service: ScoringServiceDep, client_key: ClientKey) -> JSONResponse:
+async def get_job(job_id: str, service: ScoringServiceDep, client_key: ClientKey) -> Response:
     """Status (`queued`, `running`, `done`, `failed`), progress 0-1 and, when done, the result;
-    404 for a job someone else submitted."""
-    return JSONResponse(_job_status(await service.get_job(job_id, owner=client_key)))
+    404 for a job someone else submitted; 410 for a finished job whose result was evicted."""
+    return _job_status(*await service.get_job(job_id, owner=client_key))
 
 
 @cpu_router.post(

@@ -14,14 +14,23 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import orjson
+from prometheus_client import Counter
 
 from app.core.clock import utc_now_iso
-from app.core.exceptions import AppError, NotFound, Overloaded, StoreUnavailable
+from app.core.exceptions import (
+    AppError,
+    Gone,
+    NotFound,
+    Overloaded,
+    StoreUnavailable,
+    UnprocessableContent,
+    ValidationFailed,
+)
 from app.core.logging import get_logger
 from app.services.events import Publish
 from app.services.process_pool import PoolSlot, ProcessPool
@@ -33,9 +42,16 @@ JobState = Literal["queued", "running", "done", "failed"]
 JOBS_TOPIC = "scoring.jobs"
 
 
+RESULTS_EVICTED = Counter(
+    "scoring_results_evicted_total",
+    "Finished scoring jobs' results evicted (oldest first) to keep results within their bytes.",
+)
+
+
 @dataclass(eq=False)
 class ScoringJob:
-    """A scoring job's state as the API reports it."""
+    """A scoring job's state as the API reports it. A finished job's result is kept apart
+    (`JobStore.keep_result`), as encoded JSON bounded in bytes; `result_bytes` is its size."""
 
     id: str
     owner: str  # the submitter's client key: only they may read the job
@@ -43,7 +59,7 @@ class ScoringJob:
     progress: float = 0.0
     created_at: str = field(default_factory=utc_now_iso)
     finished_at: str | None = None
-    result: dict[str, Any] | None = None
+    result_bytes: int | None = None
     error: str | None = None
 
     @property
@@ -57,8 +73,21 @@ class ScoringJob:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ScoringJob:
-        """The job `to_json` wrote."""
-        return cls(**orjson.loads(raw))
+        """The job `to_json` wrote (fields this version does not know are left out)."""
+        fields = orjson.loads(raw)
+        return cls(**{name: fields[name] for name in _JOB_FIELDS if name in fields})
+
+
+_JOB_FIELDS = tuple(ScoringJob.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class ResultBounds:
+    """How many bytes of finished results are kept: in all, and for one client."""
+
+    max_bytes: int
+    max_bytes_per_client: int
+    max_results: int = 1000
 
 
 class JobStore(Protocol):
@@ -72,49 +101,110 @@ class JobStore(Protocol):
         """The job's latest saved state, or None if unknown or expired."""
         ...
 
+    async def keep_result(self, job_id: str, owner: str, result: bytes) -> None:
+        """Keep a finished job's encoded result for the job TTL, within the store's bounds:
+        past them the oldest results go first (this owner's past its share, then anyone's)."""
+        ...
+
+    async def load_result(self, job_id: str) -> bytes | None:
+        """The job's result, or None if it has none, expired or was evicted."""
+        ...
+
 
 class MemoryJobs:
     """Jobs in this process's memory: finished ones kept `ttl_seconds`, at most
-    `max_finished` of them (the oldest forgotten first)."""
+    `bounds.max_results` of them (the oldest forgotten first), their results within `bounds`."""
 
     def __init__(
         self,
         *,
         ttl_seconds: float,
-        max_finished: int = 1000,
+        bounds: ResultBounds,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl = ttl_seconds
-        self._max_finished = max_finished
+        self._bounds = bounds
         self._clock = clock
         self._jobs: OrderedDict[str, ScoringJob] = OrderedDict()
         self._finished_at: dict[str, float] = {}
+        # Results in the order they were kept: eviction takes them from the front.
+        self._results: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._result_bytes = 0
+        self._owner_bytes: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._jobs)
 
+    @property
+    def result_bytes(self) -> int:
+        """Bytes of results held now."""
+        return self._result_bytes
+
     async def save(self, job: ScoringJob) -> None:
-        """Store `job` (the same object keeps changing as the job runs)."""
+        """Store a copy of `job` (what the caller changes later is not kept until saved)."""
         self._purge()
-        self._jobs[job.id] = job
+        self._jobs[job.id] = replace(job)
         if job.finished:
             self._finished_at.setdefault(job.id, self._clock())
 
     async def load(self, job_id: str) -> ScoringJob | None:
         """The job, or None if unknown or expired."""
         self._purge()
-        return self._jobs.get(job_id)
+        job = self._jobs.get(job_id)
+        return replace(job) if job is not None else None
+
+    async def keep_result(self, job_id: str, owner: str, result: bytes) -> None:
+        """Keep `result` within the bounds, evicting the oldest first."""
+        self._purge()
+        self._drop_result(job_id)
+        self._results[job_id] = (owner, result)
+        self._result_bytes += len(result)
+        self._owner_bytes[owner] = self._owner_bytes.get(owner, 0) + len(result)
+        bounds = self._bounds
+        while self._owner_bytes.get(owner, 0) > bounds.max_bytes_per_client:
+            oldest = next(key for key, (who, _) in self._results.items() if who == owner)
+            self._evict(oldest)
+        while self._results and (
+            self._result_bytes > bounds.max_bytes or len(self._results) > bounds.max_results
+        ):
+            self._evict(next(iter(self._results)))
+
+    async def load_result(self, job_id: str) -> bytes | None:
+        """The result, or None if there is none (expired, evicted, or never finished)."""
+        self._purge()
+        kept = self._results.get(job_id)
+        return kept[1] if kept is not None else None
+
+    def _evict(self, job_id: str) -> None:
+        self._drop_result(job_id)
+        RESULTS_EVICTED.inc()
+
+    def _drop_result(self, job_id: str) -> None:
+        kept = self._results.pop(job_id, None)
+        if kept is None:
+            return
+        owner, result = kept
+        self._result_bytes -= len(result)
+        left = self._owner_bytes[owner] - len(result)
+        if left > 0:
+            self._owner_bytes[owner] = left
+        else:
+            del self._owner_bytes[owner]
+
+    def _forget(self, job_id: str) -> None:
+        del self._finished_at[job_id], self._jobs[job_id]
+        self._drop_result(job_id)
 
     def _purge(self) -> None:
         now = self._clock()
         for job_id, finished_at in list(self._finished_at.items()):
             if now - finished_at >= self._ttl:
-                del self._finished_at[job_id], self._jobs[job_id]
+                self._forget(job_id)
         # Finished jobs in the order they finished: past the bound, the oldest go first.
         for job_id in list(self._finished_at)[
-            : max(0, len(self._finished_at) - self._max_finished)
+            : max(0, len(self._finished_at) - self._bounds.max_results)
         ]:
-            del self._finished_at[job_id], self._jobs[job_id]
+            self._forget(job_id)
 
 
 class ScoringService:
@@ -127,9 +217,11 @@ class ScoringService:
         *,
         jobs: JobStore,
         chunk_records: int,
+        max_result_bytes: int,
         publish: Publish | None = None,
     ) -> None:
         self.pool = pool
+        self.max_result_bytes = max_result_bytes
         self.limits = limits
         self.jobs = jobs
         self.chunk_records = chunk_records
@@ -167,6 +259,22 @@ class ScoringService:
         The job belongs to `owner` (a client key): its id travels on the public bus with the
         progress events, so the id alone must not be enough to read the result."""
         prepared = await slot.run(worker.prepare_job, body, self.limits)
+        if prepared.result_bytes_floor > self.max_result_bytes:
+            wanted = (
+                len(prepared.input.ids) if prepared.input.top_k is None else prepared.input.top_k
+            )
+            raise ValidationFailed(
+                "The job's result would be larger than a client may keep.",
+                [
+                    {
+                        "loc": ["body", "top_k"],
+                        "msg": f"{wanted} results are at least {prepared.result_bytes_floor} "
+                        f"bytes, more than the {self.max_result_bytes} kept per client; "
+                        "ask for fewer with top_k",
+                        "type": "too_long",
+                    }
+                ],
+            )
         job = ScoringJob(id=secrets.token_hex(8), owner=owner)
         await self.jobs.save(job)
         task = asyncio.get_running_loop().create_task(self._complete(job, prepared))
@@ -175,13 +283,23 @@ class ScoringService:
         log.info("scoring_job_accepted", job_id=job.id, records=len(prepared.input.ids))
         return job
 
-    async def get_job(self, job_id: str, *, owner: str) -> ScoringJob:
-        """`owner`'s job if it exists and has not expired, else `NotFound` (someone else's job
-        is answered as if it did not exist)."""
+    async def get_job(self, job_id: str, *, owner: str) -> tuple[ScoringJob, bytes | None]:
+        """`owner`'s job and, when done, its encoded result; `NotFound` if the job does not
+        exist or has expired (someone else's job is answered as if it did not exist), `Gone`
+        if it finished but its result was evicted to keep results within their bytes."""
         job = await self.jobs.load(job_id)
         if job is None or not secrets.compare_digest(job.owner, owner):
             raise NotFound(f"Scoring job {job_id} does not exist or has expired.")
-        return job
+        if job.status != "done":
+            return job, None
+        result = await self.jobs.load_result(job_id)
+        if result is None:
+            raise Gone(
+                f"Scoring job {job_id} finished, but its result was evicted: results are kept "
+                "within a bound of bytes, the oldest evicted first. Submit the job again, or "
+                "ask for fewer results with top_k."
+            )
+        return job, result
 
     async def _progress(self, job: ScoringJob, status: JobState, progress: float) -> None:
         job.status, job.progress = status, round(progress, 4)
@@ -208,15 +326,21 @@ class ScoringService:
                     job, "running", 0.1 + 0.8 * min(total, start + len(rows)) / total
                 )
             slot = await self.pool.reserve_waiting()
-            results = await slot.run(
-                worker.rank_results, data.ids, np.concatenate(parts), data.top_k
+            result = await slot.run(
+                worker.job_result,
+                data.method,
+                data.ids,
+                np.concatenate(parts),
+                data.top_k,
+                prepared.statistics,
             )
-            job.result = {
-                "method": data.method,
-                "count": total,
-                "results": results,
-                "statistics": prepared.statistics,
-            }
+            if len(result) > self.max_result_bytes:
+                raise UnprocessableContent(
+                    f"The result is {len(result)} bytes, more than the {self.max_result_bytes} "
+                    "a client may keep; ask for fewer results with top_k."
+                )
+            await self.jobs.keep_result(job.id, job.owner, result)
+            job.result_bytes = len(result)
             job.finished_at = utc_now_iso()
             await self._progress(job, "done", 1.0)
         except asyncio.CancelledError:

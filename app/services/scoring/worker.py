@@ -241,6 +241,25 @@ def rank_results(ids: list[str], scores: np.ndarray, top_k: int | None) -> list[
     ]
 
 
+def job_result(
+    method: str,
+    ids: list[str],
+    scores: np.ndarray,
+    top_k: int | None,
+    statistics: dict[str, dict[str, float]],
+) -> bytes:
+    """A finished job's result, encoded as JSON here: the web process keeps these bytes (and
+    bounds them by their size), never a Python object per result, which costs ten times more."""
+    return orjson.dumps(
+        {
+            "method": method,
+            "count": len(ids),
+            "results": rank_results(ids, scores, top_k),
+            "statistics": statistics,
+        }
+    )
+
+
 def score(body: bytes, limits: ScoringLimits) -> dict[str, Any]:
     """The whole of `POST /scoring`, in one worker task."""
     data = parse_request(body, limits)
@@ -261,6 +280,10 @@ def score(body: bytes, limits: ScoringLimits) -> dict[str, Any]:
     }
 
 
+# The bytes of one encoded result besides its id, at the least: `{"id":"","score":0.0,"rank":1},`.
+_RESULT_FLOOR = 32
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedJob:
     """A job after its first worker step: the input, what scoring rows needs, the statistics."""
@@ -268,15 +291,20 @@ class PreparedJob:
     input: ScoringInput
     fitted: FittedFeatures
     statistics: dict[str, dict[str, float]]
+    # The fewest bytes its encoded results can take: the service refuses at once a job whose
+    # result it could not keep, instead of failing it after the work.
+    result_bytes_floor: int
 
 
 def prepare_job(body: bytes, limits: ScoringLimits) -> PreparedJob:
     """Worker step 1 of a job: validate, build the matrix, fit, and compute the statistics."""
     data = parse_request(body, limits)
+    kept = data.ids if data.top_k is None else data.ids[: data.top_k]
     return PreparedJob(
         input=data,
         fitted=fit(data.matrix, data.method),
         statistics=feature_statistics(data.matrix, data.features),
+        result_bytes_floor=sum(len(record_id) for record_id in kept) + _RESULT_FLOOR * len(kept),
     )
 
 
