@@ -3,6 +3,7 @@ digits, slow clients. Each is answered quickly with a 4xx, and /live stays fast 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -12,8 +13,13 @@ import pytest
 from tests.e2e.helpers import new_user_with_token, register
 from tests.live_server import LiveServer
 from tests.security.defaults import SHIPPED_BOUNDS, live_latency
+from tests.security.test_memory import rss_mib
 
-SERVER_ENV = {**SHIPPED_BOUNDS, "APP_HEAD_TIMEOUT_SECONDS": "2"}
+SERVER_ENV = {
+    **SHIPPED_BOUNDS,
+    "APP_HEAD_TIMEOUT_SECONDS": "2",
+    "APP_REQUEST_TIMEOUT_SECONDS": "2",
+}
 USERS = "/api/v1/users"
 
 
@@ -90,3 +96,62 @@ def test_a_slow_client_is_cut_off_after_the_head_timeout(live_server: LiveServer
         assert closed, "the server kept a slow client's connection open"
         assert time.monotonic() - start < 5
     assert live_latency(live_server.base_url) < 0.5
+
+
+async def test_endless_headers_are_refused_as_they_arrive_without_being_buffered(
+    live_server: LiveServer,
+) -> None:
+    # The review's N2: 40 connections each streaming an unfinished 25 MB header took the server
+    # from 159 to 1,137 MB, since the parser buffered each header until its line ended. Here
+    # each sends 4 MB: counted as it arrives, the head is refused at 16 KiB and the rest dropped.
+    host, port = live_server.base_url.removeprefix("http://").split(":")
+    pid = live_server.process.pid
+    baseline = rss_mib(pid)
+    chunk = b"a" * 65_536
+
+    async def endless_header() -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /live HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        try:
+            for _ in range(64):  # 4 MB
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass  # closed by the server once it had answered: nothing more to send
+        answer = await reader.read(200)
+        writer.close()
+        return answer
+
+    answers = await asyncio.gather(*(endless_header() for _ in range(40)))
+    grown = rss_mib(pid) - baseline
+    print(f"RSS grew {grown:.1f} MiB for 40 x 4 MB of header")
+    assert all(answer.startswith(b"HTTP/1.1 431 ") for answer in answers), answers[0]
+    assert grown < 30  # buffered, it was 160 MB
+    assert live_latency(live_server.base_url) < 1
+
+
+def test_a_body_trickling_after_its_timeout_answer_loses_its_connection(
+    live_server: LiveServer,
+) -> None:
+    host, port = live_server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as slow:
+        slow.sendall(
+            b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        answer = slow.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 504 ")  # the request timeout (2 s here)
+        closed = False
+        for _ in range(20):  # a byte a second, never the whole body
+            time.sleep(1)
+            try:
+                slow.sendall(b" ")
+                if slow.recv(1, socket.MSG_DONTWAIT) == b"":
+                    closed = True
+                    break
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed, "a client trickling a body kept its connection after the answer"
