@@ -10,19 +10,33 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 MAX_DEPTH = 32
 
 
+# I-JSON (RFC 7493): integers a double represents exactly; anything larger cannot be stored or
+# sent back as the same number (the encoder refused it: a 500).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def _plain_json(value: Any) -> Any:
-    # Python's JSON parser takes NaN, Infinity and 1e400 (as inf); JSON has no such numbers,
-    # and storing them would turn them into null. Walked without recursion, depth bounded.
-    pending: list[tuple[Any, int]] = [(value, 1)]
+    # Python's JSON parser takes NaN, Infinity, 1e400 (as inf) and integers of any size; JSON
+    # interchange (I-JSON) has none of them. Walked without recursion, depth bounded; an error
+    # names the member it found (`data.a.0`).
+    pending: list[tuple[Any, int, str]] = [(value, 1, "data")]
     while pending:
-        item, depth = pending.pop()
+        item, depth, where = pending.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+            raise ValueError(f"{where}: integers must be within -(2**53-1) and 2**53-1 (I-JSON)")
         if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("numbers must be finite (no NaN, Infinity or overflowing values)")
+            raise ValueError(
+                f"{where}: numbers must be finite (no NaN, Infinity or overflowing values)"
+            )
         if isinstance(item, dict | list):
             if depth > MAX_DEPTH:
                 raise ValueError(f"at most {MAX_DEPTH} levels of nesting")
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            pending.extend(
+                (child, depth + 1, f"{where}.{str(key)[:64]}") for key, child in children
+            )
     return value
 
 
@@ -41,8 +55,8 @@ class EventIn(BaseModel):
     topic: Topic
     data: Annotated[Any, AfterValidator(_plain_json)] = Field(
         default=None,
-        description="Any JSON value with finite numbers, nested at most 32 deep; its size is "
-        "bounded by APP_EVENT_MAX_BYTES.",
+        description="Any JSON value with I-JSON numbers (finite; integers within "
+        "±(2^53-1)), nested at most 32 deep; its size is bounded by APP_EVENT_MAX_BYTES.",
         examples=[{"order": 7, "total": 41.5}],
     )
 

@@ -6,9 +6,18 @@ loop: 100,000 records are a million numbers, and validating them would stall eve
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictInt, StringConstraints
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictInt,
+    StringConstraints,
+)
 from pydantic.config import JsonDict
 
 ScoringMethod = Literal["zscore", "minmax", "rank"]
@@ -17,8 +26,22 @@ FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # magnitude bound keeps every sum, square and product of scoring finite (1e150 squared, times
 # 100,000 records, is still far below the largest float): a finite input never scores inf.
 MAX_MAGNITUDE = 1e150
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _safe_integer(value: Any) -> Any:
+    # I-JSON (RFC 7493): an integer a double cannot hold exactly is refused, not rounded.
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        raise ValueError("integers must be within -(2**53-1) and 2**53-1 (I-JSON)")
+    return value
+
+
 FiniteNumber = Annotated[
-    float, Strict(), AllowInfNan(False), Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+    float,
+    BeforeValidator(_safe_integer),
+    Strict(),
+    AllowInfNan(False),
+    Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE),
 ]
 
 
@@ -56,7 +79,7 @@ class ScoringRequest(BaseModel):
     weights: dict[FeatureName, FiniteNumber] = Field(min_length=1)
     method: ScoringMethod = "zscore"
     top_k: StrictInt | None = Field(
-        default=None, ge=1, description="Results returned (default all)."
+        default=None, ge=1, le=MAX_SAFE_INTEGER, description="Results returned (default all)."
     )
 
 
