@@ -9,7 +9,9 @@ uvicorn times out idle keep-alive connections, but:
   answered 431 and its connection closed, so memory per connection is bounded before parsing;
 - a client that trickles a body after its answer was sent (a 504, a 413) keeps the connection
   while uvicorn discards what it sends: here the rest of the body must arrive within
-  `head_timeout`, or the connection is closed.
+  `head_timeout`, or the connection is closed;
+- past the connection cap uvicorn answers everything 503, the probes included, so Kubernetes
+  would restart a server that is only busy: here the probe paths are always served.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     head_timeout: float = 10.0
     max_head_bytes: int = 16_384
+    # Answered even past uvicorn's connection cap (`limit_concurrency`).
+    reserved_paths: frozenset[bytes] = frozenset({b"/live", b"/ready", b"/health"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -143,6 +147,16 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._head_began = None
         self._head_bytes = None
         self._disarm()
+        limit = self.limit_concurrency
+        if limit is not None and self.url.split(b"?", 1)[0] in self.reserved_paths:
+            # The probes are served past the connection cap: a server full of clients is
+            # busy, not dead, and must not be restarted by Kubernetes for it.
+            self.limit_concurrency = None
+            try:
+                super().on_headers_complete()
+            finally:
+                self.limit_concurrency = limit
+            return
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     chat_max_room_members: int = Field(default=50, ge=2, le=10_000)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=15)
     sse_max_streams_per_client: int = Field(default=8, ge=1, le=10_000)
+    # Every long-lived response (SSE, NDJSON, WebSocket) ends after this long; clients resume.
+    stream_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
     event_history_size: int = Field(default=1000, ge=1)
     event_history_bytes: int = Field(default=8 * 1_048_576, ge=65_536, le=1024 * 1_048_576)
     event_queue_size: int = Field(default=256, ge=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import re
 
 import orjson
@@ -14,6 +16,7 @@ from app.core.exceptions import StoreUnavailable
 from app.core.lifecycle import Lifecycle
 from app.services.chat import (
     CHAT_MESSAGES,
+    GOING_AWAY,
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
     TRY_AGAIN_LATER,
@@ -138,6 +141,19 @@ async def _chat(
         await websocket.close(TRY_AGAIN_LATER, "the chat is unavailable: reconnect shortly")
         return
     try:
+        async with asyncio.timeout(settings.stream_max_seconds):
+            await _converse(websocket, chat, member, settings)
+    except TimeoutError:
+        # A connection's lifetime is bounded, like every stream's: the client reconnects.
+        await chat.drop(member, GOING_AWAY, "connection lifetime reached; reconnect")
+    finally:
+        await chat.leave(member)
+
+
+async def _converse(
+    websocket: WebSocket, chat: ChatManager, member: Member, settings: Settings
+) -> None:
+    try:
         while not member.closed:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -167,5 +183,3 @@ async def _chat(
                 break
     except RuntimeError:
         pass  # the socket was closed by the server (shutdown or drop) while we waited
-    finally:
-        await chat.leave(member)

@@ -121,4 +121,5 @@ async def stream(
         heartbeat_seconds=settings.sse_heartbeat_seconds,
         quota=admission.quota,
         client=admission.client,
+        max_seconds=settings.stream_max_seconds,
     )

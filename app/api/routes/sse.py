@@ -115,6 +115,7 @@ async def sse_stream(
         heartbeat_seconds=settings.sse_heartbeat_seconds,
         quota=admission.quota,
         client=admission.client,
+        max_seconds=settings.stream_max_seconds,
     )
 
 
