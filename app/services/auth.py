@@ -25,7 +25,7 @@ from app.core.security import (
     TokenClaims,
     TokenCodec,
 )
-from app.services.login_throttle import LoginThrottle
+from app.services.login_throttle import MAX_ACCOUNT_LENGTH, LoginThrottle
 from app.services.users import User, UserService, normalise_email
 
 log = get_logger(__name__)
@@ -103,6 +103,9 @@ class AuthService:
 
     async def login(self, email: str, password: str, *, client_address: str = "") -> IssuedToken:
         """Issue a token; an unknown email and a wrong password get the same answer and cost."""
+        if len(email) > MAX_ACCOUNT_LENGTH:
+            # No account has such a name: refused before it is normalised or remembered.
+            raise Unauthorized(_BAD_CREDENTIALS)
         account = normalise_email(email)
         if self._throttle is not None:
             self._throttle.check(client_address, account)
@@ -110,11 +113,11 @@ class AuthService:
         ok = await self._hasher.verify(password, user.password_hash if user else None)
         if user is None or not ok:
             if self._throttle is not None:
-                self._throttle.failed(account)
+                self._throttle.failed(client_address, account)
             log.info("login_failed")
             raise Unauthorized(_BAD_CREDENTIALS)
         if self._throttle is not None:
-            self._throttle.succeeded(account)
+            self._throttle.succeeded(client_address, account)
         if not user.is_active:
             # Only said once the password has been proven: it tells nothing to a guesser.
             raise Forbidden("This account is deactivated.")

@@ -12,6 +12,7 @@ from tests.conftest import ServerFactory
 from tests.e2e.helpers import bearer, login, register, unique_email
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer
 from tests.security.defaults import SHIPPED_BOUNDS, breaker_states, live_latency
+from tests.security.test_memory import rss_mib
 
 # Real bcrypt work (cost 10: tens of milliseconds), two hashing threads, a queue of 16.
 SERVER_ENV = {**SHIPPED_BOUNDS, "APP_BCRYPT_ROUNDS": "10", "APP_HASH_WORKERS": "2"}
@@ -71,6 +72,42 @@ def test_an_account_under_attack_backs_off(http: httpx.Client) -> None:
     assert (
         http.post(TOKEN, data={"username": email, "password": "the-right-one-1"}).status_code == 200
     )
+
+
+def test_someone_elses_failures_never_refuse_the_owners_right_password(
+    live_server: LiveServer, http: httpx.Client
+) -> None:
+    # The review's N5: one wrong password each time the back-off ended kept the victim's right
+    # password answered 429. Now only the failing address backs off.
+    email = unique_email("owner")
+    register(http, email, password="the-right-one-1")
+    attacker = httpx.Client(
+        base_url=live_server.base_url,
+        transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+        timeout=10,
+    )
+    with attacker:
+        for i in range(8):
+            attacker.post(TOKEN, data={"username": email, "password": f"guess-{i}"})
+        assert attacker.post(TOKEN, data={"username": email, "password": "x"}).status_code == 429
+    owner = http.post(TOKEN, data={"username": email, "password": "the-right-one-1"})
+    assert owner.status_code == 200
+
+
+def test_long_usernames_are_refused_before_they_are_remembered(
+    live_server: LiveServer, http: httpx.Client
+) -> None:
+    # The review's N6: 95 wrong logins with 1 MB usernames kept 183 MB in the throttle.
+    pid = live_server.process.pid
+    http.post(TOKEN, data={"username": "w" * 1000, "password": "warm-up"})
+    baseline = rss_mib(pid)
+    for i in range(95):
+        name = f"{i:03d}" + "u" * 1_000_000
+        response = http.post(TOKEN, data={"username": name, "password": "wrong-guess"})
+        assert response.status_code == 401
+    grown = rss_mib(pid) - baseline
+    print(f"RSS grew {grown:.1f} MiB after 95 logins with 1 MB usernames")
+    assert grown < 40
 
 
 def test_one_address_gets_ten_tries_a_minute_at_one_account(http: httpx.Client) -> None:

@@ -168,12 +168,37 @@ async def test_guesses_at_one_account_are_throttled_and_backed_off(users: UserSe
     for _ in range(3):
         with pytest.raises(Unauthorized):
             await auth.login("h@example.com", "guess", client_address="10.0.0.1")
-    # From any address, the account now makes the next attempt wait.
+    # The failing address now waits, even with the right password...
     with pytest.raises(TooManyRequests) as waiting:
-        await auth.login("h@example.com", "password123", client_address="10.0.0.2")
+        await auth.login("h@example.com", "password123", client_address="10.0.0.1")
     assert waiting.value.headers["Retry-After"] == "1"
+    # ...and so does another address once it has failed there too (a botnet slows together),
+    with pytest.raises(Unauthorized):
+        await auth.login("h@example.com", "guess", client_address="10.0.0.3")
+    with pytest.raises(TooManyRequests):
+        await auth.login("h@example.com", "guess", client_address="10.0.0.3")
+    # ...but an address that has not failed is never locked out by someone else's guesses.
+    assert await auth.login("h@example.com", "password123", client_address="10.0.0.2")
     clock.now += 1.5
-    assert await auth.login("H@example.com", "password123", client_address="10.0.0.2")
+    assert await auth.login("H@example.com", "password123", client_address="10.0.0.1")
+
+
+async def test_failures_are_forgotten_and_names_too_long_are_not_remembered(
+    users: UserService,
+) -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(attempts_per_minute=100, failures_before_backoff=3, clock=clock)
+    auth = AuthService(
+        users, PasswordHasher(rounds=4), TokenCodec(SECRET, "HS256", 5), throttle=throttle
+    )
+    with pytest.raises(Unauthorized):
+        await auth.login("x" * 255 + "@example.com", "guess", client_address="10.0.0.1")
+    assert throttle.entries() == 0
+    with pytest.raises(Unauthorized):
+        await auth.login("nobody@example.com", "guess", client_address="10.0.0.1")
+    assert throttle.entries() == 2  # the account, and the address at the account
+    clock.now += 901
+    assert throttle.entries() == 0
 
 
 async def test_one_address_gets_few_attempts_at_one_account(users: UserService) -> None:
