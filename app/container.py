@@ -333,10 +333,15 @@ def build_services(foundation: Foundation) -> AppServices:
     users_cache = TTLCache(
         name="users", ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
     )
+    throttle = LoginThrottle(
+        attempts_per_minute=settings.login_attempts_per_minute,
+        failures_before_backoff=settings.login_failures_before_backoff,
+    )
     users = UserService(
         repository,
         hasher,
         users_cache,
+        throttle=throttle,
         publish=bus.publish,
         invalidate=(
             SharedInvalidation(users_cache, stores.backplane) if stores.backplane else None
@@ -387,10 +392,7 @@ def build_services(foundation: Foundation) -> AppServices:
             users,
             hasher,
             foundation.tokens,
-            throttle=LoginThrottle(
-                attempts_per_minute=settings.login_attempts_per_minute,
-                failures_before_backoff=settings.login_failures_before_backoff,
-            ),
+            throttle=throttle,
             revocations=stores.revocations,
         ),
         idempotency=IdempotencyStore(

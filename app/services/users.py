@@ -28,6 +28,7 @@ from app.db.base import CollectionSpec, Filter, Record, Repository, UniqueField
 from app.schemas.users import public_json, public_view
 from app.services.cache import Invalidate, LocalInvalidation, TTLCache
 from app.services.events import Publish
+from app.services.login_throttle import LoginThrottle
 from app.services.representations import RepresentationCache
 
 log = get_logger(__name__)
@@ -128,10 +129,13 @@ class UserService:
         *,
         publish: Publish | None = None,
         invalidate: Invalidate | None = None,
+        throttle: LoginThrottle | None = None,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repo = repository
         self._hasher = hasher
+        # `current_password` is a password check like a login: the same throttle counts it.
+        self._throttle = throttle
         self.cache = cache
         self._invalidations = invalidate or LocalInvalidation(cache)
         self._publish = publish
@@ -287,6 +291,7 @@ class UserService:
         actor: User,
         expected_versions: Collection[int] | None = None,
         current_password: str | None = None,
+        client_address: str = "",
     ) -> User:
         """Change only the given fields (`email`, `name`, `is_active`, `password`).
 
@@ -298,7 +303,7 @@ class UserService:
         fields = dict(changes)
         if "password" in fields:
             if actor.id == user_id:
-                await self._check_current_password(actor, current_password)
+                await self._check_current_password(actor, current_password, client_address)
             fields["password_hash"] = await self._hasher.hash(fields.pop("password"))
             fields["credential_stamp"] = new_credential_stamp()
         if "is_active" in fields:
@@ -328,11 +333,20 @@ class UserService:
         await self._announce("user.updated", user, user_id)
         return user
 
-    async def _check_current_password(self, user: User, current_password: str | None) -> None:
+    async def _check_current_password(
+        self, user: User, current_password: str | None, client_address: str
+    ) -> None:
         if current_password is None:
             raise UnprocessableContent("Changing your own password needs current_password as well.")
+        account = normalise_email(user.email)
+        if self._throttle is not None:
+            self._throttle.check(client_address, account)
         if not await self._hasher.verify(current_password, user.password_hash):
+            if self._throttle is not None:
+                self._throttle.failed(client_address, account)
             raise Forbidden("current_password is not this account's password.")
+        if self._throttle is not None:
+            self._throttle.succeeded(client_address, account)
 
     async def rotate_credentials(self, user_id: int) -> None:
         """Replace the user's credential stamp: every token issued so far stops working."""

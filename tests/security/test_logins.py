@@ -9,7 +9,7 @@ from collections import Counter
 import httpx
 
 from tests.conftest import ServerFactory
-from tests.e2e.helpers import bearer, login, register, unique_email
+from tests.e2e.helpers import bearer, login, new_user_with_token, register, unique_email
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer
 from tests.security.defaults import SHIPPED_BOUNDS, breaker_states, live_latency
 from tests.security.test_memory import rss_mib
@@ -138,3 +138,17 @@ def test_a_token_buys_no_fresh_quota_on_open_routes(server_factory: ServerFactor
         )
     assert codes[200] <= 15, codes  # 14 left of the address's 20, maybe one trickled back
     assert codes[429] >= 15, codes
+
+
+def test_current_password_guesses_count_against_the_login_throttle(http: httpx.Client) -> None:
+    # The review's N10: PATCH's current_password checked 40 guesses with no 429.
+    user, auth = new_user_with_token(http)
+    url = f"/api/v1/users/{user['id']}"
+    codes = [
+        http.patch(
+            url, json={"password": "new-password-1", "current_password": f"guess-{i}"}, headers=auth
+        ).status_code
+        for i in range(12)
+    ]
+    assert codes[:5] == [403] * 5
+    assert 429 in codes

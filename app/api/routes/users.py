@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import (
     API_PREFIX,
+    ClientAddress,
     ClientKey,
     CurrentUser,
     IdempotencyDep,
@@ -201,10 +202,12 @@ async def update_user(
     payload: UserUpdate,
     actor: CurrentUser,
     users: UserServiceDep,
+    client_address: ClientAddress,
     if_match: IfMatch = None,
 ) -> Response:
     """Change only the fields sent (owner or admin). Changing your own `password` needs
-    `current_password` too; a new password ends every token issued before it."""
+    `current_password` too (counted by the login throttle: 429 past it); a new password ends
+    every token issued before it."""
     changes = payload.model_dump(exclude_unset=True)
     current_password = changes.pop("current_password", None)
     user = await users.update(
@@ -213,6 +216,7 @@ async def update_user(
         actor=actor,
         expected_versions=if_match_versions(if_match, user_id),
         current_password=current_password,
+        client_address=client_address,
     )
     return _user_response(users, user)
 
