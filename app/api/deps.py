@@ -17,7 +17,7 @@ from app.container import AppServices, AppState
 from app.core.breaker import BreakerRegistry
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
-from app.core.exceptions import ShuttingDown
+from app.core.exceptions import ShuttingDown, Unauthorized
 from app.core.lifecycle import Lifecycle
 from app.services.auth import AuthService
 from app.services.chat import ChatManager
@@ -160,6 +160,30 @@ async def _current_user(auth: AuthServiceDep, token: BearerToken) -> User:
 
 
 CurrentUser = Annotated[User, Depends(_current_user)]
+
+
+async def viewer(connection: HTTPConnection) -> User | None:
+    """Who reads an open route: the user a valid bearer token names, else None (a missing or
+    bad token reads as anonymous). Read from the header itself, not through the OAuth2 scheme,
+    so an open route stays keyed by address for the rate limiter."""
+    header = connection.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        return await _services(connection).auth.authenticate(token.strip())
+    except Unauthorized:
+        return None
+
+
+def sees_private_fields(reader: User | None, user_id: int) -> bool:
+    """Whether `reader` may see a user's email and role: their own, or any as an admin."""
+    return reader is not None and (reader.id == user_id or reader.is_admin)
+
+
+Viewer = Annotated[User | None, Depends(viewer)]
 
 # The IETF draft sends the key as a quoted Structured Field string; a bare token is accepted too.
 IdempotencyKey = Annotated[

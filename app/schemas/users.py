@@ -128,28 +128,43 @@ class UserUpdate(_Input):
 
 
 class UserOut(BaseModel):
-    """A user as every response shows it."""
+    """A user as every response shows it: `email` and `role` only to the user themself and to
+    admins (anyone else gets the public fields)."""
 
     id: int
-    email: str
+    email: str | None = Field(
+        default=None, description="Shown to the user themself and to admins only."
+    )
     name: str
-    role: Literal["user", "admin"]
+    role: Literal["user", "admin"] | None = Field(
+        default=None, description="Shown to the user themself and to admins only."
+    )
     is_active: bool
     created_at: datetime
     updated_at: datetime
 
 
-def public_view(user: object) -> dict[str, Any]:
-    """The JSON a response or an event shows of a user (an object with `UserOut`'s fields)."""
-    return UserOut.model_validate(user, from_attributes=True).model_dump(mode="json")
+# What anyone may see of anyone: `UserOut` without these.
+PRIVATE_FIELDS: set[str] = {"email", "role"}
+
+
+def public_view(user: object, *, full: bool = False) -> dict[str, Any]:
+    """The JSON a response or an event shows of a user (an object with `UserOut`'s fields):
+    every field when `full` (its owner or an admin reads it), else the public ones."""
+    return UserOut.model_validate(user, from_attributes=True).model_dump(
+        mode="json", exclude=None if full else PRIVATE_FIELDS
+    )
 
 
 _USER_OUT = TypeAdapter(UserOut)
 
 
-def public_json(user: object) -> bytes:
+def public_json(user: object, *, full: bool = False) -> bytes:
     """`public_view` already encoded: pydantic writes the JSON in one step, with no dict."""
-    return _USER_OUT.dump_json(UserOut.model_validate(user, from_attributes=True))
+    return _USER_OUT.dump_json(
+        UserOut.model_validate(user, from_attributes=True),
+        exclude=None if full else PRIVATE_FIELDS,
+    )
 
 
 def user_list_json(items: Sequence[bytes], total: int, skip: int, limit: int) -> bytes:

@@ -143,15 +143,17 @@ class UserService:
         self._rendered = RepresentationCache(RENDERED_USERS)
         repository.declare(_USERS_SPEC)
 
-    def public_json(self, user: User) -> bytes:
-        """The user's public JSON, rendered once per version (it was a tenth of a users GET)."""
+    def public_json(self, user: User, *, full: bool = False) -> bytes:
+        """The user's JSON (every field when `full`, else the public ones), rendered once per
+        version (it was a tenth of a users GET)."""
         # The update time as well as the version: a store emptied and refilled (a Redis
         # FLUSHALL) can reuse an id and a version, never with the same microsecond.
-        key = (user.id, user.version, user.updated_at)
-        return self._rendered.get_or_render(key, lambda: public_json(user))
+        key = (user.id, user.version, user.updated_at, full)
+        return self._rendered.get_or_render(key, lambda: public_json(user, full=full))
 
     async def _announce(self, topic: str, user: User | None, user_id: int) -> None:
-        # The public view only: events reach SSE clients and the audit log, never a hash.
+        # The public view only (no email, no role): events reach anonymous SSE clients and the
+        # audit log; an admin reads the rest with a GET.
         if self._publish is not None:
             data = public_view(user) if user is not None else {"id": user_id}
             try:

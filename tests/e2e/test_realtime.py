@@ -272,7 +272,7 @@ def test_a_client_resuming_after_a_restart_of_the_memory_store_is_not_silenced(
         assert live.id == fresh["id"]
 
 
-def test_user_events_are_published_without_secrets(http: httpx.Client) -> None:
+def test_user_events_are_published_without_secrets_or_emails(http: httpx.Client) -> None:
     with connect_sse(http, "GET", f"{API}/events/stream", params={"topic": "user.*"}) as source:
         iterator = source.iter_sse()
         next(iterator)  # retry: subscribed
@@ -284,7 +284,8 @@ def test_user_events_are_published_without_secrets(http: httpx.Client) -> None:
             if sse.event == "user.created":
                 event = json.loads(sse.data)
                 break
-    assert event["data"]["email"] == "events@example.com"
+    assert event["data"]["name"] == "E"
+    assert "events@example.com" not in sse.data  # events are public: no email, no role
     assert "password" not in sse.data
     assert "$2b$" not in sse.data
 

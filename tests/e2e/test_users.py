@@ -12,11 +12,13 @@ from tests.e2e.helpers import (
     USERS,
     admin_headers,
     assert_problem,
+    bearer,
+    login,
     new_user_with_token,
     register,
     unique_email,
 )
-from tests.live_server import LiveServer
+from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer
 
 
 def _snapshot(http: httpx.Client) -> list[dict[str, object]]:
@@ -29,6 +31,13 @@ def _snapshot(http: httpx.Client) -> list[dict[str, object]]:
         skip += 100
         if skip >= page["total"]:
             return items
+
+
+async def _admin_headers(client: httpx.AsyncClient) -> dict[str, str]:
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 # --- create -----------------------------------------------------------------------------------
@@ -46,8 +55,12 @@ def test_create_returns_201_location_etag_and_no_secret(http: httpx.Client) -> N
     assert body["is_active"] is True
     assert "password" not in response.text
     assert "$2b$" not in response.text
-    fetched = http.get(response.headers["location"])
+    # Its owner sees every field; anyone else the public ones (no email, no role).
+    token = login(http, email, "password123")
+    fetched = http.get(response.headers["location"], headers=bearer(token))
     assert fetched.json() == body
+    anonymous = http.get(response.headers["location"]).json()
+    assert anonymous == {k: v for k, v in body.items() if k not in ("email", "role")}
 
 
 @pytest.mark.parametrize(
@@ -123,7 +136,9 @@ async def test_simultaneous_creates_of_one_email_give_exactly_one_201(
         )
         codes = sorted(r.status_code for r in responses)
         assert codes == [201] + [409] * 19
-        listed = await client.get(USERS, params={"email": email})
+        listed = await client.get(
+            USERS, params={"email": email}, headers=await _admin_headers(client)
+        )
         assert listed.json()["total"] == 1
 
 
@@ -171,7 +186,8 @@ def test_idempotent_repeat_replays_the_first_answer(http: httpx.Client) -> None:
     assert second.headers["idempotent-replayed"] == "true"
     assert second.headers["location"] == first.headers["location"]
     assert second.json() == first.json()
-    assert http.get(USERS, params={"email": payload["email"]}).json()["total"] == 1
+    admin = admin_headers(http)
+    assert http.get(USERS, params={"email": payload["email"]}, headers=admin).json()["total"] == 1
 
 
 def test_idempotency_key_with_another_body_gets_422(http: httpx.Client) -> None:
@@ -221,7 +237,9 @@ async def test_idempotency_key_in_flight_gets_409(live_server: LiveServer) -> No
         for response in responses:
             if response.status_code == 409:
                 assert response.json()["type"] == "/problems/idempotency-key-in-flight"
-        listed = await client.get(USERS, params={"email": payload["email"]})
+        listed = await client.get(
+            USERS, params={"email": payload["email"]}, headers=await _admin_headers(client)
+        )
         assert listed.json()["total"] == 1
 
 
@@ -367,7 +385,7 @@ def test_bad_patch_gets_422_and_changes_nothing(
     user, auth = new_user_with_token(http)
     url = f"{USERS}/{user['id']}"
     assert_problem(http.patch(url, json=payload, headers=auth), 422)
-    assert http.get(url).json() == user
+    assert http.get(url, headers=auth).json() == user
 
 
 def test_put_replaces_and_requires_every_field(http: httpx.Client) -> None:
@@ -400,7 +418,7 @@ def test_stale_if_match_returns_412_and_changes_nothing(http: httpx.Client) -> N
 
 
 def test_changes_need_a_token_and_ownership(http: httpx.Client) -> None:
-    owner, _ = new_user_with_token(http)
+    owner, auth = new_user_with_token(http)
     _, stranger = new_user_with_token(http)
     url = f"{USERS}/{owner['id']}"
     response = http.patch(url, json={"name": "x"})
@@ -408,7 +426,7 @@ def test_changes_need_a_token_and_ownership(http: httpx.Client) -> None:
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert_problem(http.patch(url, json={"name": "x"}, headers=stranger), 403)
     assert_problem(http.delete(url, headers=stranger), 403)
-    assert http.get(url).json() == owner
+    assert http.get(url, headers=auth).json() == owner
 
 
 def test_admin_may_change_and_delete_anyone(http: httpx.Client) -> None:

@@ -90,8 +90,10 @@ def test_look_alike_emails_are_not_new_accounts(
     live_server: LiveServer, lookalike: str, status: int
 ) -> None:
     with httpx.Client(base_url=live_server.base_url) as http:
-        if http.get(USERS, params={"email": "ada@example.com"}).json()["total"] == 0:
-            register(http, "ada@example.com")
+        if http.post(
+            USERS, json={"email": "ada@example.com", "name": "Ada", "password": "password123"}
+        ).status_code not in (201, 409):
+            raise AssertionError("ada@example.com could not be registered")
         response = http.post(
             USERS, json={"email": lookalike, "name": "Mallory", "password": "password123"}
         )

@@ -39,7 +39,7 @@ async def issue_token(
 @router.get("/me", response_model=UserOut, responses=problem_responses(401))
 async def read_current_user(user: CurrentUser) -> dict[str, object]:
     """The account the bearer token belongs to."""
-    return public_view(user)
+    return public_view(user, full=True)
 
 
 @router.post("/logout", status_code=204, responses=problem_responses(401))

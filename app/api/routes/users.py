@@ -16,9 +16,13 @@ from app.api.deps import (
     IdempotencyKey,
     IfMatch,
     UserServiceDep,
+    Viewer,
+    sees_private_fields,
     user_service,
+    viewer,
 )
 from app.api.etags import entity_tag, if_match_versions, if_none_match_hits
+from app.core.exceptions import Forbidden
 from app.core.routing import HTTP_METHODS
 from app.schemas.problem import problem_responses
 from app.schemas.users import (
@@ -65,9 +69,17 @@ def _tag(user: User) -> str:
     return entity_tag(user.id, user.version)
 
 
-def _user_response(users: UserService, user: User, tag: str | None = None) -> Response:
-    body = users.public_json(user)
-    return Response(body, media_type="application/json", headers={"ETag": tag or _tag(user)})
+def _user_response(
+    users: UserService, user: User, tag: str | None = None, *, full: bool = True
+) -> Response:
+    # Writes answer their owner or an admin: every field. Reads show email and role only to
+    # them (`full`); the representation depends on the token, so caches must key on it.
+    body = users.public_json(user, full=full)
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"ETag": tag or _tag(user), "Vary": "Authorization"},
+    )
 
 
 # Declared first: FastAPI tries a router's routes in declaration order, twice per request (to
@@ -81,13 +93,17 @@ def _user_response(users: UserService, user: User, tag: str | None = None) -> Re
     openapi_extra=IF_NONE_MATCH_PARAMETER,
 )
 async def get_user(user_id: UserId, request: Request) -> Response:
-    """One user, with its `ETag`; `If-None-Match` with the current tag gets 304."""
+    """One user, with its `ETag`; `If-None-Match` with the current tag gets 304. `email` and
+    `role` are shown to the user themself and to admins (a bearer token), to no one else."""
     users = user_service(request)
     user = await users.get(user_id)
     tag = _tag(user)
     if if_none_match_hits(request.headers.get("if-none-match", ""), tag):
-        return Response(status_code=304, headers={"ETag": tag})
-    return _user_response(users, user, tag)
+        return Response(status_code=304, headers={"ETag": tag, "Vary": "Authorization"})
+    full = "authorization" in request.headers and sees_private_fields(
+        await viewer(request), user_id
+    )
+    return _user_response(users, user, tag, full=full)
 
 
 @router.post(
@@ -109,7 +125,7 @@ async def create_user(
     async def register() -> Outcome:
         user = await users.create(email=payload.email, name=payload.name, password=payload.password)
         headers = {"Location": f"{router.prefix}/{user.id}", "ETag": _tag(user)}
-        return Outcome(status=201, body=public_view(user), headers=headers)
+        return Outcome(status=201, body=public_view(user, full=True), headers=headers)
 
     if idempotency_key is None:
         outcome = await register()
@@ -123,25 +139,33 @@ async def create_user(
     return JSONResponse(outcome.body, status_code=outcome.status, headers=dict(outcome.headers))
 
 
-@router.get("", response_model=UserList, responses=problem_responses(422), summary="List users")
+@router.get(
+    "", response_model=UserList, responses=problem_responses(403, 422), summary="List users"
+)
 async def list_users(
     users: UserServiceDep,
+    reader: Viewer,
     skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     sort: UserSort = "id",
     q: Annotated[str | None, Query(max_length=100, description="Name contains (any case).")] = None,
     email: Annotated[
-        str | None, Query(max_length=254, description="Exact email (any case).")
+        str | None, Query(max_length=254, description="Exact email (any case); admins only.")
     ] = None,
     is_active: bool | None = None,
 ) -> Response:
-    """A page of users, filtered and sorted; `total` counts every match."""
+    """A page of users, filtered and sorted; `total` counts every match. Each item's `email`
+    and `role` are shown to that user and to admins only; the `email` filter is for admins."""
+    if email is not None and (reader is None or not reader.is_admin):
+        raise Forbidden("Only admins may look users up by email.")
     page = await users.list(
         skip=skip, limit=limit, sort=sort, name_contains=q, email=email, is_active=is_active
     )
-    items = [users.public_json(user) for user in page.items]
+    items = [
+        users.public_json(user, full=sees_private_fields(reader, user.id)) for user in page.items
+    ]
     body = user_list_json(items, page.total, skip, limit)
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/json", headers={"Vary": "Authorization"})
 
 
 @router.head(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from app.schemas.users import UserList
+from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
 
 USERS = "/api/v1/users"
 TOKEN = "/api/v1/auth/token"
@@ -82,12 +83,21 @@ async def test_a_list_page_is_the_documented_shape_with_each_item_as_its_get_sho
     page = await client.get(USERS, params={"q": "", "sort": "-name", "skip": 1, "limit": 2})
     assert page.headers["content-type"] == "application/json"
     body = page.json()
-    assert UserList.model_validate(body).model_dump(mode="json") == body
+    # Anonymous: public fields only, as every item's GET shows them.
+    assert UserList.model_validate(body).model_dump(mode="json", exclude_unset=True) == body
+    assert all("email" not in item and "role" not in item for item in body["items"])
     assert (body["skip"], body["limit"], len(body["items"])) == (1, 2, 2)
     assert body["total"] == (await client.get(USERS, params={"limit": 100})).json()["total"]
     for item in body["items"]:
         assert item == (await client.get(f"{USERS}/{item['id']}")).json()
         assert "password_hash" not in item
+
+
+async def _admin(client: httpx.AsyncClient) -> dict[str, str]:
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 async def test_a_stale_if_match_is_412_and_changes_nothing(client: httpx.AsyncClient) -> None:
@@ -127,8 +137,11 @@ async def test_an_idempotency_key_replays_the_first_answer(client: httpx.AsyncCl
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
-    listed = (await client.get(USERS, params={"email": "idem@example.com"})).json()
+    assert (await client.get(USERS, params={"email": "idem@example.com"})).status_code == 403
+    admin = await _admin(client)
+    listed = (await client.get(USERS, params={"email": "idem@example.com"}, headers=admin)).json()
     assert listed["total"] == 1
+    assert listed["items"][0]["email"] == "idem@example.com"
 
 
 async def test_only_the_owner_or_an_admin_may_change_an_account(
