@@ -325,6 +325,7 @@ def build_services(foundation: Foundation) -> AppServices:
         event_log = RedisEventLog(
             stores.redis,
             history_size=settings.event_history_size,
+            history_bytes=settings.event_history_bytes,
             on_lost=lambda: bus.close_streams(),
         )
     bus = EventBus(

@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     event_queue_size: int = Field(default=256, ge=1)
     event_queue_bytes: int = Field(default=1_048_576, ge=65_536, le=256 * 1_048_576)
     event_max_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    # One history read's data at most (the newest events that fit; at least one).
+    event_read_max_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     # Where state lives: this process's memory (the default) or Redis, shared by every replica.
     store: Literal["memory", "redis"] = "memory"
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", min_length=1, repr=False)

@@ -5,8 +5,9 @@ one stream gives every replica the same total order for free; with one stream pe
 `*` subscriber would have to merge streams whose ids interleave. The rates here (events are
 bounded in size, and published by people and the app) are far below one stream's capacity.
 
-- `append` is one script: `XADD`, then, past the history size, it notes the newest id it is
-  about to trim and trims (exact, so the history is what the setting says). The id comes from
+- `append` is one script: `XADD`, then, past the history's size or its bytes of data (counted
+  in a key beside the stream), it trims the oldest entries and notes the newest id it trimmed
+  (exact, so the history is what the settings say, in count and in bytes). The id comes from
   Redis, so ids are the same on every replica and survive a restart of the app.
 - A reader task per replica follows the stream with `XREAD BLOCK` from the last id it handed
   over, and hands every entry to the bus in stream order, exactly once: every subscriber on
@@ -27,7 +28,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -39,6 +39,7 @@ from app.services.events import (
     START,
     Deliver,
     Event,
+    HistoryPage,
     Position,
     Window,
     format_event_id,
@@ -53,33 +54,44 @@ READER_RECONNECTS = Counter(
 )
 _BLOCK_MS = 2000
 
-# KEYS: the stream, the key holding the newest trimmed id. ARGV: the history size, then the
-# entry's field/value pairs. Returns the new entry's id.
+# KEYS: the stream, the key holding the newest trimmed id, the key counting the stream's bytes
+# of data. ARGV: the history size, its bytes, this entry's bytes of data, then the entry's
+# field/value pairs. Past either bound it trims the oldest entries, noting the newest trimmed
+# id, so the stream holds what the settings say in count and in bytes. Returns the new id.
 _APPEND = """
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
-if excess > 0 then
-  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
-  redis.call('SET', KEYS[2], oldest[#oldest][1])
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+local used = redis.call('INCRBY', KEYS[3], tonumber(ARGV[3]))
+local count = redis.call('XLEN', KEYS[1])
+local size, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+while count > 1 and (count > size or used > budget) do
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  local fields, bytes = oldest[2], 0
+  for i = 1, #fields, 2 do
+    if fields[i] == 'd' then bytes = #fields[i + 1] end
+  end
+  redis.call('XDEL', KEYS[1], oldest[1])
+  redis.call('SET', KEYS[2], oldest[1])
+  used = redis.call('DECRBY', KEYS[3], bytes)
+  count = count - 1
 end
 return id
 """
 _BATCH = 500
+# Entries a history read fetches at a time: at most 64 x APP_EVENT_MAX_BYTES (1 MiB) per reply.
+_RECENT_CHUNK = 64
 
 
 def _event(raw_id: Any, fields: Any) -> Event:
     # redis-py types replies loosely; an entry is (id, {field: value}) in bytes.
     event_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
     position = parse_event_id(event_id) or START
-    data = fields[b"d"]
+    # The data stays the JSON it was stored as: a history read never parses it.
     return Event(
         event_id,
         fields[b"t"].decode(),
-        orjson.loads(data),
+        bytes(fields[b"d"]),
         fields[b"ts"].decode(),
         fields[b"a"].decode(),
-        len(data),
         position,
     )
 
@@ -99,14 +111,17 @@ class RedisEventLog:
         client: RedisClient,
         *,
         history_size: int,
+        history_bytes: int = 8 * 1_048_576,
         on_lost: Callable[[], object] = lambda: None,
         retry_seconds: float = 0.5,
     ) -> None:
         self._client = client
         self._key = f"{client.prefix}events"
         self._trimmed_key = f"{client.prefix}events:trimmed"
+        self._bytes_key = f"{client.prefix}events:bytes"
         self._append = client.script(_APPEND)
         self.history_size = history_size
+        self.history_bytes = history_bytes
         self._on_lost = on_lost
         self._retry_seconds = retry_seconds
         self._deliver: Deliver | None = None
@@ -170,15 +185,15 @@ class RedisEventLog:
             self._on_lost()
         await asyncio.sleep(self._retry_seconds)
 
-    async def append(self, topic: str, data: Any, encoded: bytes, actor: str) -> Event:
+    async def append(self, topic: str, encoded: bytes, actor: str) -> Event:
         """`XADD` with the history bound; the id is Redis's."""
         ts = utc_now_iso()
-        args = [self.history_size, "t", topic, "d", encoded, "ts", ts, "a", actor]
-        raw = await self._client.call(
-            "events.append", lambda r: self._append([self._key, self._trimmed_key], args)
-        )
+        args: list[Any] = [self.history_size, self.history_bytes, len(encoded)]
+        args += ["t", topic, "d", encoded, "ts", ts, "a", actor]
+        keys = [self._key, self._trimmed_key, self._bytes_key]
+        raw = await self._client.call("events.append", lambda r: self._append(keys, args))
         event_id = raw.decode() if isinstance(raw, bytes) else raw
-        return Event(event_id, topic, data, ts, actor, len(encoded), _position(event_id))
+        return Event(event_id, topic, encoded, ts, actor, _position(event_id))
 
     async def window(self) -> Window:
         """The newest entry's id and the newest trimmed id, read together."""
@@ -202,26 +217,32 @@ class RedisEventLog:
         )
         return [_event(raw_id, fields) for raw_id, fields in entries]
 
-    async def recent(self, pattern: str, limit: int) -> list[Event]:
-        """The newest `limit` matching entries, oldest first: read newest first in chunks, and
-        stop as soon as there are enough (a request never pulls the whole history for a few)."""
+    async def recent(self, pattern: str, limit: int, max_bytes: int | None = None) -> HistoryPage:
+        """The newest `limit` matching entries within `max_bytes` of data, oldest first: read
+        newest first in small chunks, and stop as soon as there are enough (a request never
+        pulls more of the history than it answers, nor parses any event's data)."""
         found: list[Event] = []
+        used = 0
         cursor = "+"
-        chunk = max(limit, 100)
         scanned = 0
         while len(found) < limit and scanned < self.history_size:
-            entries = await self._newest_before(cursor, chunk)
+            entries = await self._newest_before(cursor, _RECENT_CHUNK)
             for raw_id, fields in entries:
-                if fnmatch.fnmatchcase(fields[b"t"].decode(), pattern):
-                    found.append(_event(raw_id, fields))
-                    if len(found) == limit:
-                        break
+                if not fnmatch.fnmatchcase(fields[b"t"].decode(), pattern):
+                    continue
+                size = len(fields[b"d"])
+                if found and max_bytes is not None and used + size > max_bytes:
+                    return HistoryPage(found[::-1], truncated=True)
+                found.append(_event(raw_id, fields))
+                used += size
+                if len(found) == limit:
+                    break
             scanned += len(entries)
-            if len(entries) < chunk:
+            if len(entries) < _RECENT_CHUNK:
                 break
             last = entries[-1][0]
             cursor = "(" + (last.decode() if isinstance(last, bytes) else last)
-        return found[::-1]
+        return HistoryPage(found[::-1])
 
     async def _newest_before(self, top: str, count: int) -> Any:
         return await self._client.call(

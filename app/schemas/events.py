@@ -92,3 +92,8 @@ class EventList(BaseModel):
     """Recent events, oldest first."""
 
     items: list[EventOut]
+    truncated: bool = Field(
+        default=False,
+        description="Older matching events were left out to keep the page within "
+        "APP_EVENT_READ_MAX_BYTES of data; the items are the newest that fit.",
+    )

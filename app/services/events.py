@@ -88,19 +88,55 @@ def format_event_id(position: Position) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One published event."""
+    """One published event. Its data is kept as the JSON it was published as: that is what the
+    history's bytes bound counts, what is sent to subscribers, and a parsed copy (many times
+    larger) exists only while someone asks for `data`."""
 
     id: str
     topic: str
-    data: Any
+    encoded: bytes  # `data` as JSON
     ts: str
     actor: str = SYSTEM_ACTOR
-    size: int = 0  # bytes of `data` as JSON
     position: Position = field(default=START, compare=False)
+
+    @property
+    def size(self) -> int:
+        """Bytes of `data` as JSON."""
+        return len(self.encoded)
+
+    @property
+    def data(self) -> Any:
+        """The event's data, parsed."""
+        return orjson.loads(self.encoded)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form clients see."""
         return {"id": self.id, "topic": self.topic, "data": self.data, "ts": self.ts}
+
+    def as_json(self) -> bytes:
+        """`as_dict` encoded, with the data spliced in as kept (never parsed again)."""
+        return b"".join(
+            (
+                b'{"id":',
+                orjson.dumps(self.id),
+                b',"topic":',
+                orjson.dumps(self.topic),
+                b',"data":',
+                self.encoded,
+                b',"ts":',
+                orjson.dumps(self.ts),
+                b"}",
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """The newest matching events that fit a read's bounds, oldest first; `truncated` when the
+    bytes bound left out older ones the count would have taken."""
+
+    events: list[Event]
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +172,8 @@ class EventLog(Protocol):
         """Begin handing every appended event to `deliver`, in id order, exactly once."""
         ...
 
-    async def append(self, topic: str, data: Any, encoded: bytes, actor: str) -> Event:
-        """Give the event its id and time and record it."""
+    async def append(self, topic: str, encoded: bytes, actor: str) -> Event:
+        """Give the event (its data as JSON) its id and time and record it."""
         ...
 
     async def window(self) -> Window:
@@ -148,8 +184,9 @@ class EventLog(Protocol):
         """Retained events after `position`, oldest first."""
         ...
 
-    async def recent(self, pattern: str, limit: int) -> list[Event]:
-        """The newest `limit` retained events matching `pattern`, oldest first."""
+    async def recent(self, pattern: str, limit: int, max_bytes: int | None = None) -> HistoryPage:
+        """The newest `limit` retained events matching `pattern`, oldest first, as many as fit
+        in `max_bytes` of data (at least one)."""
         ...
 
     def stats(self) -> dict[str, Any]:
@@ -333,7 +370,7 @@ class EventBus:
         """Record the event in the log; subscribers get it when the log hands it back (at once
         in memory). Never waits on subscribers."""
         encoded = orjson.dumps(data, default=str)
-        event = await self.log.append(topic, data, encoded, actor)
+        event = await self.log.append(topic, encoded, actor)
         self.published += 1
         PUBLISHED.labels(topic=self._label(topic)).inc()
         return event
@@ -352,7 +389,13 @@ class EventBus:
 
     async def history(self, pattern: str = "*", limit: int = 100) -> list[Event]:
         """The newest `limit` events matching `pattern`, oldest first."""
-        return await self.log.recent(pattern, limit) if limit else []
+        return (await self.history_page(pattern, limit)).events
+
+    async def history_page(
+        self, pattern: str = "*", limit: int = 100, max_bytes: int | None = None
+    ) -> HistoryPage:
+        """The newest `limit` events matching `pattern` that fit in `max_bytes`, oldest first."""
+        return await self.log.recent(pattern, limit, max_bytes) if limit else HistoryPage([])
 
     async def resume(self, last_event_id: str, pattern: str = "*") -> Resume:
         """What a stream resuming after `last_event_id` sends before live events.
@@ -430,7 +473,7 @@ class MemoryEventLog:
         """Deliver every event as it is appended."""
         self._deliver = deliver
 
-    async def append(self, topic: str, data: Any, encoded: bytes, actor: str) -> Event:
+    async def append(self, topic: str, encoded: bytes, actor: str) -> Event:
         """Id, record and deliver at once, in one step (nothing awaits in between)."""
         ms = self._clock_ms()
         if self._last is not None and ms <= self._last[0]:
@@ -438,9 +481,7 @@ class MemoryEventLog:
         else:
             position = (ms, 0)
         self._last = position
-        event = Event(
-            format_event_id(position), topic, data, utc_now_iso(), actor, len(encoded), position
-        )
+        event = Event(format_event_id(position), topic, encoded, utc_now_iso(), actor, position)
         self._history.append(event)
         self._used += event.size
         while len(self._history) > 1 and (
@@ -461,10 +502,20 @@ class MemoryEventLog:
         """Retained events after `position`, oldest first."""
         return [e for e in self._history if e.position > position]
 
-    async def recent(self, pattern: str, limit: int) -> list[Event]:
-        """The newest `limit` events matching `pattern`, oldest first."""
-        matching = [e for e in self._history if fnmatch.fnmatchcase(e.topic, pattern)]
-        return matching[-limit:]
+    async def recent(self, pattern: str, limit: int, max_bytes: int | None = None) -> HistoryPage:
+        """The newest `limit` events matching `pattern` within `max_bytes`, oldest first."""
+        found: list[Event] = []
+        used = 0
+        for event in reversed(self._history):
+            if len(found) == limit:
+                break
+            if not fnmatch.fnmatchcase(event.topic, pattern):
+                continue
+            if found and max_bytes is not None and used + event.size > max_bytes:
+                return HistoryPage(found[::-1], truncated=True)
+            found.append(event)
+            used += event.size
+        return HistoryPage(found[::-1])
 
     def stats(self) -> dict[str, Any]:
         """Retained events and bytes, and the newest id."""

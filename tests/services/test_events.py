@@ -28,15 +28,17 @@ async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusFactory]:
     buses: list[EventBus] = []
     clients: list[RedisClient] = []
 
-    async def make(history_size: int = 1000, queue_size: int = 256) -> EventBus:
+    async def make(
+        history_size: int = 1000, queue_size: int = 256, history_bytes: int = 8 * 1_048_576
+    ) -> EventBus:
         if request.param == "memory":
-            log: Any = MemoryEventLog(history_size=history_size)
+            log: Any = MemoryEventLog(history_size=history_size, history_bytes=history_bytes)
         else:
             client = RedisClient(
                 request.getfixturevalue("redis_url"), timeout_seconds=5.0, max_connections=8
             )
             clients.append(client)
-            log = RedisEventLog(client, history_size=history_size)
+            log = RedisEventLog(client, history_size=history_size, history_bytes=history_bytes)
         bus = EventBus(log, queue_size=queue_size)
         await bus.start()
         buses.append(bus)
@@ -149,6 +151,15 @@ async def test_history_is_bounded_and_filterable(make_bus: BusFactory) -> None:
     assert [e.data for e in await bus.history()] == [3, 4, 5, 6, 7]
     assert [e.data for e in await bus.history("a")] == [3, 5, 7]
     assert [e.data for e in await bus.history(limit=2)] == [6, 7]
+
+
+async def test_history_is_bounded_by_bytes_of_data_too(make_bus: BusFactory) -> None:
+    bus = await make_bus(history_size=1000, history_bytes=100)
+    for i in range(10):
+        await bus.publish("t", "x" * 28 + str(i))  # 31 bytes of JSON each: three fit in 100
+    assert [e.data[-1] for e in await bus.history()] == ["7", "8", "9"]
+    page = await bus.history_page(limit=10, max_bytes=70)
+    assert ([e.data[-1] for e in page.events], page.truncated) == (["8", "9"], True)
 
 
 async def test_resume_replays_what_was_missed_or_says_what_is_gone(make_bus: BusFactory) -> None:

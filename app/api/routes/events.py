@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from sse_starlette import ServerSentEvent
 
 from app.api.deps import (
@@ -19,7 +19,7 @@ from app.api.deps import (
 )
 from app.api.sse import sse_response
 from app.core.exceptions import Forbidden, StoreUnavailable
-from app.schemas.events import EventAccepted, EventIn, EventList, EventOut
+from app.schemas.events import EventAccepted, EventIn, EventList
 from app.schemas.problem import problem_responses
 from app.services.events import Event, EventBus, is_reserved_topic
 
@@ -35,9 +35,7 @@ TopicPattern = Annotated[
 
 
 def _sse(event: Event) -> ServerSentEvent:
-    return ServerSentEvent(
-        data=orjson.dumps(event.as_dict()).decode(), event=event.topic, id=str(event.id)
-    )
+    return ServerSentEvent(data=event.as_json().decode(), event=event.topic, id=str(event.id))
 
 
 @router.post(
@@ -61,11 +59,25 @@ async def publish(payload: EventIn, bus: EventBusDep, client_key: ClientKey) -> 
 @router.get("", response_model=EventList, responses=problem_responses(422), summary="Recent events")
 async def history(
     bus: EventBusDep,
+    settings: SettingsDep,
     topic: TopicPattern = "*",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> EventList:
-    """The newest `limit` events whose topic matches, oldest first (the history is bounded)."""
-    return EventList(items=[EventOut(**e.as_dict()) for e in await bus.history(topic, limit)])
+) -> Response:
+    """The newest `limit` events whose topic matches, oldest first (the history is bounded), as
+    many as fit in `APP_EVENT_READ_MAX_BYTES` of data: `truncated` says older ones were left out
+    (at least one event is always sent)."""
+    page = await bus.history_page(topic, limit, settings.event_read_max_bytes)
+    # Each event's data is spliced in as it was stored: a read never parses or re-encodes it.
+    body = b"".join(
+        (
+            b'{"items":[',
+            b",".join(event.as_json() for event in page.events),
+            b'],"truncated":',
+            b"true" if page.truncated else b"false",
+            b"}",
+        )
+    )
+    return Response(body, media_type="application/json")
 
 
 def _gap_event(gap: dict[str, Any]) -> ServerSentEvent:
