@@ -116,7 +116,14 @@ async def _ws_admission(connection: HTTPConnection) -> StreamAdmission:
 
 
 async def _client_key(connection: HTTPConnection) -> str:
-    return _services(connection).foundation.clients.client_key(connection.scope)
+    # The key selects what a client owns (its scoring jobs, its idempotency keys): a token
+    # that is signed but logged out, or whose credentials changed, must select nothing, so
+    # it is checked as a login would be, and anything less than a valid token is the address.
+    clients = _services(connection).foundation.clients
+    key = clients.client_key(connection.scope)
+    if key.startswith("ip:") or await viewer(connection) is not None:
+        return key
+    return clients.address_key(connection.scope)
 
 
 async def _client_address(connection: HTTPConnection) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -98,3 +100,17 @@ def test_look_alike_emails_are_not_new_accounts(
             USERS, json={"email": lookalike, "name": "Mallory", "password": "password123"}
         )
         assert response.status_code == status, response.text
+
+
+def test_a_revoked_token_selects_no_ones_scoring_jobs(http: httpx.Client) -> None:
+    # The review's N12: after logout?everywhere=true the same token still read its owner's job.
+    _, auth = new_user_with_token(http)
+    body = {"records": [{"id": "a", "features": {"x": 1}}], "weights": {"x": 1}}
+    location = http.post("/api/v1/scoring/jobs", json=body, headers=auth).headers["location"]
+    for _ in range(100):
+        if http.get(location, headers=auth).json()["status"] == "done":
+            break
+        time.sleep(0.05)
+    assert http.get(location, headers=auth).status_code == 200
+    assert http.post("/api/v1/auth/logout?everywhere=true", headers=auth).status_code == 204
+    assert http.get(location, headers=auth).status_code == 404
