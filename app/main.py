@@ -54,6 +54,7 @@ from app.middleware.metrics import MetricsMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.request_context import RequestContextMiddleware
 from app.middleware.timeout import TimeoutMiddleware
+from app.middleware.trusted_host import TrustedHostMiddleware
 from app.schemas.problem import Problem, problem_responses
 from app.services.snapshots import SnapshotError
 
@@ -181,11 +182,18 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
         # 4. Head limit: 431 for a request line and headers over APP_MAX_HEAD_BYTES, before
         #    any later layer or handler reads a header.
         Middleware(HeadLimitMiddleware, max_bytes=settings.max_head_bytes),
-        # 5. Metrics: count and time every request by route template (what is refused too).
+        # 5. Trusted hosts: 400 for a Host this service is not served under (DNS rebinding);
+        #    the probes and /metrics answer any Host (Kubernetes and Prometheus use pod IPs).
+        Middleware(
+            TrustedHostMiddleware,
+            allowed_hosts=settings.allowed_hosts,
+            exempt_paths=(*PROBE_PATHS, METRICS_PATH),
+        ),
+        # 6. Metrics: count and time every request by route template (what is refused too).
         Middleware(MetricsMiddleware, skip_paths=(METRICS_PATH,), stream_routes=STREAM_ROUTES),
     ]
     if settings.rate_limit_requests > 0:
-        # 6. Rate limit: a token bucket per client key; 429 with Retry-After past the quota.
+        # 7. Rate limit: a token bucket per client key; 429 with Retry-After past the quota.
         limiter = build_rate_limiter(settings, foundation.redis)
         chain.append(
             Middleware(
@@ -197,19 +205,19 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             )
         )
     chain += [
-        # 7. Timeout: cancel a handler that has not started answering in time; 504.
+        # 8. Timeout: cancel a handler that has not started answering in time; 504.
         Middleware(
             TimeoutMiddleware,
             timeout_seconds=settings.request_timeout_seconds,
             exempt_paths=OPERATIONAL_PATHS,
         ),
-        # 8. Circuit breaker: per route group; 503 while the group keeps failing.
+        # 9. Circuit breaker: per route group; 503 while the group keeps failing.
         Middleware(
             CircuitBreakerMiddleware,
             registry=foundation.breakers,
             groups=breaker_groups(ROUTERS),
         ),
-        # 9. Body limit (innermost): bodies over the limit get 413 before a handler reads them.
+        # 10. Body limit (innermost): bodies over the limit get 413 before a handler reads them.
         Middleware(
             BodyLimitMiddleware,
             max_body_bytes=settings.max_body_bytes,

@@ -31,6 +31,8 @@ TEST_ENV = {
     "APP_JWT_SECRET_KEY": "test-secret-key-that-is-at-least-32-bytes-long",
     "APP_SHUTDOWN_DRAIN_SECONDS": "0",  # tests that need the drain set it themselves
     "APP_RATE_LIMIT_REQUESTS": "0",  # off unless a test module turns it on
+    # In-process tests address the app as httpx's ASGI transport does: http://testserver.
+    "APP_ALLOWED_HOSTS": "localhost,127.0.0.1,::1,testserver",
     # Per-client bounds a load test from one address would hit; tests/security sets the real
     # defaults back and proves each bound.
     "APP_LOGIN_ATTEMPTS_PER_MINUTE": "10000",

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
         "http://localhost:5173",
     ]
     trusted_proxies: Annotated[list[IpNetwork], NoDecode] = []
+    # The names the service is served under (`Host`); `*.example.com` and `*` allowed.
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "::1"]
 
     jwt_secret_key: str = Field(default=DEV_JWT_SECRET_KEY, min_length=1, repr=False)
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
@@ -169,6 +171,13 @@ class Settings(BaseSettings):
     audit_log_max_bytes: int = Field(default=10 * 1_048_576, ge=65_536)
     audit_log_backups: int = Field(default=3, ge=1, le=100)
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().strip("[]") for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
@@ -244,6 +253,11 @@ class Settings(BaseSettings):
             raise ValueError(f"APP_ADMIN_PASSWORD: {reason}")
         if "*" in self.cors_origins:
             raise ValueError("APP_CORS_ORIGINS: '*' is refused in production")
+        if "*" in self.allowed_hosts:
+            raise ValueError(
+                "APP_ALLOWED_HOSTS: '*' is refused in production; list the names the service "
+                "is served under"
+            )
         redis_password = urlsplit(self.redis_url).password
         if (
             self.store == "redis"

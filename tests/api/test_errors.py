@@ -15,7 +15,7 @@ async def test_unhandled_exception_is_a_500_problem_without_internals(
         raise RuntimeError("database password is hunter2")
 
     transport = httpx.ASGITransport(app=started, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.get("/explode", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"

@@ -78,7 +78,7 @@ def test_numbers_are_ascii_digits_of_bounded_length(http: httpx.Client) -> None:
 def test_a_slow_client_is_cut_off_after_the_head_timeout(live_server: LiveServer) -> None:
     host, port = live_server.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as slow:
-        slow.sendall(b"GET /live HTTP/1.1\r\nHost: x\r\n")
+        slow.sendall(b"GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         start = time.monotonic()
         closed = False
         for i in range(10):  # one header line a second, never the blank line that ends the head
@@ -111,7 +111,7 @@ async def test_endless_headers_are_refused_as_they_arrive_without_being_buffered
 
     async def endless_header() -> bytes:
         reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(b"GET /live HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        writer.write(b"GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
         try:
             for _ in range(64):  # 4 MB
                 writer.write(chunk)
@@ -136,7 +136,7 @@ def test_a_body_trickling_after_its_timeout_answer_loses_its_connection(
     host, port = live_server.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as slow:
         slow.sendall(
-            b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n{"
         )
         answer = slow.recv(4096)

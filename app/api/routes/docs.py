@@ -17,7 +17,10 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.openapi.docs import get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,11 +50,23 @@ def html_headers(script_hash: str | None = None, *, csp: str | None = None) -> d
     }
 
 
+class AssetFiles(StaticFiles):
+    """Static assets, never pages: an HTML file is not found here. A page is served by its own
+    route with its security headers (the console at `/`), never as a bare copy that could be
+    framed or run without its Content-Security-Policy."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        """The file at `path`, or 404 for an HTML file."""
+        if path.lower().endswith((".html", ".htm")):
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
+
+
 def static_files() -> list[tuple[str, StaticFiles]]:
     """The static mounts the documentation pages load from."""
     return [
-        (VENDOR_PREFIX, StaticFiles(directory=VENDOR_DIRECTORY)),
-        (OWN_PREFIX, StaticFiles(directory=OWN_DIRECTORY)),
+        (VENDOR_PREFIX, AssetFiles(directory=VENDOR_DIRECTORY)),
+        (OWN_PREFIX, AssetFiles(directory=OWN_DIRECTORY)),
     ]
 
 
