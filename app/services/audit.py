@@ -1,12 +1,13 @@
-"""The audit log: every bus event appended as one JSON line to a file, in batches.
+"""The audit log: every event the app itself publishes (`user.*`, `scoring.*`, `breaker.*`, ...)
+appended as one JSON line to a file, in batches. Events clients publish are theirs, not the
+app's record: they never enter it, so no client can rotate real records out by publishing.
 
 The bus hands events to a handler that only appends them to a buffer, so a slow disk never
 slows publishing; a writer task drains the buffer with aiofiles every half second (or sooner
 when 200 events are waiting), and `stop` writes whatever is left. The buffer is bounded: if the
 disk cannot keep up, the oldest unwritten events are dropped and counted.
 
-Each line names the event's actor (`system`, or the client key of whoever published it), so a
-forged event can be told from the app's own. The file is private to the service (0600) and
+Each line names the event's actor (`system`). The file is private to the service (0600) and
 rotated by size: past `max_bytes` it becomes `<path>.1` (the older ones move up, at most
 `backups` are kept), so the log never fills the disk.
 """
@@ -25,7 +26,7 @@ from prometheus_client import Counter
 
 from app.core.files import private_opener
 from app.core.logging import get_logger
-from app.services.events import Event, EventBus
+from app.services.events import SYSTEM_ACTOR, Event, EventBus
 
 log = get_logger(__name__)
 
@@ -65,6 +66,8 @@ class AuditLog:
         self.dropped = 0
 
     def _collect(self, event: Event) -> None:
+        if event.actor != SYSTEM_ACTOR:
+            return  # a client's event: not something the app did
         if len(self._buffer) >= self._max_buffered:
             self._buffer.popleft()
             self.dropped += 1
@@ -97,9 +100,8 @@ class AuditLog:
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, deque()
-        lines = [
-            orjson.dumps({**e.as_dict(), "actor": e.actor}, default=str) + b"\n" for e in batch
-        ]
+        # Each event's JSON as kept, with its actor added: nothing is parsed again.
+        lines = [e.as_json()[:-1] + b',"actor":' + orjson.dumps(e.actor) + b"}\n" for e in batch]
         try:
             await self._append(lines)
         except BaseException:

@@ -446,13 +446,17 @@ def test_blocking_demo_shows_the_loop_stayed_free(http: httpx.Client) -> None:
     assert body["loop_stayed_responsive"] is True
 
 
-def test_audit_log_holds_the_events(http: httpx.Client, live_server: LiveServer) -> None:
-    marker = http.post(f"{API}/events", json={"topic": "checks.audit", "data": "marker"}).json()
+def test_audit_log_holds_the_apps_events(http: httpx.Client, live_server: LiveServer) -> None:
+    created = http.post(
+        f"{API}/users", json={"email": "audited@example.com", "name": "A", "password": "pw-12345"}
+    ).json()
     path = live_server.log_path.parent / AUDIT_FILE
 
     def written() -> bool:
         return path.exists() and any(
-            json.loads(line)["id"] == marker["id"] for line in path.read_text().splitlines()
+            json.loads(line)["topic"] == "user.created"
+            and json.loads(line)["data"]["id"] == created["id"]
+            for line in path.read_text().splitlines()
         )
 
     assert _wait_until(written)
