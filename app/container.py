@@ -343,6 +343,7 @@ def build_services(foundation: Foundation) -> AppServices:
         hasher,
         users_cache,
         throttle=throttle,
+        admin_email=settings.admin_email,
         publish=bus.publish,
         invalidate=(
             SharedInvalidation(users_cache, stores.backplane) if stores.backplane else None

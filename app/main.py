@@ -332,8 +332,9 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
     )
     install_error_handlers(app)
     for router, _ in ROUTERS:
-        if router is admin.router and settings.env == "production":
-            continue  # the readiness drain is a teaching aid; a rollout drains in production
+        if router is admin.router and (settings.env == "production" or not settings.on_loopback):
+            # The readiness drain is a teaching aid for a laptop; a rollout drains in production.
+            continue
         responses = None if router in UNDOCUMENTED_CHAIN else CHAIN_RESPONSES
         app.include_router(router, responses=responses)
     for path, static in docs.static_files():

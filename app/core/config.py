@@ -230,12 +230,18 @@ class Settings(BaseSettings):
                 "APP_SNAPSHOT_PATH: snapshots belong to the memory store; with APP_STORE=redis "
                 "configure Redis persistence (AOF) instead and leave APP_SNAPSHOT_PATH unset"
             )
-        if self.jwt_secret_key == DEV_JWT_SECRET_KEY and self.host not in _LOOPBACK_HOSTS:
+        if self.jwt_secret_key == DEV_JWT_SECRET_KEY and not self.on_loopback:
             # Anyone can read the development key in this repository: with it, anyone on the
             # network could sign tokens for any account.
             raise ValueError(
                 f"APP_JWT_SECRET_KEY: the development key is refused when serving on {self.host} "
                 "(only on a loopback address)"
+            )
+        if self.admin_password == DEV_ADMIN_PASSWORD and not self.on_loopback:
+            # Published here too: on a network, anyone could log in as the admin.
+            raise ValueError(
+                f"APP_ADMIN_PASSWORD: the development password is refused when serving on "
+                f"{self.host} (only on a loopback address)"
             )
         if self.env != "production":
             return self
@@ -282,6 +288,11 @@ class Settings(BaseSettings):
         if self.process_pool_queue is not None:
             return self.process_pool_queue
         return 4 * self.process_pool_workers
+
+    @property
+    def on_loopback(self) -> bool:
+        """Whether the server listens on a loopback address only (this machine's clients)."""
+        return self.host in _LOOPBACK_HOSTS
 
     @property
     def is_development(self) -> bool:

@@ -130,12 +130,16 @@ class UserService:
         publish: Publish | None = None,
         invalidate: Invalidate | None = None,
         throttle: LoginThrottle | None = None,
+        admin_email: str | None = None,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repo = repository
         self._hasher = hasher
         # `current_password` is a password check like a login: the same throttle counts it.
         self._throttle = throttle
+        # The configured admin's email is the admin's alone: were the store to lose its data,
+        # anyone registering it first would otherwise keep the next start from having an admin.
+        self._admin_email = normalise_email(admin_email) if admin_email else None
         self.cache = cache
         self._invalidations = invalidate or LocalInvalidation(cache)
         self._publish = publish
@@ -172,6 +176,9 @@ class UserService:
 
     async def create(self, *, email: str, name: str, password: str, role: Role = "user") -> User:
         """Register an account; `Conflict` if the email is taken in any letter case."""
+        if role != "admin" and self._is_admin_email(email):
+            # Answered as a taken email is: it says no more than that the address is in use.
+            raise Conflict(f"The email {email} is already registered.")
         password_hash = await self._hasher.hash(password)
         now = self._timestamp()
         try:
@@ -303,6 +310,8 @@ class UserService:
         """
         self._authorize(actor, user_id)
         fields = dict(changes)
+        if self._is_admin_email(fields.get("email")) and not (await self.get(user_id)).is_admin:
+            raise Conflict(f"The email {fields['email']} is already registered.")
         if "password" in fields:
             if actor.id == user_id:
                 await self._check_current_password(actor, current_password, client_address)
@@ -370,6 +379,13 @@ class UserService:
         log.info("user_deleted", user_id=user_id, by=actor.id)
         await self._announce("user.deleted", None, user_id)
 
+    def _is_admin_email(self, email: object) -> bool:
+        return (
+            self._admin_email is not None
+            and isinstance(email, str)
+            and normalise_email(email) == self._admin_email
+        )
+
     async def ensure_admin(
         self,
         *,
@@ -388,8 +404,12 @@ class UserService:
         existing = await self.find_by_email(email)
         if existing is not None:
             if not existing.is_admin:
-                log.warning("admin_email_taken_by_user", user_id=existing.id)
-                return existing
+                # Registered by someone while the admin did not exist (a store that lost its
+                # data): running on would leave the service without an admin.
+                raise StartupRefused(
+                    f"APP_ADMIN_EMAIL: the account with this email (user {existing.id}) is not "
+                    "an admin; delete or rename that account, or choose another APP_ADMIN_EMAIL"
+                )
             if reset_password:
                 await self._repo.update(
                     USERS,
