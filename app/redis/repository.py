@@ -41,6 +41,7 @@ import orjson
 
 from app.core.exceptions import (
     DuplicateKey,
+    Overloaded,
     RecordNotFound,
     StoreUnavailable,
     UnknownCollection,
@@ -65,6 +66,8 @@ from app.redis.client import RedisClient
 _RESERVED = ("id", "version")
 _ID_WIDTH = 20
 _SCAN_CHUNK = 1000
+# How long a filtered list waits for the one running before it is refused.
+_SCAN_WAIT_SECONDS = 0.05
 _PAGE_MAX = 1000  # larger pages are read in chunks
 # Single operations retry a lost race; this many losses in a row means a record under a storm
 # of writes, and the client is told to come back rather than kept waiting.
@@ -440,6 +443,10 @@ class RedisRepository:
         self._commit = client.script(_COMMIT)
         self._page = client.script(_PAGE)
         self._stripes = [asyncio.Lock() for _ in range(64)]
+        # A filtered list decodes and tests every record here, in the web process (Redis has no
+        # index for "name contains"): one at a time per process, so one client sending varied
+        # filters cannot stack scans up; another waits its turn briefly, then gets 503.
+        self._scans = asyncio.Semaphore(1)
 
     # --- building blocks, used by the transactions ------------------------------------------
 
@@ -635,15 +642,24 @@ class RedisRepository:
                 items=found[skip : None if limit is None else skip + limit], total=len(found)
             )
         # Filtered: walk the index in order, keep only the page, count every match.
-        items: builtins.list[Record] = []
-        total = 0
-        end = None if limit is None else skip + limit
-        async for record in self.scan(spec, field_name, descending=descending):
-            if all(matches(record, f) for f in filters):
-                if total >= skip and (end is None or total < end):
-                    items.append(record)
-                total += 1
-        return Page(items=items, total=total)
+        try:
+            await asyncio.wait_for(self._scans.acquire(), _SCAN_WAIT_SECONDS)
+        except TimeoutError:
+            raise Overloaded(
+                "Another filtered list is being computed; retry shortly.", retry_after=1
+            ) from None
+        try:
+            items: builtins.list[Record] = []
+            total = 0
+            end = None if limit is None else skip + limit
+            async for record in self.scan(spec, field_name, descending=descending):
+                if all(matches(record, f) for f in filters):
+                    if total >= skip and (end is None or total < end):
+                        items.append(record)
+                    total += 1
+            return Page(items=items, total=total)
+        finally:
+            self._scans.release()
 
     async def count(self, collection: str) -> int:
         key = self.key_prefix(collection) + "sort:id"
