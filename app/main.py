@@ -45,6 +45,7 @@ from app.core.exceptions import StartupRefused
 from app.core.lifecycle import Lifecycle
 from app.core.logging import configure_logging, get_logger
 from app.core.metrics import release_process_metrics
+from app.core.rate_limiter import RateLimiter
 from app.core.routing import HTTP_METHODS
 from app.core.security import TokenCodec
 from app.middleware.body_limit import BodyLimitMiddleware
@@ -69,8 +70,13 @@ RESILIENCE_PATH = "/api/v1/resilience"
 CONSOLE_PATHS = ("/", RESILIENCE_PATH)
 # Never rate-limited, timed out or behind a breaker.
 OPERATIONAL_PATHS = (*PROBE_PATHS, METRICS_PATH, *DOCS_PATHS, *CONSOLE_PATHS)
-# Static files (the console, Swagger UI, ReDoc) are not API work: never rate-limited either.
+# Static files (the console, Swagger UI, ReDoc) are not API work: not under the API's quota.
 STATIC_PREFIX = "/static/"
+# Cheap reads outside the API's quota, under a looser one of their own (per address, per
+# process: it guards this process's time), so one address cannot flood them at others'
+# expense: the console's page and what it polls, /metrics (61 KB rendered per scrape), the
+# schema, the detailed health, static files. The probes and the docs pages are never limited.
+LIGHT_PATHS = ("/", RESILIENCE_PATH, "/health/detailed", METRICS_PATH, "/openapi.json")
 # Counted but not timed: a stream's lifetime is not a request latency.
 STREAM_ROUTES = ("/api/v1/events/stream", "/api/v1/sse/stream", "/api/v1/stream/numbers")
 
@@ -194,16 +200,26 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
     ]
     if settings.rate_limit_requests > 0:
         # 7. Rate limit: a token bucket per client key; 429 with Retry-After past the quota.
+        #    Cheap reads (the console, static files) have a looser quota of their own.
         limiter = build_rate_limiter(settings, foundation.redis)
-        chain.append(
+        chain += [
             Middleware(
                 RateLimitMiddleware,
                 limiter=limiter,
                 client_key=rate_limit_key(clients, ROUTERS),
                 exempt_paths=OPERATIONAL_PATHS,
                 exempt_prefixes=(STATIC_PREFIX,),
-            )
-        )
+            ),
+            Middleware(
+                RateLimitMiddleware,
+                limiter=RateLimiter(settings.light_rate_limit_requests, 60),
+                client_key=clients.address_key,
+                only_paths=LIGHT_PATHS,
+                only_prefixes=(STATIC_PREFIX,),
+                policy_name="light",
+                advertise=False,  # answers there keep no fields: only a 429 says the policy
+            ),
+        ]
     chain += [
         # 8. Timeout: cancel a handler that has not started answering in time; 504.
         Middleware(

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # Read by the middleware chain and later features; validated here so a typo fails at start.
     rate_limit_requests: int = Field(default=100, ge=0)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # Per address a minute on the console, static files and /health/detailed (not the API).
+    light_rate_limit_requests: int = Field(default=600, ge=1)
+    # Who may scrape /metrics (empty: anyone; the NetworkPolicy restricts it in Kubernetes).
+    metrics_allowed_networks: Annotated[list[IpNetwork], NoDecode] = []
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     breaker_window_size: int = Field(default=20, ge=1)
     breaker_min_calls: int = Field(default=10, ge=1)
@@ -186,7 +190,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "metrics_allowed_networks", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -22,16 +22,16 @@ RATE_LIMITED = Counter(
 POLICY_NAME = "default"
 
 
-def _policy(limiter: QuotaLimiter) -> str:
+def _policy(name: str, limiter: QuotaLimiter) -> str:
     # draft-ietf-httpapi-ratelimit-headers-11: Structured Fields, quota (q) per window (w) in
     # the policy; remaining (r) and seconds until the quota resets (t) in RateLimit.
-    return f'"{POLICY_NAME}";q={limiter.quota};w={int(limiter.window)}'
+    return f'"{name}";q={limiter.quota};w={int(limiter.window)}'
 
 
-def _fields(policy: str, decision: RateLimitDecision) -> tuple[tuple[str, str], ...]:
+def _fields(name: str, policy: str, decision: RateLimitDecision) -> tuple[tuple[str, str], ...]:
     return (
         ("RateLimit-Policy", policy),
-        ("RateLimit", f'"{POLICY_NAME}";r={decision.remaining};t={decision.reset_seconds}'),
+        ("RateLimit", f'"{name}";r={decision.remaining};t={decision.reset_seconds}'),
     )
 
 
@@ -40,7 +40,9 @@ class RateLimitMiddleware:
 
     Every counted request's answer carries the rate-limit fields; `exempt_paths` (probes,
     metrics, docs) and paths under `exempt_prefixes` (static files) are neither counted nor
-    given the fields. The client key comes from
+    given the fields. With `only_paths` / `only_prefixes` the layer counts those paths alone
+    (a policy of its own, `policy_name`, for cheap reads that need a looser bound); without
+    `advertise`, only a refusal carries the fields. The client key comes from
     `client_key` (the token subject when a valid bearer token is sent, else the client address
     seen through trusted proxies).
     """
@@ -53,24 +55,38 @@ class RateLimitMiddleware:
         client_key: Callable[[Scope], str],
         exempt_paths: Collection[str] = (),
         exempt_prefixes: tuple[str, ...] = (),
+        only_paths: Collection[str] = (),
+        only_prefixes: tuple[str, ...] = (),
+        policy_name: str = POLICY_NAME,
+        advertise: bool = True,
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.client_key = client_key
         self.exempt_paths = frozenset(exempt_paths)
         self.exempt_prefixes = exempt_prefixes
-        self.policy = _policy(limiter)
+        self.only_paths = frozenset(only_paths)
+        self.only_prefixes = only_prefixes
+        self.selective = bool(only_paths or only_prefixes)
+        self.name = policy_name
+        self.advertise = advertise
+        self.policy = _policy(policy_name, limiter)
+
+    def _counts(self, path: str) -> bool:
+        if self.selective:
+            return path in self.only_paths or bool(
+                self.only_prefixes and path.startswith(self.only_prefixes)
+            )
+        return path not in self.exempt_paths and not (
+            self.exempt_prefixes and path.startswith(self.exempt_prefixes)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] in self.exempt_paths
-            or (self.exempt_prefixes and scope["path"].startswith(self.exempt_prefixes))
-        ):
+        if scope["type"] != "http" or not self._counts(scope["path"]):
             await self.app(scope, receive, send)
             return
         decision = await self.limiter.acquire(self.client_key(scope))
-        fields = _fields(self.policy, decision)
+        fields = _fields(self.name, self.policy, decision)
         if not decision.allowed:
             RATE_LIMITED.inc()
             log.info("rate_limited", retry_after=decision.retry_after)
@@ -83,6 +99,9 @@ class RateLimitMiddleware:
                 headers={**dict(fields), "Retry-After": str(decision.retry_after)},
             )
             await response(scope, receive, send)
+            return
+        if not self.advertise:
+            await self.app(scope, receive, send)
             return
 
         async def send_with_fields(message: Message) -> None:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import ipaddress
+
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from app.api.deps import ClientAddress, SettingsDep
+from app.core.config import IpNetwork
 from app.core.metrics import render_metrics
+from app.core.problems import problem_response
+
+
+def _allowed(address: str, networks: list[IpNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
 
 router = APIRouter(tags=["probes"])
 
@@ -21,7 +35,14 @@ router = APIRouter(tags=["probes"])
         }
     },
 )
-async def metrics() -> Response:
-    """Every metric of this process (or of all workers in multiprocess mode)."""
+async def metrics(
+    request: Request, settings: SettingsDep, client_address: ClientAddress
+) -> Response:
+    """Every metric of this process (or of all workers in multiprocess mode); with
+    `APP_METRICS_ALLOWED_NETWORKS`, only to scrapers in those networks (404 to others)."""
+    if settings.metrics_allowed_networks and not _allowed(
+        client_address, settings.metrics_allowed_networks
+    ):
+        return problem_response(request.scope, 404, "Not Found")
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import HealthDep, LifecycleDep
-from app.core.exceptions import ProblemType
+from app.api.deps import HealthDep, LifecycleDep, SettingsDep, Viewer
+from app.core.exceptions import Forbidden, ProblemType, Unauthorized
 from app.core.problems import problem_response
 from app.schemas.problem import problem_responses
 from app.services.health import CheckResult
@@ -90,10 +90,20 @@ async def health(request: Request, checker: HealthDep) -> Response:
 
 
 @router.get(
-    "/health/detailed", summary="Health of each component", responses=problem_responses(503)
+    "/health/detailed",
+    summary="Health of each component",
+    responses=problem_responses(401, 403, 503),
 )
-async def health_detailed(request: Request, checker: HealthDep) -> Response:
-    """Every component with its status and check latency; 503 if a critical one fails."""
+async def health_detailed(
+    request: Request, checker: HealthDep, settings: SettingsDep, reader: Viewer
+) -> Response:
+    """Every component with its status and check latency; 503 if a critical one fails. In
+    production it names hosts, pids and patterns only to an admin (a bearer token)."""
+    if settings.env == "production":
+        if reader is None:
+            raise Unauthorized("/health/detailed needs an admin's bearer token in production.")
+        if not reader.is_admin:
+            raise Forbidden("/health/detailed is for admins in production.")
     results = await checker.run()
     checks = [r.as_dict() for r in results]
     overall = _overall(results)
