@@ -30,6 +30,7 @@ from app.redis.event_log import RedisEventLog
 from app.redis.idempotency import RedisKeys
 from app.redis.invalidation import SharedInvalidation
 from app.redis.jobs import RedisJobs
+from app.redis.login_throttle import RedisFailures
 from app.redis.rate_limiter import RedisRateLimiter
 from app.redis.repository import RedisRepository
 from app.redis.revocations import RedisRevocations
@@ -290,6 +291,25 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
     )
 
 
+def build_login_throttle(settings: Settings, redis: RedisClient | None) -> LoginThrottle:
+    """Login attempts and back-offs: per process in memory, or shared by every replica in
+    Redis (they protect accounts, which every replica serves)."""
+    threshold = settings.login_failures_before_backoff
+    if redis is None:
+        return LoginThrottle.in_memory(
+            attempts_per_minute=settings.login_attempts_per_minute,
+            failures_before_backoff=threshold,
+        )
+    per_minute = settings.login_attempts_per_minute
+    return LoginThrottle(
+        attempts=RedisRateLimiter(
+            redis, per_minute, 60, fallback=RateLimiter(per_minute, 60), name="login"
+        ),
+        pairs=RedisFailures(redis, kind="pair", threshold=threshold),
+        accounts=RedisFailures(redis, kind="account", threshold=threshold),
+    )
+
+
 def build_rate_limiter(settings: Settings, redis: RedisClient | None) -> QuotaLimiter:
     """The request quota: per process in memory, or one per client across replicas."""
     local = RateLimiter(settings.rate_limit_requests, settings.rate_limit_window_seconds)
@@ -334,10 +354,7 @@ def build_services(foundation: Foundation) -> AppServices:
     users_cache = TTLCache(
         name="users", ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
     )
-    throttle = LoginThrottle(
-        attempts_per_minute=settings.login_attempts_per_minute,
-        failures_before_backoff=settings.login_failures_before_backoff,
-    )
+    throttle = build_login_throttle(settings, stores.redis)
     users = UserService(
         repository,
         hasher,

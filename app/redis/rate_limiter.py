@@ -55,6 +55,7 @@ class RedisRateLimiter:
         *,
         fallback: RateLimiter,
         fallback_seconds: float = 1.0,
+        name: str = "ratelimit",
     ) -> None:
         if quota < 1 or window_seconds <= 0:
             raise ValueError("quota and window_seconds must be positive")
@@ -66,13 +67,14 @@ class RedisRateLimiter:
         self._fallback = fallback
         self._fallback_seconds = fallback_seconds
         self._fallback_until = 0.0
+        self._key_prefix = f"{client.prefix}{name}:"
 
     async def acquire(self, key: str) -> RateLimitDecision:
         """Count one request from `key` and decide, in Redis (or in memory while it is out)."""
         if time.monotonic() < self._fallback_until:
             FALLBACK_DECISIONS.inc()
             return self._fallback.hit(key)
-        bucket = f"{self._client.prefix}ratelimit:{key}"
+        bucket = self._key_prefix + key
         try:
             allowed, ahead = await self._client.call(
                 "rate_limit", lambda r: self._script([bucket], self._args)

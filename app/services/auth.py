@@ -108,16 +108,16 @@ class AuthService:
             raise Unauthorized(_BAD_CREDENTIALS)
         account = normalise_email(email)
         if self._throttle is not None:
-            self._throttle.check(client_address, account)
+            await self._throttle.check(client_address, account)
         user = await self._users.find_by_email(email)
         ok = await self._hasher.verify(password, user.password_hash if user else None)
         if user is None or not ok:
             if self._throttle is not None:
-                self._throttle.failed(client_address, account)
+                await self._throttle.failed(client_address, account)
             log.info("login_failed")
             raise Unauthorized(_BAD_CREDENTIALS)
         if self._throttle is not None:
-            self._throttle.succeeded(client_address, account)
+            await self._throttle.succeeded(client_address, account)
         if not user.is_active:
             # Only said once the password has been proven: it tells nothing to a guesser.
             raise Forbidden("This account is deactivated.")

@@ -15,19 +15,23 @@ tighter rule that a client cannot escape by changing what it sends:
 
 What it remembers is bounded: an account name is at most `MAX_ACCOUNT_LENGTH` characters
 (longer is refused before it is looked at), failures are forgotten `FORGET_AFTER_SECONDS` after
-the last one, and at most `max_entries` accounts and (address, account) pairs are kept.
+the last one, and in memory at most `max_entries` accounts and (address, account) pairs are kept.
+With Redis the counts and back-offs are shared by every replica (`app/redis/login_throttle.py`),
+so a guesser gains nothing by reaching another replica.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
+from typing import Protocol
 
 from app.core.exceptions import TooManyRequests, Unauthorized
-from app.core.rate_limiter import RateLimiter
+from app.core.rate_limiter import QuotaLimiter, RateLimiter
 
 MAX_BACKOFF_SECONDS = 300.0
 FORGET_AFTER_SECONDS = 900.0
@@ -42,11 +46,37 @@ class _Failures:
     last: float
 
 
-class _FailureBook:
-    """Consecutive failures per key, in the order of their last failure: forgotten when old,
-    the oldest first when the book is full."""
+def backoff_seconds(count: int, threshold: int) -> float:
+    """How long the `count`-th consecutive failure makes the next attempt wait."""
+    if count < threshold:
+        return 0.0
+    return min(MAX_BACKOFF_SECONDS, 2.0 ** (count - threshold))
 
-    def __init__(self, threshold: int, max_entries: int, clock: Callable[[], float]) -> None:
+
+class FailureBook(Protocol):
+    """Consecutive failures per key and the back-off they impose: this process's memory, or
+    Redis, shared by every replica (so a guesser gets no fresh budget from another replica)."""
+
+    async def state(self, key: str) -> tuple[bool, float]:
+        """Whether `key` has failures on record, and the seconds its back-off has left."""
+        ...
+
+    async def fail(self, key: str) -> None:
+        """Record one more failure of `key` (and start or lengthen its back-off)."""
+        ...
+
+    async def clear(self, key: str) -> None:
+        """Forget `key`'s failures."""
+        ...
+
+
+class MemoryFailures:
+    """`FailureBook` in this process: in the order of the last failure, forgotten when old, the
+    oldest first when full."""
+
+    def __init__(
+        self, threshold: int, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._threshold = threshold
         self._max_entries = max_entries
         self._clock = clock
@@ -56,28 +86,30 @@ class _FailureBook:
         self._forget_old()
         return len(self._entries)
 
-    def get(self, key: str) -> _Failures | None:
+    async def state(self, key: str) -> tuple[bool, float]:
+        """Whether `key` failed lately, and the seconds left of its back-off."""
         self._forget_old()
-        return self._entries.get(key)
+        failures = self._entries.get(key)
+        if failures is None:
+            return False, 0.0
+        return True, failures.blocked_until - self._clock()
 
-    def wait(self, key: str) -> float:
-        failures = self.get(key)
-        return 0.0 if failures is None else failures.blocked_until - self._clock()
-
-    def fail(self, key: str) -> None:
+    async def fail(self, key: str) -> None:
+        """One more failure of `key`."""
         now = self._clock()
         failures = self._entries.pop(key, None) or _Failures(0, 0.0, now)
         failures.count += 1
         failures.last = now
-        if failures.count >= self._threshold:
-            delay = min(MAX_BACKOFF_SECONDS, 2.0 ** (failures.count - self._threshold))
+        delay = backoff_seconds(failures.count, self._threshold)
+        if delay:
             failures.blocked_until = now + delay
         self._entries[key] = failures
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
         self._forget_old()
 
-    def clear(self, key: str) -> None:
+    async def clear(self, key: str) -> None:
+        """Forget `key`."""
         self._entries.pop(key, None)
 
     def _forget_old(self) -> None:
@@ -95,47 +127,67 @@ class LoginThrottle:
     def __init__(
         self,
         *,
+        attempts: QuotaLimiter,
+        pairs: FailureBook,
+        accounts: FailureBook,
+    ) -> None:
+        self._attempts = attempts
+        self._pairs = pairs
+        self._accounts = accounts
+
+    @classmethod
+    def in_memory(
+        cls,
+        *,
         attempts_per_minute: int,
         failures_before_backoff: int,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._attempts = RateLimiter(attempts_per_minute, 60, clock=clock)
-        self._pairs = _FailureBook(failures_before_backoff, max_entries, clock)
-        self._accounts = _FailureBook(failures_before_backoff, max_entries, clock)
+    ) -> LoginThrottle:
+        """A throttle whose state lives in this process."""
+        return cls(
+            attempts=RateLimiter(attempts_per_minute, 60, clock=clock),
+            pairs=MemoryFailures(failures_before_backoff, max_entries, clock),
+            accounts=MemoryFailures(failures_before_backoff, max_entries, clock),
+        )
 
     def entries(self) -> int:
-        """Failure records held now (accounts and address-account pairs)."""
-        return len(self._pairs) + len(self._accounts)
+        """Failure records held now in this process (accounts and address-account pairs)."""
+        return sum(len(book) for book in (self._pairs, self._accounts) if isinstance(book, Sized))
 
-    def check(self, address: str, account: str) -> None:
+    async def check(self, address: str, account: str) -> None:
         """Raise `TooManyRequests` if this attempt must not be checked now (`Unauthorized` for an
         account name too long to be one)."""
         if len(account) > MAX_ACCOUNT_LENGTH:
             raise Unauthorized("Incorrect email or password.")
-        pair = f"{address}|{account}"
-        wait = self._pairs.wait(pair)
-        if self._pairs.get(pair) is not None:
+        pair = _pair(address, account)
+        failed_here, wait = await self._pairs.state(pair)
+        if failed_here:
             # Only a client that has failed here shares the account's back-off.
-            wait = max(wait, self._accounts.wait(account))
+            wait = max(wait, (await self._accounts.state(account))[1])
         if wait > 0:
             raise TooManyRequests(
                 "Too many failed logins for this account; wait before trying again.",
                 retry_after=math.ceil(wait),
             )
-        decision = self._attempts.hit(pair)
+        decision = await self._attempts.acquire(pair)
         if not decision.allowed:
             raise TooManyRequests(
                 "Too many login attempts from this address for this account.",
                 retry_after=decision.retry_after,
             )
 
-    def failed(self, address: str, account: str) -> None:
+    async def failed(self, address: str, account: str) -> None:
         """Record a failed attempt at `account` from `address`."""
-        self._pairs.fail(f"{address}|{account}")
-        self._accounts.fail(account)
+        await self._pairs.fail(_pair(address, account))
+        await self._accounts.fail(account)
 
-    def succeeded(self, address: str, account: str) -> None:
+    async def succeeded(self, address: str, account: str) -> None:
         """A correct password ends the account's back-off, and this address's."""
-        self._pairs.clear(f"{address}|{account}")
-        self._accounts.clear(account)
+        await self._pairs.clear(_pair(address, account))
+        await self._accounts.clear(account)
+
+
+def _pair(address: str, account: str) -> str:
+    # Hashed: what a store keeps has one small size and names no email address.
+    return hashlib.sha256(f"{address}|{account}".encode()).hexdigest()[:32]

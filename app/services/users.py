@@ -351,13 +351,13 @@ class UserService:
             raise UnprocessableContent("Changing your own password needs current_password as well.")
         account = normalise_email(user.email)
         if self._throttle is not None:
-            self._throttle.check(client_address, account)
+            await self._throttle.check(client_address, account)
         if not await self._hasher.verify(current_password, user.password_hash):
             if self._throttle is not None:
-                self._throttle.failed(client_address, account)
+                await self._throttle.failed(client_address, account)
             raise Forbidden("current_password is not this account's password.")
         if self._throttle is not None:
-            self._throttle.succeeded(client_address, account)
+            await self._throttle.succeeded(client_address, account)
 
     async def rotate_credentials(self, user_id: int) -> None:
         """Replace the user's credential stamp: every token issued so far stops working."""

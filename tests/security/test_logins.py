@@ -11,6 +11,7 @@ import httpx
 from tests.conftest import ServerFactory
 from tests.e2e.helpers import bearer, login, new_user_with_token, register, unique_email
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer
+from tests.redis_server import RedisServer
 from tests.security.defaults import SHIPPED_BOUNDS, breaker_states, live_latency
 from tests.security.test_memory import rss_mib
 
@@ -152,3 +153,40 @@ def test_current_password_guesses_count_against_the_login_throttle(http: httpx.C
     ]
     assert codes[:5] == [403] * 5
     assert 429 in codes
+
+
+def test_with_redis_every_replica_shares_the_login_limits(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    # The review's N11: the login limits were per process, so N replicas gave N times the
+    # guesses. With Redis they protect the account on every replica at once.
+    redis_server.flush()
+    env = {**SHIPPED_BOUNDS, "APP_STORE": "redis", "APP_REDIS_URL": redis_server.url}
+    replicas = [server_factory(env) for _ in range(2)]
+    clients = [httpx.Client(base_url=server.base_url, timeout=10) for server in replicas]
+    try:
+        email = unique_email("shared")
+        register(clients[0], email, password="the-right-one-1")
+        for i in range(5):  # the back-off starts after five failures, wherever they happen
+            guess = clients[i % 2].post(TOKEN, data={"username": email, "password": f"g-{i}"})
+            assert guess.status_code == 401
+        for client in clients:
+            waiting = client.post(TOKEN, data={"username": email, "password": "the-right-one-1"})
+            assert waiting.status_code == 429
+        # Ten attempts a minute per address and account, counted across replicas too.
+        other = unique_email("counted")
+        register(clients[0], other, password="the-right-one-1")
+        codes = [
+            clients[i % 2]
+            .post(
+                TOKEN,
+                data={"username": other, "password": "the-right-one-1" if i % 2 else "wrong-1"},
+            )
+            .status_code
+            for i in range(11)
+        ]
+        assert codes[:10].count(429) == 0
+        assert codes[10] == 429
+    finally:
+        for client in clients:
+            client.close()

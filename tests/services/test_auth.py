@@ -160,7 +160,9 @@ async def test_a_full_revocation_list_revokes_every_token_of_the_user(users: Use
 
 async def test_guesses_at_one_account_are_throttled_and_backed_off(users: UserService) -> None:
     clock = FakeClock()
-    throttle = LoginThrottle(attempts_per_minute=100, failures_before_backoff=3, clock=clock)
+    throttle = LoginThrottle.in_memory(
+        attempts_per_minute=100, failures_before_backoff=3, clock=clock
+    )
     auth = AuthService(
         users, PasswordHasher(rounds=4), TokenCodec(SECRET, "HS256", 5), throttle=throttle
     )
@@ -187,7 +189,9 @@ async def test_failures_are_forgotten_and_names_too_long_are_not_remembered(
     users: UserService,
 ) -> None:
     clock = FakeClock()
-    throttle = LoginThrottle(attempts_per_minute=100, failures_before_backoff=3, clock=clock)
+    throttle = LoginThrottle.in_memory(
+        attempts_per_minute=100, failures_before_backoff=3, clock=clock
+    )
     auth = AuthService(
         users, PasswordHasher(rounds=4), TokenCodec(SECRET, "HS256", 5), throttle=throttle
     )
@@ -202,7 +206,9 @@ async def test_failures_are_forgotten_and_names_too_long_are_not_remembered(
 
 
 async def test_one_address_gets_few_attempts_at_one_account(users: UserService) -> None:
-    throttle = LoginThrottle(attempts_per_minute=2, failures_before_backoff=100, clock=FakeClock())
+    throttle = LoginThrottle.in_memory(
+        attempts_per_minute=2, failures_before_backoff=100, clock=FakeClock()
+    )
     auth = AuthService(
         users, PasswordHasher(rounds=4), TokenCodec(SECRET, "HS256", 5), throttle=throttle
     )

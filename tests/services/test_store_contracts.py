@@ -1,5 +1,5 @@
 """The smaller seams' contracts, against both backends (memory, a real redis-server): scoring
-jobs and logged-out tokens behave the same whichever store keeps them."""
+jobs, logged-out tokens and login failures behave the same whichever store keeps them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 
 from app.redis.client import RedisClient
 from app.redis.jobs import RedisJobs
+from app.redis.login_throttle import RedisFailures
 from app.redis.revocations import RedisRevocations
 from app.services.auth import Revocations, TokenRevocations
+from app.services.login_throttle import FailureBook, MemoryFailures
 from app.services.scoring.service import JobStore, MemoryJobs, ResultBounds, ScoringJob
 
 
@@ -97,3 +99,29 @@ async def test_a_revoked_token_stays_revoked_and_others_do_not(
     assert not await revocations.is_revoked("token-b")
     # A token that has expired anyway needs no entry, and is refused by its expiry instead.
     assert await revocations.revoke("token-c", int(time.time()) - 1)
+
+
+def _failures(client: RedisClient | None, threshold: int) -> FailureBook:
+    if client is None:
+        return MemoryFailures(threshold, max_entries=100)
+    return RedisFailures(client, kind="test", threshold=threshold)
+
+
+async def test_failures_back_off_after_the_threshold_and_clear(
+    backend: RedisClient | None,
+) -> None:
+    book = _failures(backend, threshold=2)
+    assert await book.state("a") == (False, 0.0)
+    await book.fail("a")
+    known, wait = await book.state("a")
+    assert known
+    assert wait <= 0  # one failure: no back-off yet
+    await book.fail("a")
+    known, wait = await book.state("a")
+    assert known
+    assert 0 < wait <= 1.0  # the second: 1 s, then 2, 4, ...
+    await book.fail("a")
+    assert 1.0 < (await book.state("a"))[1] <= 2.0
+    assert await book.state("b") == (False, 0.0)
+    await book.clear("a")
+    assert await book.state("a") == (False, 0.0)
