@@ -109,6 +109,7 @@ def test_long_usernames_are_refused_before_they_are_remembered(
     grown = rss_mib(pid) - baseline
     print(f"RSS grew {grown:.1f} MiB after 95 logins with 1 MB usernames")
     assert grown < 40
+    assert rss_mib(pid) < 300
 
 
 def test_one_address_gets_ten_tries_a_minute_at_one_account(http: httpx.Client) -> None:
