@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from app.core.exceptions import ProblemType
 
@@ -49,6 +49,23 @@ def problem_response(
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+async def refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse a request before the app sees it: a problem answer over HTTP, a refused
+    handshake for a WebSocket (closing before accepting makes the server answer 403)."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await problem_response(scope, status, detail, headers=headers)(scope, receive, send)
 
 
 def internal_error_response(scope: Scope, exc: BaseException, *, show_detail: bool) -> Response:

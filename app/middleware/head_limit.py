@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.problems import problem_response
+from app.core.problems import refuse
 
 # What a header costs on the wire besides its name and value: ": " and CRLF.
 _HEADER_OVERHEAD = 4
@@ -35,14 +35,11 @@ class HeadLimitMiddleware:
         if scope["type"] not in ("http", "websocket") or head_bytes(scope) <= self.max_bytes:
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            # Closing before accepting refuses the handshake (the server answers 403).
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        response = problem_response(
+        await refuse(
             scope,
+            receive,
+            send,
             431,
             f"The request line and headers exceed {self.max_bytes} bytes.",
             headers={"Connection": "close"},
         )
-        await response(scope, receive, send)

@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.problems import problem_response
+from app.core.problems import refuse
 
 
 def host_name(host_header: str) -> str:
@@ -63,10 +63,6 @@ class TrustedHostMiddleware:
         if self.hosts.allows(host) or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        response = problem_response(
-            scope, 400, "The Host header names no host this service is served under."
+        await refuse(
+            scope, receive, send, 400, "The Host header names no host this service is served under."
         )
-        await response(scope, receive, send)
