@@ -484,3 +484,29 @@ async def test_shutdown_closes_websockets_with_1001_and_ends_streams(tmp_path: P
         assert "long_lived_connections_closed" in server.log_text()
     finally:
         server.stop()
+
+
+def test_a_plain_sse_client_gets_exactly_count_ticks_with_ids_from_1(
+    http: httpx.Client,
+) -> None:
+    # The contract: `?count=4` is four `tick` events, ids 1-4, and nothing else dispatched. The
+    # console's drop handle is opt-in (`handle=true`), so plain clients never see it.
+    with connect_sse(
+        http, "GET", f"{API}/sse/stream", params={"interval": 0.05, "count": 4}
+    ) as source:
+        dispatched = [event for event in source.iter_sse() if event.data]
+    assert [(event.event, event.id) for event in dispatched] == [
+        ("tick", "1"),
+        ("tick", "2"),
+        ("tick", "3"),
+        ("tick", "4"),
+    ]
+    with connect_sse(
+        http,
+        "GET",
+        f"{API}/sse/stream",
+        params={"interval": 0.05, "count": 1, "handle": "true"},
+    ) as source:
+        announced = [event for event in source.iter_sse() if event.data]
+    assert [event.event for event in announced] == ["stream", "tick"]
+    assert json.loads(announced[0].data)["stream"]

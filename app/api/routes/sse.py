@@ -1,10 +1,11 @@
 """`/api/v1/sse/stream`: a ticker over server-sent events, the simplest stream to watch.
 
 Ticks are numbered, and the number is the SSE id, so a reconnecting `EventSource` (which sends
-`Last-Event-ID`) continues at the next number: nothing is lost across a reconnect. The first
-event of each connection, `stream`, carries a handle that `POST /api/v1/sse/stream/{handle}/drop`
-uses to end that connection from the server side, so a learner can watch the browser reconnect
-and resume.
+`Last-Event-ID`) continues at the next number: nothing is lost across a reconnect. A plain client
+gets exactly that: `tick` events, ids from 1. One that asks (`?handle=true`, as the console does)
+first gets a `stream` event with a handle that `POST /api/v1/sse/stream/{handle}/drop` uses to
+end that connection from the server side, so a learner can watch the browser reconnect and
+resume.
 """
 
 from __future__ import annotations
@@ -53,15 +54,17 @@ async def _ticks(
     interval: float,
     count: int | None,
     after: int,
+    announce: bool,
 ) -> AsyncIterator[ServerSentEvent]:
     with tickers.register() as (handle, dropped):
-        # Its id is where this connection starts, so the id a client would resend is the same
-        # before and after this event (every event carries an id).
-        yield ServerSentEvent(
-            data=orjson.dumps({"stream": handle, "resumed_after": after}).decode(),
-            event="stream",
-            id=str(after),
-        )
+        if announce:
+            # Its id is where this connection starts, so the id a client would resend is the
+            # same before and after this event (every event carries an id).
+            yield ServerSentEvent(
+                data=orjson.dumps({"stream": handle, "resumed_after": after}).decode(),
+                event="stream",
+                id=str(after),
+            )
         n = after
         while count is None or n < count:
             stop = asyncio.ensure_future(lifecycle.wait_for_shutdown())
@@ -99,19 +102,24 @@ async def sse_stream(
     count: Annotated[
         int | None, Query(ge=1, le=100_000, description="Events, then the end.")
     ] = None,
+    handle: Annotated[
+        bool,
+        Query(description="First send a `stream` event with this connection's drop handle."),
+    ] = False,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=64, description="Resume after it.")
     ] = None,
 ) -> Any:
-    """A `stream` event with this connection's drop handle, then `tick` events with ids from 1
-    (after `Last-Event-ID` when resuming) and JSON data; ends after tick `count`, at shutdown,
-    when dropped, or when the client leaves. Heartbeat comments keep idle connections open.
-    Resuming past tick `count` gets 204, which tells `EventSource` to stop reconnecting."""
+    """`tick` events with ids from 1 (after `Last-Event-ID` when resuming) and JSON data; ends
+    after tick `count`, at shutdown, when dropped, or when the client leaves. Heartbeat comments
+    keep idle connections open. Resuming past tick `count` gets 204, which tells `EventSource`
+    to stop reconnecting. With `handle=true`, a `stream` event with this connection's drop
+    handle comes first."""
     after = resume_after(last_event_id)
     if count is not None and after >= count:
         return Response(status_code=204)
     return sse_response(
-        _ticks(lifecycle, tickers, interval, count, after),
+        _ticks(lifecycle, tickers, interval, count, after, handle),
         heartbeat_seconds=settings.sse_heartbeat_seconds,
         quota=admission.quota,
         client=admission.client,

@@ -191,7 +191,7 @@ async def test_a_ticker_resumes_after_its_last_event_id_and_ends_with_204(
 ) -> None:
     url = "/api/v1/sse/stream"
     resumed = await client.get(
-        url, params={"interval": 0.05, "count": 4}, headers={"Last-Event-ID": "2"}
+        url, params={"interval": 0.05, "count": 4, "handle": "true"}, headers={"Last-Event-ID": "2"}
     )
     assert _ids(resumed.text, "tick") == ["3", "4"]
     assert _ids(resumed.text, "stream") == ["2"]  # where it starts: the id a client resends

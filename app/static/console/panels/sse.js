@@ -17,7 +17,7 @@ function setState(text) {
 }
 
 function start() {
-  source = new EventSource("/api/v1/sse/stream?interval=0.5");
+  source = new EventSource("/api/v1/sse/stream?interval=0.5&handle=true");
   opened = 0;
   setState("connecting");
   source.addEventListener("open", () => {
