@@ -203,8 +203,30 @@ def is_reserved_topic(topic: str) -> bool:
     return topic.split(".", 1)[0] in RESERVED_TOPIC_ROOTS
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Events a subscriber fell too far behind to be given: the oldest of its queue, dropped.
+    A stream hands this on (a `gap` event) where they would have been, never staying silent."""
+
+    dropped: int
+    first_id: str
+    last_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `gap` event's data: what was lost, and how to get it back."""
+        return {
+            "dropped": self.dropped,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "detail": f"{self.dropped} events (ids {self.first_id} to {self.last_id}) were "
+            "dropped because this stream fell behind; reconnect with the last id received "
+            "as Last-Event-ID to replay them from the history.",
+        }
+
+
 class Subscription:
-    """A subscriber's bounded queue; iterate it (`async for event in subscription`)."""
+    """A subscriber's bounded queue; iterate it (`async for item in subscription`): events, and
+    a `Gap` in the place of any it had to drop."""
 
     def __init__(self, bus: EventBus, pattern: str, maxsize: int, maxbytes: int) -> None:
         self.bus = bus
@@ -216,6 +238,7 @@ class Subscription:
         self._bytes = 0
         self._wakeup = asyncio.Event()
         self.closed = False
+        self._gap: Gap | None = None  # dropped since the reader last took from the queue
 
     def matches(self, topic: str) -> bool:
         """Whether events of `topic` are for this subscriber."""
@@ -233,27 +256,38 @@ class Subscription:
             oldest = self._queue.popleft()
             self._bytes -= oldest.size
             dropped.append(oldest)
-        self.dropped += len(dropped)
+        if dropped:
+            self.dropped += len(dropped)
+            gap = self._gap
+            self._gap = Gap(
+                (gap.dropped if gap else 0) + len(dropped),
+                gap.first_id if gap else dropped[0].id,
+                dropped[-1].id,
+            )
         self._wakeup.set()
         return dropped
 
-    async def get(self) -> Event | None:
-        """The next event, waiting for one; None once the subscription is closed."""
+    async def get(self) -> Event | Gap | None:
+        """The next event (or first the `Gap` of what was dropped before it), waiting for one;
+        None once the subscription is closed."""
         while not self._queue:
             if self.closed:
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
+        if self._gap is not None:
+            gap, self._gap = self._gap, None
+            return gap
         event = self._queue.popleft()
         self._bytes -= event.size
         return event
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[Event | Gap]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[Event]:
-        while (event := await self.get()) is not None:
-            yield event
+    async def _iterate(self) -> AsyncIterator[Event | Gap]:
+        while (item := await self.get()) is not None:
+            yield item
 
     def close(self) -> None:
         """Stop receiving; a waiting `get` returns None. Idempotent."""
@@ -341,6 +375,9 @@ class EventBus:
 
         async def consume() -> None:
             async for event in subscription:
+                if isinstance(event, Gap):
+                    log.warning("event_handler_fell_behind", pattern=pattern, dropped=event.dropped)
+                    continue
                 try:
                     result = handler(event)
                     if result is not None:

@@ -14,6 +14,7 @@ from app.redis.event_log import RedisEventLog
 from app.services.events import (
     Event,
     EventBus,
+    Gap,
     MemoryEventLog,
     Subscription,
     format_event_id,
@@ -55,7 +56,7 @@ async def _drain(subscription: Subscription, count: int) -> list[Event]:
     events = []
     for _ in range(count):
         event = await asyncio.wait_for(subscription.get(), 5)
-        assert event is not None
+        assert isinstance(event, Event)
         events.append(event)
     return events
 
@@ -95,14 +96,18 @@ async def test_patterns_select_topics(make_bus: BusFactory) -> None:
     assert [e.topic for e in await _drain(users, 2)] == ["user.created", "user.deleted"]
 
 
-async def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
+async def test_a_full_queue_drops_the_oldest_counts_it_and_says_so_in_its_place() -> None:
     bus = EventBus(MemoryEventLog(), queue_size=3)
     await bus.start()
     slow = bus.stream("*")
     fast = bus.stream("*")
+    published = []
     for i in range(5):
-        await bus.publish("t", i)
+        published.append(await bus.publish("t", i))
         await fast.get()  # this one keeps up
+    # Never silent: the reader that fell behind gets a gap where the dropped events were.
+    gap = await slow.get()
+    assert gap == Gap(dropped=2, first_id=published[0].id, last_id=published[1].id)
     assert [e.data for e in await _drain(slow, 3)] == [2, 3, 4]
     assert slow.dropped == 2
     assert fast.dropped == 0

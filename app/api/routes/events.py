@@ -21,7 +21,7 @@ from app.api.sse import sse_response
 from app.core.exceptions import Forbidden, StoreUnavailable
 from app.schemas.events import EventAccepted, EventIn, EventList
 from app.schemas.problem import problem_responses
-from app.services.events import Event, EventBus, is_reserved_topic
+from app.services.events import Event, EventBus, Gap, is_reserved_topic
 
 router = APIRouter(prefix=f"{API_PREFIX}/events", tags=["events"])
 
@@ -102,9 +102,13 @@ async def _live(
             for event in resume.events:
                 sent = event.position
                 yield _sse(event)
-        async for event in subscription:
-            if sent is None or event.position > sent:
-                yield _sse(event)
+        async for item in subscription:
+            if isinstance(item, Gap):
+                # This stream fell behind and its oldest queued events were dropped: say so
+                # where they would have been (the client can replay them from the history).
+                yield _gap_event(item.as_dict())
+            elif sent is None or item.position > sent:
+                yield _sse(item)
 
 
 @router.get(
