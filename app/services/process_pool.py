@@ -5,8 +5,9 @@
   is reserved before the request body is even read, so a flood cannot fill memory with bodies.
 - Timeout: a task that overruns is answered as timed out, but a running process cannot be
   interrupted, so its slot stays taken until the worker really finishes: admission stays honest.
-- Repair: a worker that dies (SIGKILL, out of memory) breaks a `ProcessPoolExecutor` for good;
-  the tasks it held fail with `WorkerCrashed`, a fresh pool replaces it, and the next task runs.
+- Repair: a worker that dies (SIGKILL, out of memory) breaks a `ProcessPoolExecutor` for good:
+  a fresh pool replaces it, and the tasks it held (pure computations) run once more there; a
+  task whose pool breaks a second time fails with `WorkerCrashed`.
 - Workers are started with `spawn` (a clean interpreter, safe with the event loop's threads)
   and each runs the `warm_up` function it was given, so the first request does not pay for
   importing the libraries the work needs.
@@ -226,41 +227,50 @@ class ProcessPool:
     async def _run(
         self, slot: PoolSlot, fn: Callable[..., T], args: tuple[Any, ...], time_limit: float | None
     ) -> T:
-        executor = self._executor
-        if executor is None:
-            slot._free()
-            raise Overloaded("The process pool is not running; retry shortly.")
-        try:
-            future: Future[T] = executor.submit(fn, *args)
-        except BrokenProcessPool:
-            slot._free()
-            self._replace_broken(executor)
-            POOL_TASKS.labels(outcome="crashed").inc()
-            raise WorkerCrashed(
-                "The process pool was broken; it has been replaced and retrying is safe."
-            ) from None
-        # The slot is freed when the worker is really done, even if we stop waiting earlier.
-        # Done callbacks run in the executor's thread: hop back to the loop to touch our state.
+        limit = time_limit or self.task_timeout
         loop = asyncio.get_running_loop()
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(slot._free))
-        try:
-            async with asyncio.timeout(time_limit or self.task_timeout):
-                result = await asyncio.wrap_future(future)
-        except TimeoutError:
-            future.cancel()  # frees the slot at once if the task had not started yet
-            POOL_TASKS.labels(outcome="timeout").inc()
-            raise TaskTimedOut(
-                f"The CPU task did not finish within {time_limit or self.task_timeout:g} s."
-            ) from None
-        except BrokenProcessPool:
-            self._replace_broken(executor)
-            POOL_TASKS.labels(outcome="crashed").inc()
-            raise WorkerCrashed(
-                "A worker process died while running the task; the pool has been replaced and "
-                "retrying is safe."
-            ) from None
-        except Exception:
-            POOL_TASKS.labels(outcome="error").inc()
-            raise
-        POOL_TASKS.labels(outcome="ok").inc()
-        return result
+        # Every task is a pure computation, so one that met a broken pool (a worker killed
+        # while idle, or a sibling's worker dying under it) runs once more on the fresh pool: a
+        # request is never failed for a worker that died for someone else. Only a second
+        # break reaches the client.
+        for attempt in (1, 2):
+            executor = self._executor
+            if executor is None:
+                slot._free()
+                raise Overloaded("The process pool is not running; retry shortly.")
+            future: Future[T] | None = None
+            try:
+                future = executor.submit(fn, *args)
+                async with asyncio.timeout(limit):
+                    result = await asyncio.wrap_future(future)
+            except BrokenProcessPool:
+                self._replace_broken(executor)
+                if attempt == 1:
+                    POOL_TASKS.labels(outcome="retried").inc()
+                    log.warning("process_pool_task_retried")
+                    continue
+                slot._free()
+                POOL_TASKS.labels(outcome="crashed").inc()
+                raise WorkerCrashed(
+                    "A worker process died while running the task, twice; the pool has been "
+                    "replaced and retrying is safe."
+                ) from None
+            except BaseException as exc:
+                # Timed out, cancelled, or the task's own error: the place is given back when
+                # the worker is really done with it. Done callbacks run in the executor's
+                # thread: hop back to the loop to touch our state.
+                if future is None:  # never submitted
+                    slot._free()
+                    raise
+                future.add_done_callback(lambda _: loop.call_soon_threadsafe(slot._free))
+                if isinstance(exc, TimeoutError):
+                    future.cancel()  # frees the place at once if the task had not started
+                    POOL_TASKS.labels(outcome="timeout").inc()
+                    raise TaskTimedOut(f"The CPU task did not finish within {limit:g} s.") from None
+                if isinstance(exc, Exception):
+                    POOL_TASKS.labels(outcome="error").inc()
+                raise
+            slot._free()
+            POOL_TASKS.labels(outcome="ok").inc()
+            return result
+        raise AssertionError("unreachable: the second attempt returns or raises")

@@ -189,7 +189,7 @@ async def test_200_concurrent_requests_shed_load_and_the_loop_stays_free(
     assert max(live_latencies) < 0.5, max(live_latencies)
 
 
-def test_killed_worker_fails_its_task_cleanly_and_the_next_request_succeeds(
+def test_a_task_whose_workers_are_killed_runs_again_and_the_pool_recovers(
     http: httpx.Client,
 ) -> None:
     victims = _pool_pids(http)
@@ -197,7 +197,7 @@ def test_killed_worker_fails_its_task_cleanly_and_the_next_request_succeeds(
 
     def long_task() -> None:
         with httpx.Client(base_url=str(http.base_url), timeout=30) as other:
-            answer["response"] = other.post("/api/v1/cpu-intensive", json={"samples": 50_000_000})
+            answer["response"] = other.post("/api/v1/cpu-intensive", json={"samples": 20_000_000})
 
     worker = threading.Thread(target=long_task)
     worker.start()
@@ -208,10 +208,10 @@ def test_killed_worker_fails_its_task_cleanly_and_the_next_request_succeeds(
             break
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    worker.join(30)
-    problem = assert_problem(answer["response"], 500)
-    assert problem["type"] == "/problems/worker-crashed"
-    assert "replaced" in problem["detail"]
+    worker.join(60)
+    # A pure computation: it ran once more on the fresh pool instead of failing.
+    assert answer["response"].status_code == 200, answer["response"].text
+    assert answer["response"].json()["worker_pid"] not in victims
     after = http.post("/api/v1/cpu-intensive", json={"samples": 1000})
     assert after.status_code == 200
     assert after.json()["worker_pid"] not in victims
