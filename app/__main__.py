@@ -122,7 +122,11 @@ def serve(settings: Settings, factory: AppFactory = _default_factory) -> None:
         ws="websockets",
         # Slow clients: a deadline for each request head, a cap on open connections (503
         # beyond), and idle keep-alive connections closed after 5 s.
-        http=head_timeout_protocol(settings.head_timeout_seconds, settings.max_head_bytes),
+        http=head_timeout_protocol(
+            settings.head_timeout_seconds,
+            settings.max_head_bytes,
+            draining=lambda: lifecycle.shutting_down,
+        ),
         # The standard library's event loop, not uvloop: under saturation uvloop served 64
         # busy connections unfairly (p99 8-12x the median at the same throughput, some
         # requests waiting half a second), where asyncio's loop kept p99 near the median.

@@ -11,13 +11,16 @@ uvicorn times out idle keep-alive connections, but:
   while uvicorn discards what it sends: here the rest of the body must arrive within
   `head_timeout`, or the connection is closed;
 - past the connection cap uvicorn answers everything 503, the probes included, so Kubernetes
-  would restart a server that is only busy: here the probe paths are always served.
+  would restart a server that is only busy: here the probe paths are always served;
+- while the server drains before it stops, every answer says `Connection: close` and ends its
+  connection, so no client reuses one that the listener's closing would cut under a request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -60,6 +63,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     max_head_bytes: int = 16_384
     # Answered even past uvicorn's connection cap (`limit_concurrency`).
     reserved_paths: frozenset[bytes] = frozenset({b"/live", b"/ready", b"/health"})
+    # Whether the server is draining (set by the server that uses the class).
+    draining: Callable[[], bool] = staticmethod(lambda: False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -156,8 +161,10 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
                 super().on_headers_complete()
             finally:
                 self.limit_concurrency = limit
-            return
-        super().on_headers_complete()
+        else:
+            super().on_headers_complete()
+        if self.cycle is not None and self.draining():
+            self.cycle.keep_alive = False  # uvicorn then answers `Connection: close` and closes
 
     def on_message_complete(self) -> None:
         self._head_bytes, self._tail = 0, b""
@@ -176,12 +183,14 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
 
 def head_timeout_protocol(
-    seconds: float, max_head_bytes: int = 16_384
+    seconds: float,
+    max_head_bytes: int = 16_384,
+    draining: Callable[[], bool] | None = None,
 ) -> type[HeadTimeoutProtocol]:
-    """A protocol class whose head deadline is `seconds` and whose heads are bounded by
-    `max_head_bytes` (uvicorn takes a class, not a factory)."""
-    return type(
-        "HeadTimeoutProtocol",
-        (HeadTimeoutProtocol,),
-        {"head_timeout": seconds, "max_head_bytes": max_head_bytes},
-    )
+    """A protocol class whose head deadline is `seconds`, whose heads are bounded by
+    `max_head_bytes`, and that ends connections while `draining()` (uvicorn takes a class, not
+    a factory)."""
+    attributes: dict[str, Any] = {"head_timeout": seconds, "max_head_bytes": max_head_bytes}
+    if draining is not None:
+        attributes["draining"] = staticmethod(draining)
+    return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), attributes)

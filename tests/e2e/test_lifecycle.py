@@ -63,3 +63,29 @@ def test_sigint_skips_the_drain(tmp_path: Path) -> None:
     server.process.send_signal(signal.SIGINT)
     server.process.wait(10)
     assert time.monotonic() - start < 5
+
+
+def test_while_draining_every_answer_ends_its_connection(tmp_path: Path) -> None:
+    # The chaos review's finding 8: at the drain's end, requests on kept-alive connections were
+    # reset when the listener closed. While draining, each answer says Connection: close, so
+    # clients open new connections (to another replica) instead of reusing doomed ones.
+    server = start_server(tmp_path / "server.log", {"APP_SHUTDOWN_DRAIN_SECONDS": "3"})
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            before = http.get("/api/v1/users/1")
+            assert "close" not in before.headers.get("connection", "")
+            sent = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            answers = []
+            while time.monotonic() - sent < 2:
+                answers.append(http.get("/api/v1/users/1"))
+                time.sleep(0.05)
+        assert {answer.status_code for answer in answers} == {200}
+        late = [answer for answer in answers if answer.headers.get("connection") == "close"]
+        assert late, "no answer while draining said Connection: close"
+        # Once the drain began, no answer kept its connection open.
+        first = answers.index(late[0])
+        assert all(a.headers.get("connection") == "close" for a in answers[first:])
+        assert server.process.wait(15) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
