@@ -279,7 +279,14 @@ def _lifespan(
                 forbidden_password=DEV_ADMIN_PASSWORD if settings.env == "production" else None,
             )
             foundation.lifecycle.mark_started()
-            log.info("startup_complete", env=settings.env, version=__version__, admin_id=admin.id)
+            log.info(
+                "startup_complete",
+                env=settings.env,
+                version=__version__,
+                admin_id=admin.id,
+                # Where a learner finds the console (and the API), said once at start.
+                console=f"http://{settings.host}:{settings.port}/",
+            )
             yield {"services": services}
         except StartupRefused as exc:
             log.error("startup_failed", reason=_reason(exc))

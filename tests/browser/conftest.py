@@ -93,7 +93,9 @@ def watch(
             console.errors.append(message.text)
 
     def check_url(url: str) -> None:
-        if _origin(url) not in (base_url, ws_origin) and not url.startswith("data:"):
+        # data: URLs and this origin's blob: URLs (ReDoc's worker) never leave the page.
+        own = url.startswith(("data:", f"blob:{base_url}/"))
+        if _origin(url) not in (base_url, ws_origin) and not own:
             console.foreign.append(url)
 
     page.on("console", on_console)

@@ -71,6 +71,8 @@ def test_while_draining_every_answer_ends_its_connection(tmp_path: Path) -> None
     # clients open new connections (to another replica) instead of reusing doomed ones.
     server = start_server(tmp_path / "server.log", {"APP_SHUTDOWN_DRAIN_SECONDS": "6"})
     try:
+        started = server.wait_for_events(lambda e: e.get("event") == "startup_complete")
+        assert started[0]["console"] == server.base_url + "/"  # the log says where to look
         with httpx.Client(base_url=server.base_url, timeout=10) as http:
             before = http.get("/api/v1/users/1")
             assert "close" not in before.headers.get("connection", "")
