@@ -157,6 +157,23 @@ def test_the_event_bus_panel_delivers_what_matches_its_pattern(console_page: Con
     console_page.shoot("bus", "#bus")
 
 
+def test_data_that_is_not_json_is_refused_visibly_and_not_published(
+    console_page: Console,
+) -> None:
+    page = console_page.open().page
+    page.fill("#bus-topic", "demo.text")
+    page.fill("#bus-data", "hello world")
+    page.click("#bus-form button[type=submit]")
+    page.wait_for_selector("#bus-result:text('Not published: the data is not JSON')")
+    assert page.get_attribute("#bus-data", "aria-invalid") == "true"
+    history = page.evaluate("fetch('/api/v1/events?topic=demo.text').then(r => r.json())")
+    assert history["items"] == []  # nothing was sent as a string behind the learner's back
+    page.fill("#bus-data", '"hello world"')
+    page.click("#bus-form button[type=submit]")
+    page.wait_for_selector("#bus-result:text('on demo.text')")
+    assert page.get_attribute("#bus-data", "aria-invalid") is None
+
+
 def test_a_scoring_job_fills_its_bar_while_the_loop_stays_free(console_page: Console) -> None:
     page = console_page.open().page
     page.fill("#cpu-records", "20000")

@@ -43,12 +43,21 @@ export function init() {
   $("bus-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const topic = $("bus-topic").value.trim();
+    const field = $("bus-data");
     let data;
     try {
-      data = JSON.parse($("bus-data").value);
-    } catch {
-      data = $("bus-data").value; // not JSON: sent as a string
+      data = JSON.parse(field.value);
+    } catch (error) {
+      // Never guess: text that is not JSON is not published (as a string or otherwise).
+      field.setAttribute("aria-invalid", "true");
+      setText(
+        "bus-result",
+        `Not published: the data is not JSON (${error.message}). Write a JSON value: ` +
+          `"text" in quotes, a number, or {"key": "value"}.`,
+      );
+      return;
     }
+    field.removeAttribute("aria-invalid");
     const answer = await call("POST", "/api/v1/events", { json: { topic, data } });
     setText("bus-result", answer.ok ? `published ${answer.body.id} on ${topic}` : describe(answer));
   });
