@@ -29,6 +29,7 @@ from app.api.routes import (
     demos,
     docs,
     events,
+    lab,
     metrics,
     probes,
     root,
@@ -95,6 +96,7 @@ ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
     (demos.router, "demos"),
     (demos.flaky_router, "flaky"),
     (demos.resilience_router, None),
+    (lab.router, "demos"),  # left out in production (see create_app)
     (scoring.router, "scoring"),
     (scoring.cpu_router, "scoring"),
     (admin.router, None),  # left out in production (see create_app)
@@ -358,6 +360,8 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         if router is admin.router and (settings.env == "production" or not settings.on_loopback):
             # The readiness drain is a teaching aid for a laptop; a rollout drains in production.
             continue
+        if router is lab.router and settings.env == "production":
+            continue  # routes that provoke a fault on purpose are for learners, not for users
         responses = None if router in UNDOCUMENTED_CHAIN else CHAIN_RESPONSES
         app.include_router(router, responses=responses)
     for path, static in docs.static_files():

@@ -359,9 +359,11 @@ class EventBus:
             self._subscriptions.remove(subscription)
             SUBSCRIBERS.labels(pattern=self._label(subscription.pattern)).dec()
 
-    def stream(self, pattern: str = "*") -> Subscription:
-        """A new stream subscription; close it (or use `async with`) when done."""
-        subscription = Subscription(self, pattern, self.queue_size, self.queue_bytes)
+    def stream(self, pattern: str = "*", *, queue_size: int | None = None) -> Subscription:
+        """A new stream subscription (its queue holds `queue_size` events, by default the
+        bus's); close it (or use `async with`) when done."""
+        size = self.queue_size if queue_size is None else min(queue_size, self.queue_size)
+        subscription = Subscription(self, pattern, size, self.queue_bytes)
         self._add(subscription)
         return subscription
 

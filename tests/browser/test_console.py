@@ -51,8 +51,14 @@ def test_the_timeout_panel_shows_the_504_at_the_limit(console_page: Console) -> 
     page.wait_for_selector("#to-result[data-status='200']")
     page.fill("#to-delay", "5")
     page.click("#to-run")
+    # While the learner waits, the elapsed time counts up beside the limit.
+    page.wait_for_function(
+        "() => Number(document.getElementById('to-elapsed').dataset.seconds) >= 1"
+    )
+    assert page.locator("#to-result").inner_text().startswith("Waiting for a 5 s call")
     page.wait_for_selector("#to-result[data-status='504']")
     assert page.locator("#to-result").inner_text().startswith("timed out (504) after 3.")
+    assert float(page.get_attribute("#to-elapsed", "data-seconds") or 0) >= 3
     console_page.shoot("timeout", "#timeout")
 
 

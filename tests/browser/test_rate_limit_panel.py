@@ -43,3 +43,13 @@ def test_a_burst_drains_the_quota_and_the_429_counts_down(console_page: Console)
     later = page.locator("#rl-retry").inner_text()
     assert later == f"429 Too Many Requests: Retry-After {seconds - 1} s"
     console_page.shoot("rate-limit", "#rate-limit")
+
+    # Once Retry-After has passed the warning goes, and the next request is served.
+    page.wait_for_selector("#rl-retry[data-state=refilled]", timeout=(seconds + 5) * 1000)
+    assert page.locator("#rl-retry").inner_text() == ""
+    assert page.locator("#rl-left").inner_text() == "refilled: at least 1 left"
+    page.fill("#rl-count", "1")
+    page.click("#rl-fire")
+    page.wait_for_selector(f"#rl-ok:text('{ok + 1}')")
+    assert page.locator("#rl-retry").inner_text() == ""
+    assert page.get_attribute("#rl-retry", "data-state") is None

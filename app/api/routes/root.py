@@ -58,9 +58,17 @@ DEMOS: dict[str, dict[str, str]] = {
         "try": f"POST {A}/events and GET {A}/events/stream?topic=demo.*",
         "shows": "publish/subscribe by pattern, history, resume and gap events",
     },
+    "slow_subscriber": {
+        "try": f'POST {A}/demo/slow-subscriber {{"events": 100, "queue": 10}} (not in production)',
+        "shows": "a subscriber that falls behind loses its oldest events, told by a gap",
+    },
     "cpu_work": {
         "try": f"POST {A}/scoring/jobs, then GET {A}/scoring/jobs/{{id}}",
         "shows": "CPU work in worker processes; progress events on scoring.*",
+    },
+    "cpu_on_loop": {
+        "try": f'POST {A}/demo/cpu-on-loop {{"samples": 20000000}} (not in production)',
+        "shows": "the same work as /cpu-intensive held on the event loop: /live waits too",
     },
     "concurrency": {
         "try": f"GET {A}/async-demo?tasks=50&delay=0.3 and GET {A}/blocking-demo?delay=1",

@@ -38,7 +38,38 @@ async function subscribe() {
   }
 }
 
+async function slowSubscriber() {
+  const events = Math.min(500, Math.max(1, Number($("slow-events").value) || 1));
+  const queue = Math.min(64, Math.max(1, Number($("slow-queue").value) || 1));
+  $("slow-run").disabled = true;
+  setText("slow-result", `Publishing ${events} events to a reader with a queue of ${queue}…`);
+  try {
+    const answer = await call("POST", "/api/v1/demo/slow-subscriber", {
+      json: { events, queue, read_every_ms: 20 },
+    });
+    if (!answer.ok) {
+      setText("slow-result", describe(answer));
+      return;
+    }
+    const r = answer.body;
+    const gaps = r.gaps.length
+      ? ` It was told by ${r.gaps.length} gap event${r.gaps.length > 1 ? "s" : ""}: ` +
+        r.gaps.map((g) => `${g.dropped} lost (ids ${g.first_id} to ${g.last_id})`).join("; ") + "."
+      : " Its queue never overflowed: nothing was lost.";
+    setText(
+      "slow-result",
+      `Published ${r.published}; the slow subscriber handled ${r.delivered} and the bus dropped ` +
+        `${r.dropped} of its oldest.${gaps} Publishing never waited for it.`,
+    );
+    $("slow-result").dataset.dropped = r.dropped;
+    $("slow-result").dataset.delivered = r.delivered;
+  } finally {
+    $("slow-run").disabled = false;
+  }
+}
+
 export function init() {
+  $("slow-run").addEventListener("click", slowSubscriber);
   $("bus-subscribe").addEventListener("click", subscribe);
   $("bus-form").addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -1,7 +1,7 @@
 // Step 8: read and rename a user of its own, and watch the users cache's hits and misses.
 import { call, describe, signIn, tokens } from "../lib/api.js";
-import { $, setText } from "../lib/dom.js";
-import { onScrape, total } from "../lib/metrics.js";
+import { $, el, prepend, setText } from "../lib/dom.js";
+import { onScrape, parse, total } from "../lib/metrics.js";
 
 let user = null;
 
@@ -34,12 +34,39 @@ async function create() {
   $("cache-write").disabled = false;
 }
 
+/** The users cache's counters, read from /metrics. */
+async function counters() {
+  const response = await fetch("/metrics", { headers: { Accept: "text/plain" } });
+  const scrape = parse(await response.text());
+  return {
+    hits: total(scrape, "cache_hits_total", { cache: "users" }),
+    misses: total(scrape, "cache_misses_total", { cache: "users" }),
+  };
+}
+
+let reads = 0;
+
 async function read() {
+  // The counters before and after this one read say what it was; another client reading
+  // users at the same moment would blur it, and then the log says so rather than guess.
+  const before = await counters();
   const answer = await call("GET", `/api/v1/users/${user.id}`);
+  const after = await counters();
   setText(
     "cache-result",
     answer.ok ? `Read "${answer.body.name}" (ETag ${answer.headers.get("ETag")}).` : describe(answer),
   );
+  if (!answer.ok) return;
+  const hits = after.hits - before.hits;
+  const misses = after.misses - before.misses;
+  const outcome = hits === 1 && misses === 0 ? "hit" : misses === 1 && hits === 0 ? "miss" : "unclear";
+  const words = {
+    hit: "hit: answered from memory",
+    miss: "miss: loaded from the store, now cached",
+    unclear: "unclear: other reads happened at the same time",
+  };
+  reads++;
+  prepend($("cache-log"), el("li", { "data-outcome": outcome }, `read ${reads}: ${words[outcome]}`), 20);
 }
 
 async function rename() {
@@ -52,6 +79,7 @@ async function rename() {
     "cache-result",
     answer.ok ? `Renamed to "${answer.body.name}": the cached copy was invalidated.` : describe(answer),
   );
+  if (answer.ok) prepend($("cache-log"), el("li", { class: "meta" }, "renamed: the cached copy was dropped"), 20);
 }
 
 export function init() {

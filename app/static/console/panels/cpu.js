@@ -1,7 +1,7 @@
 // Step 7: a scoring job in the worker processes, its progress bar fed by bus events, and the
 // event loop's lag from /metrics beside it; the blocking demo for comparison.
 import { call, describe } from "../lib/api.js";
-import { $, setText } from "../lib/dom.js";
+import { $, setText, sleep } from "../lib/dom.js";
 import { onScrape, total } from "../lib/metrics.js";
 import { follow } from "../lib/sse.js";
 
@@ -73,7 +73,60 @@ async function blocking() {
   );
 }
 
+/** Ask /live every 50 ms until `done` settles; resolves to the slowest answer in ms. */
+async function watchLive(done) {
+  let slowest = 0;
+  let finished = false;
+  done.finally(() => (finished = true));
+  while (!finished) {
+    const answer = await call("GET", "/live");
+    slowest = Math.max(slowest, answer.ms);
+    await sleep(50);
+  }
+  return slowest;
+}
+
+async function runWhere(where, samples) {
+  const path = where === "pool" ? "/api/v1/cpu-intensive" : "/api/v1/demo/cpu-on-loop";
+  const row = document.querySelector(`#cpu tr[data-where=${where}]`);
+  row.querySelector("[data-took]").textContent = "running…";
+  row.querySelector("[data-live]").textContent = "…";
+  const job = call("POST", path, { json: { samples, seed: 1 } });
+  const [answer, slowest] = await Promise.all([job, watchLive(job)]);
+  if (!answer.ok) {
+    row.querySelector("[data-took]").textContent = describe(answer);
+    return null;
+  }
+  row.querySelector("[data-took]").textContent = `${answer.body.elapsed_ms} ms`;
+  row.querySelector("[data-live]").textContent = `${slowest} ms`;
+  row.dataset.took = answer.body.elapsed_ms;
+  row.dataset.live = slowest;
+  return { took: answer.body.elapsed_ms, live: slowest };
+}
+
+async function compare() {
+  const samples = Number($("cmp-samples").value);
+  $("cmp-run").disabled = true;
+  setText("cmp-result", "Running in the pool…");
+  try {
+    const pool = await runWhere("pool", samples);
+    setText("cmp-result", "Running on the loop…");
+    const loop = await runWhere("loop", samples);
+    if (pool && loop) {
+      setText(
+        "cmp-result",
+        `In the pool, /live answered within ${pool.live} ms while the work ran; on the loop it ` +
+          `waited up to ${loop.live} ms, because nothing else runs while the loop computes.`,
+      );
+      $("cmp-result").dataset.done = "true";
+    }
+  } finally {
+    $("cmp-run").disabled = false;
+  }
+}
+
 export function init() {
+  $("cmp-run").addEventListener("click", compare);
   $("cpu-submit").addEventListener("click", submit);
   $("cpu-blocking").addEventListener("click", blocking);
   onScrape((scrape) => {

@@ -11,17 +11,34 @@ function showQuota({ remaining, limit, status, retryAfter }) {
     setText("rl-left", `${remaining} of ${limit ?? "?"} left`);
   }
   if (status === 429 && retryAfter > 0) startCountdown(retryAfter);
+  else if (status !== 429) clearNotice(); // an answer that was served: the quota is back
+}
+
+function clearNotice() {
+  clearInterval(countdown);
+  countdown = null;
+  setText("rl-retry", "");
+  delete $("rl-retry").dataset.state;
 }
 
 function startCountdown(seconds) {
   clearInterval(countdown);
   let left = seconds;
+  $("rl-retry").dataset.state = "waiting";
   const tick = () => {
-    setText(
-      "rl-retry",
-      left > 0 ? `429 Too Many Requests: Retry-After ${left} s` : "Quota refilling: try again.",
-    );
-    if (left-- <= 0) clearInterval(countdown);
+    if (left > 0) {
+      setText("rl-retry", `429 Too Many Requests: Retry-After ${left} s`);
+      left--;
+      return;
+    }
+    // Retry-After has passed: at least one request's worth has refilled. Say so, and stop
+    // showing a warning about a wait that is over.
+    clearInterval(countdown);
+    countdown = null;
+    setText("rl-retry", "");
+    $("rl-retry").dataset.state = "refilled";
+    $("rl-meter").value = Math.max(1, $("rl-meter").value);
+    setText("rl-left", "refilled: at least 1 left");
   };
   tick();
   countdown = setInterval(tick, 1000);
