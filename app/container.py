@@ -243,14 +243,18 @@ class Stores:
     revocations: Revocations
 
 
-def redis_client(settings: Settings) -> RedisClient | None:
-    """The process's Redis connection pool when APP_STORE=redis, else None."""
+def redis_client(settings: Settings, breakers: BreakerRegistry) -> RedisClient | None:
+    """The process's Redis connection pool when APP_STORE=redis, else None; its breaker
+    ("redis") lives in `breakers` with the others."""
     if settings.store != "redis":
         return None
     return RedisClient(
         settings.redis_url,
         timeout_seconds=settings.redis_timeout_seconds,
         max_connections=settings.redis_max_connections,
+        breakers=breakers,
+        max_in_flight=settings.redis_max_in_flight or settings.redis_max_connections,
+        bulkhead_wait_seconds=settings.redis_bulkhead_wait_seconds,
     )
 
 
@@ -352,7 +356,11 @@ def build_services(foundation: Foundation) -> AppServices:
         event_log, queue_size=settings.event_queue_size, queue_bytes=settings.event_queue_bytes
     )
     users_cache = TTLCache(
-        name="users", ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
+        name="users",
+        ttl_seconds=settings.cache_ttl_seconds,
+        max_entries=settings.cache_max_entries,
+        # The memory store cannot fail, so only a Redis-backed cache keeps stale copies.
+        stale_seconds=settings.stale_if_error_seconds if settings.store == "redis" else 0.0,
     )
     throttle = build_login_throttle(settings, stores.redis)
     users = UserService(

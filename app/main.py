@@ -105,6 +105,8 @@ ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
     (docs.router, None),
     (root.router, None),
 )
+# The route groups whose writes go to the store (with Redis, they need it).
+STORE_GROUPS = ("users", "auth", "events")
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 # Documented on every API route: the answers the chain itself can give.
 CHAIN_RESPONSES = problem_responses(422, 429, 500, 503, 504)
@@ -234,6 +236,13 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             CircuitBreakerMiddleware,
             registry=foundation.breakers,
             groups=breaker_groups(ROUTERS),
+            # Writes to the store are refused here, before their body is read, while its
+            # dependency breaker is open; reads go on to their stale-if-error fallback.
+            writes_need=(
+                dict.fromkeys(STORE_GROUPS, (foundation.redis.dependency,))
+                if foundation.redis is not None
+                else {}
+            ),
         ),
         # 10. Body limit (innermost): bodies over the limit get 413 before a handler reads them.
         Middleware(
@@ -316,6 +325,15 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
+    breakers = BreakerRegistry(
+        BreakerConfig(
+            window_size=settings.breaker_window_size,
+            min_calls=settings.breaker_min_calls,
+            failure_rate=settings.breaker_failure_rate,
+            open_seconds=settings.breaker_open_seconds,
+            half_open_calls=settings.breaker_half_open_calls,
+        )
+    )
     foundation = Foundation(
         settings=settings,
         lifecycle=lifecycle or Lifecycle(),
@@ -323,16 +341,8 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         clients=ClientIdentifier(
             trusted_proxies=settings.trusted_proxies, token_subject=tokens.subject_or_none
         ),
-        breakers=BreakerRegistry(
-            BreakerConfig(
-                window_size=settings.breaker_window_size,
-                min_calls=settings.breaker_min_calls,
-                failure_rate=settings.breaker_failure_rate,
-                open_seconds=settings.breaker_open_seconds,
-                half_open_calls=settings.breaker_half_open_calls,
-            )
-        ),
-        redis=redis_client(settings),
+        breakers=breakers,
+        redis=redis_client(settings, breakers),
     )
     # Every breaker exists from the start, so `/resilience` and the console list them all.
     for _, name in breaker_groups(ROUTERS):

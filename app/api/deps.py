@@ -17,6 +17,7 @@ from app.container import AppServices, AppState
 from app.core.breaker import BreakerRegistry
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
+from app.core.dependency import Dependency
 from app.core.exceptions import ShuttingDown, Unauthorized
 from app.core.lifecycle import Lifecycle
 from app.services.auth import AuthService
@@ -56,6 +57,11 @@ async def _lifecycle(connection: HTTPConnection) -> Lifecycle:
 
 async def _breakers(connection: HTTPConnection) -> BreakerRegistry:
     return _services(connection).foundation.breakers
+
+
+async def _dependencies(connection: HTTPConnection) -> list[Dependency]:
+    redis = _services(connection).foundation.redis
+    return [] if redis is None else [redis.dependency]
 
 
 async def _health(connection: HTTPConnection) -> HealthChecker:
@@ -133,6 +139,8 @@ async def _client_address(connection: HTTPConnection) -> str:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
 BreakersDep = Annotated[BreakerRegistry, Depends(_breakers)]
+# The dependencies called through a resilience pipeline (Redis, when APP_STORE=redis).
+DependenciesDep = Annotated[list[Dependency], Depends(_dependencies)]
 HealthDep = Annotated[HealthChecker, Depends(_health)]
 UserServiceDep = Annotated[UserService, Depends(_users)]
 AuthServiceDep = Annotated[AuthService, Depends(_auth)]

@@ -176,6 +176,20 @@ class CircuitBreaker:
         ):
             self._transition(BreakerState.HALF_OPEN)
 
+    def half_open_now(self) -> bool:
+        """Let trial calls through now, before the open period is over: for when something
+        outside the breaker (a health probe of the dependency) saw it answer again. True if the
+        breaker was open."""
+        if self._state is not BreakerState.OPEN:
+            return False
+        self._transition(BreakerState.HALF_OPEN)
+        return True
+
+    @property
+    def refusing(self) -> bool:
+        """True while open and its wait is not over (half-open lets trials through)."""
+        return self.state is BreakerState.OPEN
+
     def retry_after(self) -> int:
         """Whole seconds until an open breaker turns half-open (at least 1)."""
         if self._state is BreakerState.OPEN:

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     breaker_half_open_calls: int = Field(default=3, ge=1)
     cache_ttl_seconds: float = Field(default=30.0, gt=0)
     cache_max_entries: int = Field(default=10_000, ge=1)
+    # With Redis: how long past its TTL this replica's copy of a user (or a page) may be served,
+    # marked stale, while Redis fails (RFC 5861 stale-if-error); 0 turns the fallback off.
+    stale_if_error_seconds: float = Field(default=300.0, ge=0, le=86_400)
     process_pool_workers: int = Field(default_factory=_available_cpus, ge=1, le=64)
     process_pool_queue: int | None = Field(default=None, ge=0)
     scoring_max_records: int = Field(default=100_000, ge=1)
@@ -168,6 +171,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", min_length=1, repr=False)
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     redis_max_connections: int = Field(default=64, ge=1, le=10_000)
+    # The Redis bulkhead: calls in flight at once (one per pooled connection by default); one
+    # more waits for a slot up to APP_REDIS_BULKHEAD_WAIT_SECONDS, then gets 503.
+    redis_max_in_flight: int | None = Field(default=None, ge=1, le=10_000)
+    redis_bulkhead_wait_seconds: float = Field(default=0.25, gt=0, le=60)
     snapshot_path: str | None = None
     snapshot_interval_seconds: float = Field(default=60.0, gt=0)
     snapshot_on_corrupt: Literal["fail", "move-aside"] = "fail"

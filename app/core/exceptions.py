@@ -231,7 +231,9 @@ class StoreUnavailable(ServiceUnavailable):
     so clients retry writes with an `Idempotency-Key`."""
 
     type = ProblemType.STORE_UNAVAILABLE
-    dependency_failure = True
+    # Not counted by the route groups' breakers: the store's own breaker (the "redis"
+    # dependency) has already counted it, once for every route that calls Redis.
+    dependency_failure = False
 
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})

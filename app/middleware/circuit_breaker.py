@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.breaker import OUTCOME_SCOPE_KEY, BreakerRegistry, CallOutcome, CircuitOpenError
+from app.core.dependency import Dependency
 from app.core.exceptions import ProblemType
 from app.core.problems import problem_response
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class CircuitBreakerMiddleware:
@@ -23,13 +26,26 @@ class CircuitBreakerMiddleware:
     its input triggered, a request that runs into the timeout, load shed with 503 — never
     opens a breaker for everyone else. Paths in no group (probes, `/metrics`, `/resilience`)
     pass straight through.
+
+    Redis is a dependency with a breaker of its own (`app/core/dependency.py`), which sees
+    every call to it and so learns of an outage once for the whole process; a group breaker
+    does not count store failures a second time. Here it only refuses a group's writes at the
+    door (`writes_need`) while that breaker is open.
     """
 
     def __init__(
-        self, app: ASGIApp, *, registry: BreakerRegistry, groups: Sequence[tuple[str, str]]
+        self,
+        app: ASGIApp,
+        *,
+        registry: BreakerRegistry,
+        groups: Sequence[tuple[str, str]],
+        writes_need: Mapping[str, Sequence[Dependency]] | None = None,
     ) -> None:
         self.app = app
         self.registry = registry
+        # Group -> the dependencies its writes need: refused at the door while one of them is
+        # known to be down (its own breaker open). Reads pass: they may have a fallback.
+        self.writes_need = dict(writes_need or {})
         # Longest prefix first, so /api/v1/demo/flaky wins over /api/v1/demo.
         self.groups = sorted(groups, key=lambda group: len(group[0]), reverse=True)
         for _, name in self.groups:
@@ -64,6 +80,22 @@ class CircuitBreakerMiddleware:
             )
             await response(scope, receive, send)
             return
+
+        if scope["method"] not in _SAFE_METHODS and (needs := self.writes_need.get(name)):
+            for dependency in needs:
+                if dependency.breaker.refusing:
+                    retry = dependency.retry_after(dependency.breaker.retry_after())
+                    response = problem_response(
+                        scope,
+                        503,
+                        f"The {dependency.name} dependency is failing, so the {name} routes "
+                        f"refuse writes until it answers again. Retry in {retry} s.",
+                        type_=ProblemType.CIRCUIT_OPEN,
+                        headers={"Retry-After": str(retry)},
+                    )
+                    breaker.record(permit, failure=None)
+                    await response(scope, receive, send)
+                    return
 
         outcome = CallOutcome()
         scope[OUTCOME_SCOPE_KEY] = outcome

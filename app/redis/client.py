@@ -21,9 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client import Counter, Histogram
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.retry import Retry
 
+from app.core.breaker import BreakerRegistry
+from app.core.dependency import Dependency
 from app.core.exceptions import StoreUnavailable
 from app.core.logging import get_logger
 
@@ -97,6 +99,31 @@ async def stop_task(task: asyncio.Task[Any], *, attempts: int = 10) -> bool:
     return False
 
 
+class RedisUnavailable(StoreUnavailable):
+    """`StoreUnavailable` from a Redis call, saying whether Redis itself failed (`outage`:
+    unreachable, timed out, loading, read-only, out of memory) or answered an error."""
+
+    def __init__(self, detail: str, *, outage: bool) -> None:
+        super().__init__(detail)
+        self.outage = outage
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says Redis failed (what its breaker counts), rather than that it
+    answered a command with an error (a script's bug, a wrong type: not an outage)."""
+    if isinstance(exc, RedisUnavailable):
+        return exc.outage
+    if isinstance(exc, ReadOnlyError):
+        return True  # a replica promoted, or a primary demoted: no writes here now
+    if isinstance(exc, ResponseError):
+        return str(exc).startswith(("OOM", "LOADING", "MASTERDOWN", "CLUSTERDOWN"))
+    return isinstance(exc, RedisError | OSError | TimeoutError)
+
+
+def _refused(detail: str, retry_after: int) -> StoreUnavailable:
+    return StoreUnavailable(detail, retry_after=retry_after)
+
+
 class RedisClient:
     """A Redis connection pool with the app's rules for every call (see the module docstring).
 
@@ -110,6 +137,9 @@ class RedisClient:
         timeout_seconds: float,
         max_connections: int,
         prefix: str = "ra:",
+        breakers: BreakerRegistry | None = None,
+        max_in_flight: int | None = None,
+        bulkhead_wait_seconds: float = 0.25,
     ) -> None:
         self.timeout = timeout_seconds
         self.prefix = prefix
@@ -128,9 +158,25 @@ class RedisClient:
         )
         self.redis: Redis = Redis(connection_pool=self._pool)
         self._last_error: str | None = None
+        # Redis as a named dependency: its own breaker ("redis"), a bulkhead, and a PING
+        # that closes the breaker as soon as Redis answers again (app/core/dependency.py).
+        self.dependency = Dependency(
+            "redis",
+            breakers or BreakerRegistry(),
+            max_in_flight=max_in_flight or max_connections,
+            max_wait_seconds=bulkhead_wait_seconds,
+            refuse=_refused,
+            is_failure=is_outage,
+            probe=self.redis.ping,
+            probe_timeout_seconds=timeout_seconds,
+        )
 
     async def call(self, operation: str, command: Callable[[Redis], Awaitable[T]]) -> T:
-        """Run `command` with the deadline, the metrics and the error mapping."""
+        """Run `command` with the deadline, the metrics and the error mapping, through the
+        dependency's bulkhead and breaker (refused at once while Redis is known to be down)."""
+        return await self.dependency.call(lambda: self._call(operation, command))
+
+    async def _call(self, operation: str, command: Callable[[Redis], Awaitable[T]]) -> T:
         started = time.perf_counter()
         # The command runs as a task of its own and the deadline is kept by waiting on it:
         # redis-py can hold on to a cancellation while it (re)connects, and a deadline that
@@ -146,8 +192,8 @@ class RedisClient:
             REDIS_ERRORS.labels(operation=operation, error=error).inc()
             self._last_error = error
             log.warning("redis_call_failed", operation=operation, error=error, detail=str(exc))
-            raise StoreUnavailable(
-                "The shared store did not answer in time; retry shortly."
+            raise RedisUnavailable(
+                "The shared store did not answer in time; retry shortly.", outage=is_outage(exc)
             ) from None
         finally:
             if not task.done():
@@ -156,9 +202,10 @@ class RedisClient:
         return result
 
     async def ping(self) -> dict[str, Any]:
-        """A round trip to Redis (readiness); raises `StoreUnavailable` if there is none."""
+        """A round trip to Redis (readiness); raises `StoreUnavailable` if there is none.
+        It bypasses the breaker: readiness asks Redis itself, not what the breaker remembers."""
         started = time.perf_counter()
-        await self.call("ping", lambda r: r.ping())
+        await self._call("ping", lambda r: r.ping())
         return {
             "url": self.display_url,
             "round_trip_ms": round((time.perf_counter() - started) * 1000, 2),
@@ -185,8 +232,9 @@ class RedisClient:
         )
 
     async def close(self) -> None:
-        """Close every pooled connection, within the timeout (a connection redis-py will not
-        let go of is abandoned: a shutdown never waits on Redis for ever)."""
+        """Stop probing, then close every pooled connection, within the timeout (a connection
+        redis-py will not let go of is abandoned: a shutdown never waits on Redis for ever)."""
+        await self.dependency.close()
         await settle(self._close(), max(1.0, self.timeout), "pool")
 
     async def _close(self) -> None:

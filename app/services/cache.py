@@ -10,6 +10,10 @@
 - A cleanup task started by the lifespan drops expired entries that nobody asks for again.
 - `suspend` turns it into a pass-through (every lookup loads, nothing is stored) until
   `resume`: for while it cannot hear other replicas' invalidations.
+- With `stale_seconds`, an expired (or suspended) entry is kept that much longer, never
+  served as fresh, for `get_stale`: the `stale-if-error` fallback (RFC 5861) that answers
+  with the last copy while the store fails. Invalidation drops an entry outright, so a copy a
+  write replaced or deleted is never served, fresh or stale.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Invalidate(Protocol):
 class _Entry:
     value: Any
     expires_at: float
+    stored_at: float
 
 
 class TTLCache:
@@ -60,12 +65,14 @@ class TTLCache:
         name: str,
         ttl_seconds: float,
         max_entries: int,
+        stale_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl_seconds <= 0 or max_entries < 1:
-            raise ValueError("ttl_seconds and max_entries must be positive")
+        if ttl_seconds <= 0 or max_entries < 1 or stale_seconds < 0:
+            raise ValueError("need ttl_seconds, max_entries > 0 and stale_seconds >= 0")
         self.name = name
         self.ttl = ttl_seconds
+        self.stale_seconds = stale_seconds
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -95,12 +102,23 @@ class TTLCache:
         entry = self._entries.get(key)
         if entry is None:
             return False, None
-        if entry.expires_at <= self._clock():
-            del self._entries[key]
-            self._evicted("expired")
+        now = self._clock()
+        if entry.expires_at <= now:
+            if entry.expires_at + self.stale_seconds <= now:
+                del self._entries[key]
+                self._evicted("expired")
             return False, None
         self._entries.move_to_end(key)
         return True, entry.value
+
+    def get_stale(self, key: str) -> tuple[Any, float] | None:
+        """(value, age in seconds) of the entry for `key`, fresh or expired within
+        `stale_seconds`; None if there is none. Never counts a hit: it is a fallback."""
+        entry = self._entries.get(key)
+        now = self._clock()
+        if entry is None or entry.expires_at + self.stale_seconds <= now:
+            return None
+        return entry.value, now - entry.stored_at
 
     @property
     def suspended(self) -> bool:
@@ -108,9 +126,17 @@ class TTLCache:
         return self._suspended
 
     def suspend(self) -> None:
-        """Empty the cache and store nothing until `resume` (entries could go stale unseen)."""
+        """Serve nothing as fresh and store nothing until `resume` (entries could go stale
+        unseen). Without `stale_seconds` the cache empties; with it, entries stay as stale
+        copies for `get_stale` until that window passes."""
         self._suspended = True
-        self.clear()
+        if not self.stale_seconds:
+            self.clear()
+            return
+        self._generation += 1  # loads running now will not store
+        now = self._clock()
+        for entry in self._entries.values():
+            entry.expires_at = min(entry.expires_at, now)
 
     def resume(self) -> None:
         """Cache again, starting empty."""
@@ -140,7 +166,8 @@ class TTLCache:
         """Store `value` for `ttl` seconds (the cache's TTL by default)."""
         if self._suspended:
             return
-        self._entries[key] = _Entry(value, self._clock() + (ttl or self.ttl))
+        now = self._clock()
+        self._entries[key] = _Entry(value, now + (ttl or self.ttl), now)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -201,8 +228,8 @@ class TTLCache:
             del self._loading[key]
 
     def purge_expired(self) -> int:
-        """Drop every expired entry now; returns how many."""
-        now = self._clock()
+        """Drop every entry expired for longer than `stale_seconds`; returns how many."""
+        now = self._clock() - self.stale_seconds
         expired = [k for k, e in self._entries.items() if e.expires_at <= now]
         for key in expired:
             del self._entries[key]
@@ -239,6 +266,7 @@ class TTLCache:
             "suspended": self._suspended,
             "max_entries": self.max_entries,
             "ttl_seconds": self.ttl,
+            "stale_seconds": self.stale_seconds,
         }
 
 

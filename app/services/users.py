@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from app.core.clock import utc_now
 from app.core.exceptions import (
@@ -214,6 +214,34 @@ class UserService:
 
         user: User = await self.cache.get_or_load(_user_key(user_id), load)
         return user
+
+    def cached_copy(self, user_id: int) -> tuple[User, float] | None:
+        """This replica's last copy of the user and its age in seconds, even past the cache's
+        TTL (within its stale window), or None: the fallback while the store fails."""
+        found = self.cache.get_stale(_user_key(user_id))
+        return None if found is None else (cast(User, found[0]), found[1])
+
+    def cached_page(
+        self,
+        *,
+        skip: int = 0,
+        limit: int = 20,
+        sort: str = "id",
+        name_contains: str | None = None,
+        email: str | None = None,
+        is_active: bool | None = None,
+    ) -> tuple[UserPage, float] | None:
+        """This replica's last copy of a page and its age (see `cached_copy`), or None."""
+        key = _list_key(
+            skip=skip,
+            limit=limit,
+            sort=sort,
+            name_contains=name_contains,
+            email=email,
+            is_active=is_active,
+        )
+        found = self.cache.get_stale(key)
+        return None if found is None else (cast(UserPage, found[0]), found[1])
 
     async def find_active(self, user_id: int) -> User | None:
         """The user with `user_id` if it exists and is active, else None."""

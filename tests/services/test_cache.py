@@ -61,6 +61,7 @@ def test_stats_count_hits_misses_and_size(cache: TTLCache) -> None:
         "suspended": False,
         "max_entries": 3,
         "ttl_seconds": 10,
+        "stale_seconds": 0.0,
     }
 
 
@@ -179,3 +180,51 @@ async def test_cleanup_task_starts_and_stops(clock: FakeClock) -> None:
     await asyncio.sleep(0.05)
     assert len(cache) == 0
     await cache.stop_cleanup()
+
+
+@pytest.fixture
+def keeping(clock: FakeClock) -> TTLCache:
+    """A cache that keeps expired copies for 60 s as stale-if-error fallbacks."""
+    return TTLCache(name="stale", ttl_seconds=10, max_entries=3, stale_seconds=60, clock=clock)
+
+
+def test_an_expired_copy_is_never_fresh_but_is_kept_for_the_stale_window(
+    keeping: TTLCache, clock: FakeClock
+) -> None:
+    keeping.set("a", 1)
+    clock.now = 25
+    assert keeping.get("a") == (False, None)  # a miss: the loader runs as usual
+    assert keeping.get_stale("a") == (1, 25)  # (value, age) for when the loader fails
+    assert keeping.purge_expired() == 0
+    clock.now = 70
+    assert keeping.get_stale("a") is None  # 60 s past its expiry: gone
+    assert keeping.purge_expired() == 1
+    assert len(keeping) == 0
+
+
+def test_an_invalidated_copy_is_never_served_even_stale(keeping: TTLCache) -> None:
+    keeping.set("users:1", "old")
+    keeping.set("users:list:a", "page")
+    keeping.invalidate("users:1")
+    keeping.invalidate_pattern("users:list:*")
+    assert keeping.get_stale("users:1") is None
+    assert keeping.get_stale("users:list:a") is None
+
+
+def test_suspending_keeps_copies_as_stale_only(keeping: TTLCache, clock: FakeClock) -> None:
+    keeping.set("a", 1)
+    clock.now = 2
+    keeping.suspend()  # invalidations from other replicas may now be missed
+    assert keeping.get("a") == (False, None)
+    assert keeping.get_stale("a") == (1, 2)
+    keeping.set("b", 2)  # nothing stored while suspended
+    assert keeping.get_stale("b") is None
+    keeping.resume()  # back, having missed what others invalidated: start empty
+    assert keeping.get_stale("a") is None
+
+
+def test_without_a_stale_window_suspending_empties(cache: TTLCache) -> None:
+    cache.set("a", 1)
+    cache.suspend()
+    assert cache.get_stale("a") is None
+    assert len(cache) == 0

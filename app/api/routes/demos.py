@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import API_PREFIX, BreakersDep, SettingsDep
+from app.api.deps import API_PREFIX, BreakersDep, DependenciesDep, SettingsDep
 from app.core.exceptions import SimulatedFailure
 from app.core.logging import get_logger
 from app.schemas.problem import problem_responses
@@ -54,10 +54,14 @@ async def slow(
 
 
 @resilience_router.get("/resilience", summary="Breaker states, rate-limit and timeout settings")
-async def resilience(settings: SettingsDep, breakers: BreakersDep) -> dict[str, Any]:
-    """What the resilience layers are doing right now."""
+async def resilience(
+    settings: SettingsDep, breakers: BreakersDep, dependencies: DependenciesDep
+) -> dict[str, Any]:
+    """What the resilience layers are doing right now: every breaker (route groups, and each
+    dependency's own, named after it), and each dependency's bulkhead and recovery probe."""
     return {
         "breakers": [breaker.snapshot() for breaker in breakers.all()],
+        "dependencies": [dependency.snapshot() for dependency in dependencies],
         "rate_limit": {
             "enabled": settings.rate_limit_requests > 0,
             "requests": settings.rate_limit_requests,

@@ -22,7 +22,8 @@ from app.api.deps import (
     viewer,
 )
 from app.api.etags import entity_tag, if_match_versions, if_none_match_hits
-from app.core.exceptions import Forbidden
+from app.api.stale import stale_marks
+from app.core.exceptions import Forbidden, StoreUnavailable
 from app.core.routing import HTTP_METHODS
 from app.schemas.problem import problem_responses
 from app.schemas.users import (
@@ -96,7 +97,10 @@ async def get_user(user_id: UserId, request: Request) -> Response:
     """One user, with its `ETag`; `If-None-Match` with the current tag gets 304. `email` and
     `role` are shown to the user themself and to admins (a bearer token), to no one else."""
     users = user_service(request)
-    user = await users.get(user_id)
+    try:
+        user = await users.get(user_id)
+    except StoreUnavailable:
+        return await _stale_user(request, users, user_id)
     tag = _tag(user)
     if if_none_match_hits(request.headers.get("if-none-match", ""), tag):
         return Response(status_code=304, headers={"ETag": tag, "Vary": "Authorization"})
@@ -104,6 +108,30 @@ async def get_user(user_id: UserId, request: Request) -> Response:
         await viewer(request), user_id
     )
     return _user_response(users, user, tag, full=full)
+
+
+async def _stale_user(request: Request, users: UserService, user_id: int) -> Response:
+    """The store failed: this replica's last copy of the user, marked stale, if it has one
+    young enough (`APP_STALE_IF_ERROR_SECONDS`); else the 503 stands."""
+    found = users.cached_copy(user_id)
+    if found is None:
+        raise StoreUnavailable("The shared store did not answer; retry shortly.")
+    user, age = found
+    marks = stale_marks(age, users.cache.ttl)
+    tag = _tag(user)
+    if if_none_match_hits(request.headers.get("if-none-match", ""), tag):
+        return Response(status_code=304, headers={"ETag": tag, "Vary": "Authorization", **marks})
+    full = False
+    if "authorization" in request.headers:
+        # Who is asking may itself need the store (a revoked token is checked there): if it
+        # cannot be told, the copy is shown as anyone may see it, never with more.
+        try:
+            full = sees_private_fields(await viewer(request), user_id)
+        except StoreUnavailable:
+            full = False
+    response = _user_response(users, user, tag, full=full)
+    response.headers.update(marks)
+    return response
 
 
 @router.post(
@@ -158,14 +186,24 @@ async def list_users(
     and `role` are shown to that user and to admins only; the `email` filter is for admins."""
     if email is not None and (reader is None or not reader.is_admin):
         raise Forbidden("Only admins may look users up by email.")
-    page = await users.list(
-        skip=skip, limit=limit, sort=sort, name_contains=q, email=email, is_active=is_active
-    )
+    headers = {"Vary": "Authorization"}
+    try:
+        page = await users.list(
+            skip=skip, limit=limit, sort=sort, name_contains=q, email=email, is_active=is_active
+        )
+    except StoreUnavailable:
+        found = users.cached_page(
+            skip=skip, limit=limit, sort=sort, name_contains=q, email=email, is_active=is_active
+        )
+        if found is None:
+            raise
+        page, age = found
+        headers.update(stale_marks(age, users.cache.ttl))
     items = [
         users.public_json(user, full=sees_private_fields(reader, user.id)) for user in page.items
     ]
     body = user_list_json(items, page.total, skip, limit)
-    return Response(body, media_type="application/json", headers={"Vary": "Authorization"})
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.head(
