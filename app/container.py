@@ -254,7 +254,6 @@ def redis_client(settings: Settings, breakers: BreakerRegistry) -> RedisClient |
         max_connections=settings.redis_max_connections,
         breakers=breakers,
         max_in_flight=settings.redis_max_in_flight or settings.redis_max_connections,
-        bulkhead_wait_seconds=settings.redis_bulkhead_wait_seconds,
     )
 
 

@@ -172,9 +172,8 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     redis_max_connections: int = Field(default=64, ge=1, le=10_000)
     # The Redis bulkhead: calls in flight at once (one per pooled connection by default); one
-    # more waits for a slot up to APP_REDIS_BULKHEAD_WAIT_SECONDS, then gets 503.
+    # more waits for a slot within its timeout, then gets 503.
     redis_max_in_flight: int | None = Field(default=None, ge=1, le=10_000)
-    redis_bulkhead_wait_seconds: float = Field(default=0.25, gt=0, le=60)
     snapshot_path: str | None = None
     snapshot_interval_seconds: float = Field(default=60.0, gt=0)
     snapshot_on_corrupt: Literal["fail", "move-aside"] = "fail"

@@ -4,18 +4,28 @@ The pipeline, in the order a call meets it:
 1. **Circuit breaker**, owned by the dependency (not by a route group): while it is open,
    calls fail at once, without touching the dependency. Only failures of the dependency count
    (`is_failure`); a cancelled call counts as nothing.
-2. **Bulkhead**: at most `max_in_flight` calls at once. One more waits for a slot at most
-   `max_wait_seconds`, then fails: a healthy dependency frees slots in microseconds, so a
-   burst only queues briefly, while a stalled one holds at most `max_in_flight` of the
-   process's tasks, and everything past that fails fast instead of queueing behind it.
-3. **Recovery probe**: when the breaker opens, a background task calls `probe` (a cheap health
+2. **Bulkhead**: at most `max_in_flight` calls at once (for Redis, one per pooled connection).
+   One more waits for a slot, and the wait counts against its timeout: a healthy dependency
+   frees slots in microseconds, so a burst only queues briefly, while behind a stalled one the
+   call is refused once its time is used up, having held no connection. A stall thus ties up
+   at most `max_in_flight` calls to the dependency; what fails the rest fast is the breaker,
+   which opens on the first wave of timeouts.
+3. **Deadline**: each call gets the smaller of the dependency's own timeout and what is left of
+   its request's deadline (`app/core/deadline.py`), and is not started when less than
+   `min_call_seconds` is left (`DeadlineExceeded`, 504).
+4. **Retry**, for calls the caller marks `idempotent` (reads) only, and only after an outage
+   error: up to `retries` more attempts, each after a backoff with full jitter (tenacity's
+   `wait_random_exponential`), never while the breaker is open, never past the deadline, and
+   only while the `RetryBudget` has room (retries at most 10% of calls, plus a small floor).
+   Writes are never retried here: one whose reply was lost may have been applied.
+5. **Recovery probe**: when the breaker opens, a background task calls `probe` (a cheap health
    call such as Redis `PING`) with exponential backoff, and turns the breaker half-open the
    moment the dependency answers, instead of waiting the breaker's whole open period. The
    trial calls then close it. So recovery takes as long as the dependency does, not 30 s.
 
-The caller's own deadline and error mapping stay with the caller (`RedisClient.call`); the
-refusal is the caller's exception too (`refuse`), so this module knows no web framework and no
-store.
+The call itself and its error mapping stay with the caller (`RedisClient.call`), which is
+handed the timeout to keep; the refusal is the caller's exception too (`refuse`), so this
+module knows no web framework and no store.
 """
 
 from __future__ import annotations
@@ -27,9 +37,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge
+from tenacity import RetryCallState, wait_random_exponential
 
+from app.core import deadline
 from app.core.breaker import BreakerRegistry, BreakerState, CircuitBreaker, CircuitOpenError
+from app.core.exceptions import DeadlineExceeded
 from app.core.logging import get_logger
+from app.core.retry_budget import RetryBudget
 
 log = get_logger(__name__)
 
@@ -48,11 +62,26 @@ DEPENDENCY_IN_FLIGHT = Gauge(
     ["dependency"],
     multiprocess_mode="livesum",
 )
+DEPENDENCY_RETRIES = Counter(
+    "dependency_retry_calls_total",
+    "Idempotent calls by how retrying went: successful_without_retry, successful_with_retry, "
+    "failed_with_retry, failed_without_retry (not retriable, or the breaker or deadline said "
+    "no), budget_exhausted (the retry budget had no room).",
+    ["dependency", "kind"],
+)
 DEPENDENCY_PROBES = Counter(
     "dependency_probes_total",
     "Health probes of a dependency whose breaker is open, by result (ok, failed).",
     ["dependency", "result"],
 )
+
+
+class _AttemptNumber(RetryCallState):
+    """What tenacity's wait strategies read: the number of the attempt that failed."""
+
+    def __init__(self, attempt_number: int) -> None:
+        self.attempt_number = attempt_number
+
 
 # Makes the exception a refused call raises: (detail, seconds to wait before retrying).
 Refuse = Callable[[str, int], Exception]
@@ -68,7 +97,11 @@ class Dependency:
         breakers: BreakerRegistry,
         *,
         max_in_flight: int,
-        max_wait_seconds: float = 0.25,
+        timeout_seconds: float = 1.0,
+        min_call_seconds: float = 0.005,
+        retries: int = 2,
+        retry_backoff_seconds: tuple[float, float] = (0.025, 0.25),
+        retry_budget: RetryBudget | None = None,
         refuse: Refuse,
         is_failure: Callable[[BaseException], bool],
         probe: Callable[[], Awaitable[object]] | None = None,
@@ -80,7 +113,13 @@ class Dependency:
         self.name = name
         self.breaker: CircuitBreaker = breakers.get(name)
         self.max_in_flight = max_in_flight
-        self.max_wait = max_wait_seconds
+        self.timeout = timeout_seconds
+        self.min_call = min_call_seconds
+        self.retries = retries
+        self.budget = retry_budget or RetryBudget()
+        self._backoff = wait_random_exponential(
+            multiplier=retry_backoff_seconds[0], max=retry_backoff_seconds[1]
+        )
         self.in_flight = 0
         self._slots = asyncio.Semaphore(max_in_flight)
         self._refuse = refuse
@@ -96,10 +135,61 @@ class Dependency:
             outcome: DEPENDENCY_CALLS.labels(dependency=name, outcome=outcome)
             for outcome in ("success", "failure", "error", "rejected_open", "rejected_full")
         }
+        self._cutoffs = deadline.DEADLINE_CUTOFFS.labels(dependency=name)
 
-    async def call(self, run: Callable[[], Awaitable[T]]) -> T:
-        """Run one call through the pipeline; `refuse(...)` is raised instead when the
-        breaker is open or no bulkhead slot frees up in time."""
+    async def call(self, run: Callable[[float], Awaitable[T]], *, idempotent: bool = False) -> T:
+        """Run `run(timeout)` through the pipeline (see the module docstring); it must give
+        up after `timeout` seconds. `refuse(...)` is raised instead when the breaker is open
+        or no bulkhead slot frees up in time, `DeadlineExceeded` when the request's time is up."""
+        if not idempotent:
+            return await self._attempt(run)
+        self.budget.called()
+        try:
+            result = await self._attempt(run)
+        except Exception as exc:
+            if not self._is_failure(exc):
+                raise  # not an outage: trying again would get the same answer
+            return await self._retry(run, exc)
+        self._retry_kinds("successful_without_retry")
+        return result
+
+    async def _retry(self, run: Callable[[float], Awaitable[T]], first: Exception) -> T:
+        last = first
+        for attempt in range(1, self.retries + 1):
+            pause = self._backoff(_AttemptNumber(attempt))
+            left = deadline.remaining()
+            if self.breaker.refusing or (left is not None and left - pause < self.min_call):
+                break
+            if not self.budget.try_spend():
+                self._retry_kinds("budget_exhausted")
+                raise last
+            await asyncio.sleep(pause)
+            try:
+                result = await self._attempt(run)
+            except Exception as exc:
+                if not self._is_failure(exc):
+                    self._retry_kinds("failed_with_retry")
+                    raise
+                last = exc
+                continue
+            self._retry_kinds("successful_with_retry")
+            return result
+        self._retry_kinds("failed_with_retry" if last is not first else "failed_without_retry")
+        raise last
+
+    def _retry_kinds(self, kind: str) -> None:
+        DEPENDENCY_RETRIES.labels(dependency=self.name, kind=kind).inc()
+
+    async def _attempt(self, run: Callable[[float], Awaitable[T]]) -> T:
+        timeout = self.timeout
+        left = deadline.remaining()
+        if left is not None and left < timeout:
+            if left < self.min_call:
+                self._cutoffs.inc()
+                raise DeadlineExceeded(
+                    f"Too little of the request's time was left to call {self.name}."
+                )
+            timeout = left
         try:
             permit = self.breaker.acquire()
         except CircuitOpenError as exc:
@@ -109,7 +199,10 @@ class Dependency:
                 "again.",
                 self.retry_after(exc.retry_after),
             ) from None
-        if not await self._take_slot():
+        waited = await self._take_slot(timeout)
+        if waited is None or timeout - waited < self.min_call:
+            if waited is not None:
+                self._slots.release()
             self.breaker.record(permit, failure=None)
             self._outcomes["rejected_full"].inc()
             raise self._refuse(
@@ -117,10 +210,23 @@ class Dependency:
                 "running; retry shortly.",
                 1,
             )
+        timeout -= waited
         self.in_flight += 1
         self._gauge.inc()
         try:
-            result = await run()
+            result = await run(timeout)
+        except TimeoutError:
+            if timeout < self.timeout:
+                # Cut short by the request's deadline, not by the dependency's own timeout:
+                # the dependency was not given its chance, so this is not its failure.
+                self.breaker.record(permit, failure=None)
+                self._cutoffs.inc()
+                raise DeadlineExceeded(
+                    f"The request's time ran out while waiting for {self.name}."
+                ) from None
+            self.breaker.record(permit, failure=True)
+            self._outcomes["failure"].inc()
+            raise
         except asyncio.CancelledError:
             self.breaker.record(permit, failure=None)
             raise
@@ -137,16 +243,19 @@ class Dependency:
         self._outcomes["success"].inc()
         return result
 
-    async def _take_slot(self) -> bool:
+    async def _take_slot(self, within_seconds: float) -> float | None:
+        """Seconds waited for a bulkhead slot, or None if none freed up in time."""
         if not self._slots.locked():
             await self._slots.acquire()  # free: taken without waiting
-            return True
+            return 0.0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            async with asyncio.timeout(self.max_wait):
+            async with asyncio.timeout(within_seconds):
                 await self._slots.acquire()
         except TimeoutError:
-            return False
-        return True
+            return None
+        return loop.time() - started
 
     def retry_after(self, breaker_says: int) -> int:
         """Seconds a refused client should wait: until the next probe when one is running

@@ -247,6 +247,14 @@ class TaskTimedOut(AppError):
     dependency_failure = True
 
 
+class DeadlineExceeded(AppError):
+    """Too little of the request's time was left to start (or finish) a dependency call: the
+    answer would come after the client stopped waiting."""
+
+    status = 504
+    type = ProblemType.TIMEOUT
+
+
 class StartupRefused(Exception):
     """Start-up found a state it must not serve in; the message says how to fix it."""
 

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core import deadline as request_deadline
 from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
 from app.core.problems import problem_response
@@ -43,6 +44,8 @@ class TimeoutMiddleware:
             return
         started = False
         deadline = asyncio.timeout(self.timeout_seconds)
+        # The same deadline, for the dependency calls below to read (app/core/deadline.py).
+        budget, token = request_deadline.start(self.timeout_seconds)
 
         try:
             async with deadline:
@@ -52,6 +55,7 @@ class TimeoutMiddleware:
                     if message["type"] == "http.response.start":
                         started = True
                         deadline.reschedule(None)
+                        budget.disarm()
                     await send(message)
 
                 await self.app(scope, receive, send_disarming)
@@ -68,3 +72,5 @@ class TimeoutMiddleware:
                 type_=ProblemType.TIMEOUT,
             )
             await response(scope, receive, send)
+        finally:
+            request_deadline.end(token)

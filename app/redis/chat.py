@@ -138,7 +138,11 @@ class SharedRooms:
     async def present(self, room: str, name: str) -> bool:
         """Whether someone holds `name` in `room`, on any replica."""
         keys = self._keys(room)[:1]
-        return bool(await self._client.call("chat.present", lambda r: self._present(keys, [name])))
+        return bool(
+            await self._client.call(
+                "chat.present", lambda r: self._present(keys, [name]), idempotent=True
+            )
+        )
 
     async def relay(
         self, room: str, payload: dict[str, Any], *, exclude: str | None, to: str | None

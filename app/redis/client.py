@@ -139,7 +139,6 @@ class RedisClient:
         prefix: str = "ra:",
         breakers: BreakerRegistry | None = None,
         max_in_flight: int | None = None,
-        bulkhead_wait_seconds: float = 0.25,
     ) -> None:
         self.timeout = timeout_seconds
         self.prefix = prefix
@@ -164,30 +163,51 @@ class RedisClient:
             "redis",
             breakers or BreakerRegistry(),
             max_in_flight=max_in_flight or max_connections,
-            max_wait_seconds=bulkhead_wait_seconds,
+            timeout_seconds=timeout_seconds,
             refuse=_refused,
             is_failure=is_outage,
             probe=self.redis.ping,
             probe_timeout_seconds=timeout_seconds,
         )
 
-    async def call(self, operation: str, command: Callable[[Redis], Awaitable[T]]) -> T:
-        """Run `command` with the deadline, the metrics and the error mapping, through the
-        dependency's bulkhead and breaker (refused at once while Redis is known to be down)."""
-        return await self.dependency.call(lambda: self._call(operation, command))
+    async def call(
+        self,
+        operation: str,
+        command: Callable[[Redis], Awaitable[T]],
+        *,
+        idempotent: bool = False,
+    ) -> T:
+        """Run `command` through the dependency's pipeline (breaker, bulkhead, deadline, and
+        for an `idempotent` read, retries), with the metrics and the error mapping."""
+        try:
+            return await self.dependency.call(
+                lambda timeout: self._call(operation, command, timeout), idempotent=idempotent
+            )
+        except TimeoutError:
+            raise RedisUnavailable(
+                "The shared store did not answer in time; retry shortly.", outage=True
+            ) from None
 
-    async def _call(self, operation: str, command: Callable[[Redis], Awaitable[T]]) -> T:
+    async def _call(
+        self, operation: str, command: Callable[[Redis], Awaitable[T]], within_seconds: float
+    ) -> T:
         started = time.perf_counter()
         # The command runs as a task of its own and the deadline is kept by waiting on it:
         # redis-py can hold on to a cancellation while it (re)connects, and a deadline that
         # relied on cancelling the command could then wait for ever.
         task: asyncio.Future[T] = asyncio.ensure_future(command(self.redis))
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+            done, _ = await asyncio.wait({task}, timeout=within_seconds)
             if not done:
-                raise TimeoutError(f"no answer within {self.timeout:g} s")
+                REDIS_ERRORS.labels(operation=operation, error="TimeoutError").inc()
+                self._last_error = "TimeoutError"
+                detail = f"no answer within {within_seconds:g} s"
+                log.warning(
+                    "redis_call_failed", operation=operation, error="TimeoutError", detail=detail
+                )
+                raise TimeoutError(detail)
             result = task.result()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError) as exc:
             error = type(exc).__name__
             REDIS_ERRORS.labels(operation=operation, error=error).inc()
             self._last_error = error
@@ -205,7 +225,10 @@ class RedisClient:
         """A round trip to Redis (readiness); raises `StoreUnavailable` if there is none.
         It bypasses the breaker: readiness asks Redis itself, not what the breaker remembers."""
         started = time.perf_counter()
-        await self._call("ping", lambda r: r.ping())
+        try:
+            await self._call("ping", lambda r: r.ping(), self.timeout)
+        except TimeoutError:
+            raise RedisUnavailable("Redis did not answer a PING in time.", outage=True) from None
         return {
             "url": self.display_url,
             "round_trip_ms": round((time.perf_counter() - started) * 1000, 2),

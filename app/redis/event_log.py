@@ -140,7 +140,7 @@ class RedisEventLog:
         """Follow the stream from its newest entry (what came before is history, not news)."""
         self._deliver = deliver
         newest: Any = await self._client.call(
-            "events.newest", lambda r: r.xrevrange(self._key, count=1)
+            "events.newest", lambda r: r.xrevrange(self._key, count=1), idempotent=True
         )
         if newest:
             raw = newest[0][0]
@@ -204,7 +204,7 @@ class RedisEventLog:
                 pipe.get(self._trimmed_key)
                 return await pipe.execute()
 
-        newest, trimmed = await self._client.call("events.window", read)
+        newest, trimmed = await self._client.call("events.window", read, idempotent=True)
         last = _position(newest[0][0]) if newest else None
         return Window(last, _position(trimmed))
 
@@ -214,6 +214,7 @@ class RedisEventLog:
         entries: Any = await self._client.call(
             "events.after",
             lambda r: r.xrange(self._key, min=start, max="+", count=self.history_size),
+            idempotent=True,
         )
         return [_event(raw_id, fields) for raw_id, fields in entries]
 
@@ -246,7 +247,9 @@ class RedisEventLog:
 
     async def _newest_before(self, top: str, count: int) -> Any:
         return await self._client.call(
-            "events.recent", lambda r: r.xrevrange(self._key, max=top, min="-", count=count)
+            "events.recent",
+            lambda r: r.xrevrange(self._key, max=top, min="-", count=count),
+            idempotent=True,
         )
 
     def stats(self) -> dict[str, Any]:

@@ -90,7 +90,9 @@ class RedisJobs:
 
     async def load(self, job_id: str) -> ScoringJob | None:
         """The job's latest state, or None if unknown or expired."""
-        raw = await self._client.call("jobs.load", lambda r: r.get(self._key(job_id)))
+        raw = await self._client.call(
+            "jobs.load", lambda r: r.get(self._key(job_id)), idempotent=True
+        )
         return ScoringJob.from_json(raw) if raw is not None else None
 
     async def keep_result(self, job_id: str, owner: str, result: bytes) -> None:
@@ -115,5 +117,7 @@ class RedisJobs:
 
     async def load_result(self, job_id: str) -> bytes | None:
         """The result, or None if there is none (expired, evicted, or never finished)."""
-        raw = await self._client.call("jobs.load_result", lambda r: r.get(self._result_key(job_id)))
+        raw = await self._client.call(
+            "jobs.load_result", lambda r: r.get(self._result_key(job_id)), idempotent=True
+        )
         return raw.encode() if isinstance(raw, str) else raw

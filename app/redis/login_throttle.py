@@ -43,7 +43,7 @@ class RedisFailures:
         """Whether `key` failed lately, and the seconds left of its back-off."""
         record = self._key(key)
         count, until = await self._client.call(
-            "login.state", lambda r: r.hmget(record, ["count", "until"])
+            "login.state", lambda r: r.hmget(record, ["count", "until"]), idempotent=True
         )
         if count is None:
             return False, 0.0

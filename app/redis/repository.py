@@ -468,14 +468,16 @@ class RedisRepository:
     async def fetch(self, collection: str, record_id: int) -> Record | None:
         """The stored record (not copied: freshly decoded), or None."""
         key = self.key_prefix(collection) + "rec"
-        raw = await self._client.call("repository.get", lambda r: r.hget(key, str(record_id)))
+        raw = await self._client.call(
+            "repository.get", lambda r: r.hget(key, str(record_id)), idempotent=True
+        )
         return _decode(record_id, raw) if raw is not None else None
 
     async def lookup(self, collection: str, field_name: str, normalised: Any) -> int | None:
         """The id holding a unique value (already normalised), or None."""
         key = f"{self.key_prefix(collection)}uniq:{field_name}"
         raw = await self._client.call(
-            "repository.lookup", lambda r: r.hget(key, _unique_field(normalised))
+            "repository.lookup", lambda r: r.hget(key, _unique_field(normalised)), idempotent=True
         )
         return int(raw) if raw is not None else None
 
@@ -503,7 +505,9 @@ class RedisRepository:
         prefix = self.key_prefix(spec.name)
         keys = [prefix + "rec", f"{prefix}sort:{field_name}"]
         args = ["1" if descending else "0", skip, count, "1" if field_name == "id" else "0"]
-        reply = await self._client.call("repository.page", lambda r: self._page(keys, args))
+        reply = await self._client.call(
+            "repository.page", lambda r: self._page(keys, args), idempotent=True
+        )
         records = [
             _decode(int(reply[i]), reply[i + 1])
             for i in range(1, len(reply), 2)
@@ -664,7 +668,9 @@ class RedisRepository:
     async def count(self, collection: str) -> int:
         key = self.key_prefix(collection) + "sort:id"
         self.spec(collection)
-        return int(await self._client.call("repository.count", lambda r: r.zcard(key)))
+        return int(
+            await self._client.call("repository.count", lambda r: r.zcard(key), idempotent=True)
+        )
 
     @asynccontextmanager
     async def transaction(self, *collections: str) -> AsyncIterator[CollectionOps]:

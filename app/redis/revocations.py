@@ -31,4 +31,6 @@ class RedisRevocations:
     async def is_revoked(self, token_id: str) -> bool:
         """Whether `token_id` was logged out, on any replica."""
         key = self._key(token_id)
-        return bool(await self._client.call("revocations.check", lambda r: r.exists(key)))
+        return bool(
+            await self._client.call("revocations.check", lambda r: r.exists(key), idempotent=True)
+        )

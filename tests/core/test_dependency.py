@@ -1,6 +1,8 @@
 """The dependency pipeline in detail: its breaker counts only the dependency's failures and then
 refuses without calling; its probe half-opens the breaker as soon as the dependency answers;
-its bulkhead lets a burst queue briefly but refuses what would queue behind a stall."""
+its bulkhead lets a burst queue briefly but refuses what would queue behind a stall; reads are
+retried within a budget and a deadline, writes never; a call is cut to what its request has
+left."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ import asyncio
 
 import pytest
 
+from app.core import deadline
 from app.core.breaker import BreakerConfig, BreakerRegistry, BreakerState
 from app.core.dependency import Dependency
+from app.core.exceptions import DeadlineExceeded
+from app.core.retry_budget import RetryBudget
 
 
 class Refused(Exception):
@@ -34,7 +39,7 @@ class Backend:
         self.calls = 0
         self.pings = 0
 
-    async def work(self) -> str:
+    async def work(self, within_seconds: float = 1.0) -> str:
         self.calls += 1
         if self.down:
             raise Outage
@@ -86,7 +91,7 @@ async def test_errors_the_dependency_answers_with_never_open_its_breaker() -> No
     backend = Backend()
     dependency = _dependency(backend)
 
-    async def answered_error() -> None:
+    async def answered_error(within_seconds: float) -> None:
         raise Answered
 
     for _ in range(10):
@@ -139,25 +144,33 @@ async def test_a_failed_trial_reopens_and_probing_starts_again() -> None:
 
 async def test_the_bulkhead_queues_a_burst_briefly_and_refuses_behind_a_stall() -> None:
     backend = Backend()
-    dependency = _dependency(backend, max_in_flight=2, max_wait_seconds=0.05)
+    dependency = _dependency(backend, max_in_flight=2, timeout_seconds=0.05)
     release = asyncio.Event()
 
-    async def stalled() -> str:
+    async def stalled(within_seconds: float) -> str:
         await release.wait()
         return "late"
 
     held = [asyncio.create_task(dependency.call(stalled)) for _ in range(2)]
     await asyncio.sleep(0)
     assert dependency.in_flight == 2
-    # A third call waits for a slot, then is refused: it does not queue behind the stall.
+    # A third call waits for a slot within its own timeout, then is refused, never having
+    # reached the dependency: it does not queue behind the stall for longer than that.
     with pytest.raises(Refused):
         await dependency.call(backend.work)
     assert backend.calls == 0
-    # A slot freed within the wait is taken: a burst on a healthy dependency goes through.
-    waiting = asyncio.create_task(dependency.call(backend.work))
-    await asyncio.sleep(0)
+    # A slot freed within the wait is taken, and the wait came out of the call's time.
+    given: list[float] = []
+
+    async def measure(within_seconds: float) -> str:
+        given.append(within_seconds)
+        return "ok"
+
+    waiting = asyncio.create_task(dependency.call(measure))
+    await asyncio.sleep(0.01)
     release.set()
     assert await waiting == "ok"
+    assert given[0] < 0.05
     assert [await task for task in held] == ["late", "late"]
     assert dependency.in_flight == 0
     # Refusals by the bulkhead are not the dependency failing: the breaker stays closed.
@@ -169,7 +182,7 @@ async def test_a_cancelled_call_frees_its_slot_and_counts_for_nothing() -> None:
     backend = Backend()
     dependency = _dependency(backend, max_in_flight=1)
 
-    async def forever() -> None:
+    async def forever(within_seconds: float) -> None:
         await asyncio.Event().wait()
 
     task = asyncio.create_task(dependency.call(forever))
@@ -180,4 +193,105 @@ async def test_a_cancelled_call_frees_its_slot_and_counts_for_nothing() -> None:
     assert dependency.in_flight == 0
     assert await dependency.call(backend.work) == "ok"
     assert dependency.breaker.snapshot()["calls_in_window"] == 1
+    await dependency.close()
+
+
+class Flaky:
+    """Fails its first `failures` calls with an outage, then answers."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def read(self, within_seconds: float) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise Outage
+        return "read"
+
+
+async def test_a_read_that_met_a_blip_is_retried_and_a_write_is_not() -> None:
+    dependency = _dependency(Backend(), retry_backoff_seconds=(0.001, 0.002))
+    read = Flaky(failures=1)
+    assert await dependency.call(read.read, idempotent=True) == "read"
+    assert read.calls == 2
+    write = Flaky(failures=1)
+    with pytest.raises(Outage):
+        await dependency.call(write.read)  # not idempotent: its reply may have been lost
+    assert write.calls == 1
+    await dependency.close()
+
+
+async def test_the_budget_caps_retries_during_an_outage_at_a_tenth_of_the_calls() -> None:
+    budget = RetryBudget(ratio=0.1, floor=2, window_seconds=60)
+    dependency = _dependency(
+        Backend(),
+        retries=3,
+        retry_backoff_seconds=(0.0001, 0.0002),
+        retry_budget=budget,
+        # A breaker that never opens, so only the budget holds the retries back.
+        probe=None,
+    )
+    dependency.breaker.config = BreakerConfig(window_size=100, min_calls=100, failure_rate=1)
+    down = Flaky(failures=10**9)
+    for _ in range(100):
+        with pytest.raises(Outage):
+            await dependency.call(down.read, idempotent=True)
+    # 100 calls would have been 400 attempts with 3 retries each; the budget allows
+    # floor + 10% of the calls.
+    assert 100 <= down.calls <= 100 + 2 + 10 + 1
+    await dependency.close()
+
+
+async def test_no_retry_while_the_breaker_is_open() -> None:
+    backend = Backend()
+    dependency = _dependency(backend, retry_backoff_seconds=(0.0001, 0.0002), probe=None)
+    await _open(dependency, backend)
+    reached = backend.calls
+    with pytest.raises(Refused):
+        await dependency.call(backend.work, idempotent=True)
+    assert backend.calls == reached
+    await dependency.close()
+
+
+async def test_a_call_gets_only_what_its_request_has_left() -> None:
+    backend = Backend()
+    dependency = _dependency(backend, timeout_seconds=5.0)
+    given: list[float] = []
+
+    async def measure(within_seconds: float) -> None:
+        given.append(within_seconds)
+
+    budget, token = deadline.start(0.5)
+    try:
+        await dependency.call(measure)
+        assert 0 < given[0] <= 0.5  # not the dependency's own 5 s
+        budget.at = asyncio.get_running_loop().time() + 0.001  # almost out of time
+        with pytest.raises(DeadlineExceeded):
+            await dependency.call(backend.work)
+        assert backend.calls == 0  # not started: its answer would come too late
+        budget.disarm()  # a started stream has no deadline
+        await dependency.call(measure)
+        assert given[-1] == 5.0
+    finally:
+        deadline.end(token)
+    await dependency.close()
+
+
+async def test_a_call_cut_short_by_the_deadline_is_not_the_dependency_failing() -> None:
+    dependency = _dependency(Backend(), timeout_seconds=5.0, probe=None)
+
+    async def slow(within_seconds: float) -> None:
+        await asyncio.sleep(within_seconds)
+        raise TimeoutError
+
+    budget, token = deadline.start(0.02)
+    try:
+        for _ in range(6):
+            budget.at = asyncio.get_running_loop().time() + 0.02
+            with pytest.raises(DeadlineExceeded):
+                await dependency.call(slow)
+    finally:
+        deadline.end(token)
+    assert dependency.breaker.state is BreakerState.CLOSED
     await dependency.close()
