@@ -162,6 +162,26 @@ def startup(out: str) -> list[Row]:
     ]
 
 
+def dependency_faults(out: str) -> list[Row]:
+    rows = []
+    for fault in ("blip", "stall", "crash"):
+        found = re.search(
+            rf"^{fault}\s+(\S+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\S+)",
+            out,
+            re.MULTILINE,
+        )
+        if found is None:
+            continue
+        gets, stale, _, writes, _, errors, live, fresh = found.groups()
+        rows.append(
+            (
+                f"Redis {fault}: GET 200 (stale) / writes 503 / 500s / /live fails / fresh after s",
+                f"{gets} ({stale}) / {writes} / {errors} / {live} / {fresh}",
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -194,6 +214,11 @@ def main() -> None:
             "bench.stores",
             ["--rounds", "1", "--seconds", "2", "--users", "10000"] if quick else [],
             stores,
+        ),
+        (
+            "bench.dependency_faults",
+            ["--faults", "blip", "--users", "200", "--after", "5"] if quick else [],
+            dependency_faults,
         ),
         ("bench.startup", ["--rounds", "2", "--idle", "1"] if quick else [], startup),
         ("bench.soak", ["--seconds", "15"] if quick else ["--seconds", "60"], soak),

@@ -13,11 +13,13 @@ The pipeline, in the order a call meets it:
 3. **Deadline**: each call gets the smaller of the dependency's own timeout and what is left of
    its request's deadline (`app/core/deadline.py`), and is not started when less than
    `min_call_seconds` is left (`DeadlineExceeded`, 504).
-4. **Retry**, for calls the caller marks `idempotent` (reads) only, and only after an outage
-   error: up to `retries` more attempts, each after a backoff with full jitter (tenacity's
-   `wait_random_exponential`), never while the breaker is open, never past the deadline, and
-   only while the `RetryBudget` has room (retries at most 10% of calls, plus a small floor).
-   Writes are never retried here: one whose reply was lost may have been applied.
+4. **Retry**, for calls the caller marks `idempotent` (reads) only, and only after an error
+   the caller says is worth it (`is_retriable`; for Redis a refused or reset connection, never
+   a timeout, which a retry would only wait out again): up to `retries` more attempts, each
+   after a backoff with full jitter (tenacity's `wait_random_exponential`), never while the
+   breaker is open, never past the deadline, and only while the `RetryBudget` has room
+   (retries at most 10% of calls, plus a small floor). Writes are never retried here: one
+   whose reply was lost may have been applied.
 5. **Recovery probe**: when the breaker opens, a background task calls `probe` (a cheap health
    call such as Redis `PING`) with exponential backoff, and turns the breaker half-open the
    moment the dependency answers, instead of waiting the breaker's whole open period. The
@@ -104,6 +106,7 @@ class Dependency:
         retry_budget: RetryBudget | None = None,
         refuse: Refuse,
         is_failure: Callable[[BaseException], bool],
+        is_retriable: Callable[[BaseException], bool] | None = None,
         probe: Callable[[], Awaitable[object]] | None = None,
         probe_timeout_seconds: float = 1.0,
         probe_backoff_seconds: tuple[float, float] = (0.25, 4.0),
@@ -124,6 +127,7 @@ class Dependency:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._refuse = refuse
         self._is_failure = is_failure
+        self._is_retriable = is_retriable or is_failure
         self._probe = probe
         self._probe_timeout = probe_timeout_seconds
         self._first_delay, self._max_delay = probe_backoff_seconds
@@ -147,8 +151,10 @@ class Dependency:
         try:
             result = await self._attempt(run)
         except Exception as exc:
-            if not self._is_failure(exc):
-                raise  # not an outage: trying again would get the same answer
+            if not self._is_retriable(exc):
+                if self._is_failure(exc):
+                    self._retry_kinds("failed_without_retry")
+                raise  # an answer (the same again), or a stall (a retry would wait again)
             return await self._retry(run, exc)
         self._retry_kinds("successful_without_retry")
         return result
@@ -167,7 +173,7 @@ class Dependency:
             try:
                 result = await self._attempt(run)
             except Exception as exc:
-                if not self._is_failure(exc):
+                if not self._is_retriable(exc):
                     self._retry_kinds("failed_with_retry")
                     raise
                 last = exc

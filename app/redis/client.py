@@ -21,7 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client import Counter, Histogram
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from app.core.breaker import BreakerRegistry
@@ -101,11 +103,25 @@ async def stop_task(task: asyncio.Task[Any], *, attempts: int = 10) -> bool:
 
 class RedisUnavailable(StoreUnavailable):
     """`StoreUnavailable` from a Redis call, saying whether Redis itself failed (`outage`:
-    unreachable, timed out, loading, read-only, out of memory) or answered an error."""
+    unreachable, timed out, loading, read-only, out of memory) or answered an error, and
+    whether a read may be tried again (`retriable`)."""
 
-    def __init__(self, detail: str, *, outage: bool) -> None:
+    def __init__(self, detail: str, *, outage: bool, retriable: bool = False) -> None:
         super().__init__(detail)
         self.outage = outage
+        self.retriable = retriable
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether a read that failed with `exc` is worth one more try: the connection was
+    refused or reset, or Redis is loading or read-only for a moment (a restart, a failover).
+    Never after a timeout: Redis is then slow or stalled, and a retry would only double the
+    wait (and the load); the breaker and the stale copy answer that case."""
+    if isinstance(exc, RedisUnavailable):
+        return exc.retriable
+    return isinstance(exc, RedisConnectionError | ReadOnlyError) and not isinstance(
+        exc, RedisTimeoutError
+    )
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -166,6 +182,7 @@ class RedisClient:
             timeout_seconds=timeout_seconds,
             refuse=_refused,
             is_failure=is_outage,
+            is_retriable=worth_retrying,
             probe=self.redis.ping,
             probe_timeout_seconds=timeout_seconds,
         )
@@ -213,7 +230,9 @@ class RedisClient:
             self._last_error = error
             log.warning("redis_call_failed", operation=operation, error=error, detail=str(exc))
             raise RedisUnavailable(
-                "The shared store did not answer in time; retry shortly.", outage=is_outage(exc)
+                "The shared store did not answer in time; retry shortly.",
+                outage=is_outage(exc),
+                retriable=worth_retrying(exc),
             ) from None
         finally:
             if not task.done():

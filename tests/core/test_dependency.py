@@ -295,3 +295,36 @@ async def test_a_call_cut_short_by_the_deadline_is_not_the_dependency_failing() 
         deadline.end(token)
     assert dependency.breaker.state is BreakerState.CLOSED
     await dependency.close()
+
+
+async def test_a_stall_is_not_retried_only_a_reset_is() -> None:
+    class Reset(Outage):
+        pass
+
+    dependency = _dependency(
+        Backend(),
+        retry_backoff_seconds=(0.0001, 0.0002),
+        is_retriable=lambda exc: isinstance(exc, Reset),
+    )
+    stalls = 0
+
+    async def stalled(within_seconds: float) -> None:
+        nonlocal stalls
+        stalls += 1
+        raise Outage  # timed out: a second try would wait as long again
+
+    with pytest.raises(Outage):
+        await dependency.call(stalled, idempotent=True)
+    assert stalls == 1
+    resets = 0
+
+    async def reset_once(within_seconds: float) -> str:
+        nonlocal resets
+        resets += 1
+        if resets == 1:
+            raise Reset
+        return "read"
+
+    assert await dependency.call(reset_once, idempotent=True) == "read"
+    assert resets == 2
+    await dependency.close()
