@@ -20,7 +20,9 @@ The pipeline, in the order a call meets it:
    breaker is open, never past the deadline, and only while the `RetryBudget` has room
    (retries at most 10% of calls, plus a small floor). Writes are never retried here: one
    whose reply was lost may have been applied.
-5. **Recovery probe**: when the breaker opens, a background task calls `probe` (a cheap health
+5. **Faults** injected on purpose (`app/core/faults.py`) act here, between the bulkhead and
+   the call, so everything above runs as in a real outage.
+6. **Recovery probe**: when the breaker opens, a background task calls `probe` (a cheap health
    call such as Redis `PING`) with exponential backoff, and turns the breaker half-open the
    moment the dependency answers, instead of waiting the breaker's whole open period. The
    trial calls then close it. So recovery takes as long as the dependency does, not 30 s.
@@ -44,6 +46,7 @@ from tenacity import RetryCallState, wait_random_exponential
 from app.core import deadline
 from app.core.breaker import BreakerRegistry, BreakerState, CircuitBreaker, CircuitOpenError
 from app.core.exceptions import DeadlineExceeded
+from app.core.faults import FaultSlot
 from app.core.logging import get_logger
 from app.core.retry_budget import RetryBudget
 
@@ -140,6 +143,7 @@ class Dependency:
             for outcome in ("success", "failure", "error", "rejected_open", "rejected_full")
         }
         self._cutoffs = deadline.DEADLINE_CUTOFFS.labels(dependency=name)
+        self.faults = FaultSlot(name)
 
     async def call(self, run: Callable[[float], Awaitable[T]], *, idempotent: bool = False) -> T:
         """Run `run(timeout)` through the pipeline (see the module docstring); it must give
@@ -220,6 +224,8 @@ class Dependency:
         self.in_flight += 1
         self._gauge.inc()
         try:
+            if self.faults.fault is not None:
+                await self.faults.apply(timeout)  # a drill: the real call may not happen
             result = await run(timeout)
         except TimeoutError:
             if timeout < self.timeout:
@@ -278,6 +284,7 @@ class Dependency:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "probing": self._prober is not None and not self._prober.done(),
+            "fault": self.faults.snapshot(),
         }
 
     def _on_transition(
@@ -299,7 +306,7 @@ class Dependency:
             await asyncio.sleep(delay)
             if not self.breaker.refusing:
                 return  # its open period ended first: trial calls decide now
-            task = asyncio.ensure_future(self._probe())
+            task = asyncio.ensure_future(self._probe_through_faults())
             # Waited on, not cancelled into: a client library may hold on to a cancellation
             # while it reconnects (see RedisClient.call).
             done, _ = await asyncio.wait({task}, timeout=self._probe_timeout)
@@ -314,8 +321,14 @@ class Dependency:
             DEPENDENCY_PROBES.labels(dependency=self.name, result="failed").inc()
             delay = min(delay * 2, self._max_delay)
 
+    async def _probe_through_faults(self) -> None:
+        assert self._probe is not None
+        await self.faults.apply(self._probe_timeout)  # an injected outage fails probes too
+        await self._probe()
+
     async def close(self) -> None:
         """Stop probing and listening (shutdown)."""
+        self.faults.clear(reason="shutdown")
         self._stop_listening()
         task, self._prober = self._prober, None
         if task is not None:

@@ -29,6 +29,7 @@ from redis.retry import Retry
 from app.core.breaker import BreakerRegistry
 from app.core.dependency import Dependency
 from app.core.exceptions import StoreUnavailable
+from app.core.faults import InjectedFault
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -119,6 +120,8 @@ def worth_retrying(exc: BaseException) -> bool:
     wait (and the load); the breaker and the stale copy answer that case."""
     if isinstance(exc, RedisUnavailable):
         return exc.retriable
+    if isinstance(exc, InjectedFault):
+        return True  # a drill's reset connection, retried as a real one would be
     return isinstance(exc, RedisConnectionError | ReadOnlyError) and not isinstance(
         exc, RedisTimeoutError
     )
@@ -203,6 +206,10 @@ class RedisClient:
         except TimeoutError:
             raise RedisUnavailable(
                 "The shared store did not answer in time; retry shortly.", outage=True
+            ) from None
+        except InjectedFault:
+            raise RedisUnavailable(
+                "The shared store did not answer; retry shortly.", outage=True, retriable=True
             ) from None
 
     async def _call(

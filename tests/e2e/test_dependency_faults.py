@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ServerFactory
 from tests.e2e.helpers import USERS, unique_email
-from tests.live_server import LiveServer
+from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer
 from tests.redis_server import RedisServer
 
 REDIS_PASSWORD = "dependency-fault-redis-password-77"
@@ -168,4 +168,77 @@ def test_a_stalled_redis_serves_stale_reads_refuses_writes_and_recovers_by_probe
     assert http.get(f"{USERS}/{user_id}").json()["name"] == "Back"
     log = server.log_text()
     assert "dependency_answered_again" in log
+    http.close()
+
+
+def test_an_injected_outage_runs_the_real_pipeline_and_ends_by_itself(
+    server: LiveServer,
+) -> None:
+    http = httpx.Client(base_url=server.base_url, timeout=10.0)
+    admin = {
+        "Authorization": "Bearer "
+        + http.post(
+            "/api/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        ).json()["access_token"]
+    }
+    email = unique_email("drill")
+    created = http.post(USERS, json={"email": email, "name": "Drill", "password": "password123"})
+    user_id = created.json()["id"]
+    _until(lambda: http.get(f"{USERS}/{user_id}").status_code == 200, 50)  # cached here
+    _until(lambda: _redis_breaker(http) == "closed", 100)
+    faults = "/api/v1/admin/faults/redis"
+
+    # Only an admin, only known dependencies, only faults that make sense.
+    user_token = http.post(
+        "/api/v1/auth/token", data={"username": email, "password": "password123"}
+    ).json()["access_token"]
+    body = {"kind": "outage", "seconds": 3}
+    refused = http.put(faults, json=body, headers={"Authorization": f"Bearer {user_token}"})
+    assert refused.status_code == 403
+    assert http.put("/api/v1/admin/faults/postgres", json=body, headers=admin).status_code == 404
+    for bad in (
+        {"kind": "outage", "seconds": 301},
+        {"kind": "latency", "seconds": 5},  # latency_ms missing
+        {"kind": "outage", "seconds": 5, "error_rate": 0.5},
+        {"kind": "meteor", "seconds": 5},
+    ):
+        assert http.put(faults, json=bad, headers=admin).status_code == 422, bad
+    assert http.get("/api/v1/resilience").json()["dependencies"][0]["fault"] is None
+
+    injected = http.put(faults, json=body, headers=admin)
+    assert injected.status_code == 200
+    assert injected.json()["fault"]["kind"] == "outage"
+    [redis] = http.get("/api/v1/resilience").json()["dependencies"]
+    assert redis["fault"]["kind"] == "outage"
+    assert 0 < redis["fault"]["seconds_left"] <= 3
+    assert _metric(http, "faults_active", dependency="redis", kind="outage") == 1
+    time.sleep(1.1)  # the cached copy is past its TTL: reads now need Redis
+    # Redis itself is fine; the pipeline fails every call, so the real fallbacks run.
+    for _ in range(6):
+        stale = http.get(f"{USERS}/{user_id}")
+        assert stale.status_code == 200
+        assert "stale-if-error" in stale.headers["cache-status"]
+    _until(lambda: _redis_breaker(http) == "open", 50)
+    write = http.post(
+        USERS, json={"email": unique_email("w"), "name": "W", "password": "password123"}
+    )
+    assert write.status_code == 503
+    assert write.json()["type"] == "/problems/circuit-open"
+
+    # It ends by itself; the probe then finds Redis answering and the reads are fresh again.
+    _until(lambda: http.get("/api/v1/resilience").json()["dependencies"][0]["fault"] is None, 60)
+    assert _metric(http, "faults_active", dependency="redis", kind="outage") == 0
+    pages = iter(range(1, 1000))
+    _until(
+        lambda: (
+            http.get(USERS, params={"skip": next(pages)}).status_code == 200
+            and _redis_breaker(http) == "closed"
+        ),
+        150,
+    )
+    assert "cache-status" not in http.get(f"{USERS}/{user_id}").headers
+    log = server.log_text()
+    assert "fault_injected" in log
+    [ended] = [line for line in log.splitlines() if "fault_ended" in line]
+    assert '"reason":"expired"' in ended
     http.close()
