@@ -15,6 +15,7 @@ from app.core.breaker import BreakerRegistry
 from app.core.clients import ClientIdentifier
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
+from app.core.dependency import Dependency
 from app.core.exceptions import StartupRefused, StoreUnavailable
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
@@ -22,6 +23,13 @@ from app.core.loop_lag import LoopLagMonitor
 from app.core.rate_limiter import QuotaLimiter, RateLimiter
 from app.core.security import PasswordHasher, TokenCodec, derived_key
 from app.db.base import Repository
+from app.db.guarded import (
+    STORE_CALL_SECONDS,
+    GuardedRepository,
+    is_store_failure,
+    is_store_retriable,
+    refused,
+)
 from app.db.memory import InMemoryRepository
 from app.redis.backplane import Backplane
 from app.redis.chat import SharedRooms as RedisRooms
@@ -65,6 +73,33 @@ class Foundation:
     clients: ClientIdentifier
     breakers: BreakerRegistry
     redis: RedisClient | None = None
+    # The memory store as a dependency (APP_STORE=memory): nothing fails by itself, but it
+    # takes injected faults through the same pipeline as Redis (app/db/guarded.py).
+    store: Dependency | None = None
+
+    @property
+    def dependencies(self) -> tuple[Dependency, ...]:
+        """The dependencies reached through a resilience pipeline: Redis, or the memory
+        store."""
+        if self.redis is not None:
+            return (self.redis.dependency,)
+        return () if self.store is None else (self.store,)
+
+
+def memory_store(settings: Settings, breakers: BreakerRegistry) -> Dependency | None:
+    """The `store` dependency when APP_STORE=memory (its probe is set once the repository
+    exists), else None."""
+    if settings.store != "memory":
+        return None
+    return Dependency(
+        "store",
+        breakers,
+        max_in_flight=1024,
+        timeout_seconds=STORE_CALL_SECONDS,
+        refuse=refused,
+        is_failure=is_store_failure,
+        is_retriable=is_store_retriable,
+    )
 
 
 @dataclass(frozen=True)
@@ -147,6 +182,8 @@ class AppServices:
         await self.users_cache.stop_cleanup()
         if self.redis is not None:
             await self.redis.close()
+        if self.foundation.store is not None:
+            await self.foundation.store.close()
         # Not waited on from a thread of its own pool (it cannot join itself): queued calls are
         # cancelled, running ones finish, and the interpreter joins the threads at exit.
         self.hashing.shutdown()
@@ -358,12 +395,15 @@ def build_services(foundation: Foundation) -> AppServices:
         name="users",
         ttl_seconds=settings.cache_ttl_seconds,
         max_entries=settings.cache_max_entries,
-        # The memory store cannot fail, so only a Redis-backed cache keeps stale copies.
-        stale_seconds=settings.stale_if_error_seconds if settings.store == "redis" else 0.0,
+        # Expired copies kept for stale-if-error (the memory store fails only by injection).
+        stale_seconds=settings.stale_if_error_seconds,
     )
     throttle = build_login_throttle(settings, stores.redis)
+    store = foundation.store
+    if store is not None:
+        store.set_probe(lambda: repository.count(USERS))
     users = UserService(
-        repository,
+        repository if store is None else GuardedRepository(repository, store),
         hasher,
         users_cache,
         throttle=throttle,

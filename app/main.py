@@ -38,7 +38,14 @@ from app.api.routes import (
     streaming,
     users,
 )
-from app.container import AppState, Foundation, build_rate_limiter, build_services, redis_client
+from app.container import (
+    AppState,
+    Foundation,
+    build_rate_limiter,
+    build_services,
+    memory_store,
+    redis_client,
+)
 from app.core.breaker import BreakerConfig, BreakerRegistry
 from app.core.clients import ClientIdentifier
 from app.core.config import DEV_ADMIN_PASSWORD, Settings, get_settings
@@ -238,11 +245,7 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             groups=breaker_groups(ROUTERS),
             # Writes to the store are refused here, before their body is read, while its
             # dependency breaker is open; reads go on to their stale-if-error fallback.
-            writes_need=(
-                dict.fromkeys(STORE_GROUPS, (foundation.redis.dependency,))
-                if foundation.redis is not None
-                else {}
-            ),
+            writes_need=dict.fromkeys(STORE_GROUPS, foundation.dependencies),
         ),
         # 10. Body limit (innermost): bodies over the limit get 413 before a handler reads them.
         Middleware(
@@ -343,6 +346,7 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         ),
         breakers=breakers,
         redis=redis_client(settings, breakers),
+        store=memory_store(settings, breakers),
     )
     # Every breaker exists from the start, so `/resilience` and the console list them all.
     for _, name in breaker_groups(ROUTERS):

@@ -60,8 +60,7 @@ async def _breakers(connection: HTTPConnection) -> BreakerRegistry:
 
 
 async def _dependencies(connection: HTTPConnection) -> list[Dependency]:
-    redis = _services(connection).foundation.redis
-    return [] if redis is None else [redis.dependency]
+    return list(_services(connection).foundation.dependencies)
 
 
 async def _health(connection: HTTPConnection) -> HealthChecker:
@@ -139,7 +138,7 @@ async def _client_address(connection: HTTPConnection) -> str:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
 BreakersDep = Annotated[BreakerRegistry, Depends(_breakers)]
-# The dependencies called through a resilience pipeline (Redis, when APP_STORE=redis).
+# The dependencies called through a resilience pipeline (Redis, or the memory store).
 DependenciesDep = Annotated[list[Dependency], Depends(_dependencies)]
 HealthDep = Annotated[HealthChecker, Depends(_health)]
 UserServiceDep = Annotated[UserService, Depends(_users)]

@@ -145,6 +145,10 @@ class Dependency:
         self._cutoffs = deadline.DEADLINE_CUTOFFS.labels(dependency=name)
         self.faults = FaultSlot(name)
 
+    def set_probe(self, probe: Callable[[], Awaitable[object]]) -> None:
+        """The health call the recovery probe makes (for a dependency built before it)."""
+        self._probe = probe
+
     async def call(self, run: Callable[[float], Awaitable[T]], *, idempotent: bool = False) -> T:
         """Run `run(timeout)` through the pipeline (see the module docstring); it must give
         up after `timeout` seconds. `refuse(...)` is raised instead when the breaker is open

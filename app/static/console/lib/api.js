@@ -41,8 +41,11 @@ export const tokens = { user: null, admin: null };
  * Send a request; resolve to {status, ok, body, headers, ms} whatever the status
  * (a network failure resolves with status 0 and the error's message).
  */
-export async function call(method, path, { json, form, token, headers = {}, signal } = {}) {
+export async function call(method, path, { json, form, token, headers = {}, signal, cache } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers }, signal };
+  // "no-store": the browser's HTTP cache would otherwise revalidate with the ETag and hand
+  // back its stored copy, with the headers of the answer it stored.
+  if (cache) init.cache = cache;
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);

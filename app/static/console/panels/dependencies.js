@@ -1,0 +1,125 @@
+// Step 3, second half: the store as a dependency. Inject a fault (admin), send traffic, and
+// watch the store's breaker, its calls in flight and the fault, live from /resilience; each
+// answer of the traffic is tallied as fresh, stale (Cache-Status), refused (503) or other.
+import { call, describe, signIn, tokens } from "../lib/api.js";
+import { $, el, setText } from "../lib/dom.js";
+
+const FAULTS = {
+  outage: { kind: "outage" },
+  latency: { kind: "latency", latency_ms: 2000 },
+  error: { kind: "error", error_rate: 0.5 },
+};
+let reader = null; // a user created before any fault, read by the traffic
+
+function row(dependency) {
+  const fault = dependency.fault;
+  return el(
+    "tr",
+    { "data-dependency": dependency.name, "data-state": dependency.breaker },
+    el("th", { scope: "row" }, dependency.name),
+    el("td", { class: `state ${dependency.breaker}` }, dependency.breaker.replace("_", "-")),
+    el("td", {}, `${dependency.in_flight} of ${dependency.max_in_flight}`),
+    el(
+      "td",
+      { "data-fault": fault ? fault.kind : "none" },
+      fault ? `${fault.kind}, ${fault.seconds_left} s left` : dependency.probing ? "probing…" : "none",
+    ),
+  );
+}
+
+async function refresh() {
+  const answer = await call("GET", "/api/v1/resilience");
+  if (answer.ok) $("dep-table").replaceChildren(...answer.body.dependencies.map(row));
+}
+
+async function ensureReader() {
+  if (reader) return reader;
+  const email = `reader-${crypto.randomUUID().slice(0, 8)}@example.com`;
+  const answer = await call("POST", "/api/v1/users", {
+    json: { email, name: "Read Me", password: crypto.randomUUID() },
+  });
+  if (answer.status !== 201) throw new Error(`could not create a user to read: ${describe(answer)}`);
+  reader = answer.body.id;
+  await call("GET", `/api/v1/users/${reader}`); // this replica now holds a copy
+  return reader;
+}
+
+async function signInAdmin(event) {
+  event.preventDefault();
+  try {
+    tokens.admin = await signIn($("dep-email").value, $("dep-password").value);
+    await ensureReader();
+  } catch (error) {
+    setText("dep-result", `Sign-in refused: ${error.message}`);
+    return;
+  }
+  for (const button of $("dep-faults").querySelectorAll("[data-fault]")) button.disabled = false;
+  setText("dep-result", "Signed in: pick a fault, then send traffic.");
+}
+
+async function inject(kind) {
+  const seconds = Math.min(300, Math.max(1, Number($("dep-seconds").value) || 20));
+  const answer = await call("PUT", "/api/v1/admin/faults/store", {
+    json: { ...FAULTS[kind], seconds },
+    token: tokens.admin,
+  });
+  if (answer.status === 404) {
+    setText("dep-result", "This replica uses Redis: its dependency is named redis (see the curl).");
+    return;
+  }
+  setText(
+    "dep-result",
+    answer.ok ? `Injected: ${kind} for ${seconds} s. Now send traffic.` : describe(answer),
+  );
+  refresh();
+}
+
+async function traffic() {
+  const tally = { fresh: 0, stale: 0, refused: 0, other: 0 };
+  $("dep-traffic").disabled = true;
+  try {
+    const id = await ensureReader();
+    const sends = [];
+    for (let i = 0; i < 20; i++) {
+      sends.push(call("GET", `/api/v1/users/${id}`, { cache: "no-store" }));
+    }
+    for (let i = 0; i < 2; i++) {
+      sends.push(
+        call("POST", "/api/v1/users", {
+          json: { email: `w-${crypto.randomUUID().slice(0, 8)}@example.com`, name: "W", password: crypto.randomUUID() },
+        }),
+      );
+    }
+    for (const answer of await Promise.all(sends)) {
+      if (answer.status === 503) tally.refused++;
+      else if (answer.ok && (answer.headers.get("Cache-Status") || "").includes("stale-if-error")) tally.stale++;
+      else if (answer.ok) tally.fresh++;
+      else tally.other++;
+    }
+  } catch (error) {
+    setText("dep-result", error.message);
+    return;
+  } finally {
+    $("dep-traffic").disabled = false;
+  }
+  const out = $("dep-result");
+  out.dataset.fresh = tally.fresh;
+  out.dataset.stale = tally.stale;
+  out.dataset.refused = tally.refused;
+  setText(
+    "dep-result",
+    `${tally.fresh} fresh, ${tally.stale} stale (served from this replica's copy), ` +
+      `${tally.refused} refused with 503, ${tally.other} other.`,
+  );
+  refresh();
+}
+
+export function init() {
+  $("dep-signin").addEventListener("submit", signInAdmin);
+  for (const button of $("dep-faults").querySelectorAll("[data-fault]")) {
+    button.addEventListener("click", () => inject(button.dataset.fault));
+  }
+  $("dep-traffic").addEventListener("click", traffic);
+  refresh();
+  setInterval(refresh, 1000);
+}

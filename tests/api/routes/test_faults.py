@@ -1,0 +1,78 @@
+"""Faults injected into the memory store (the default): the same pipeline as Redis, so a
+learner without Redis sees reads that need the store refused with 503, the `store` breaker
+open and writes refused at the door, and recovery once the fault ends by itself."""
+
+from __future__ import annotations
+
+import asyncio
+from itertools import count
+
+import httpx
+
+from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
+
+FAULTS = "/api/v1/admin/faults"
+
+
+async def _admin(client: httpx.AsyncClient) -> dict[str, str]:
+    token = (
+        await client.post(
+            "/api/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _breaker(client: httpx.AsyncClient) -> str:
+    breakers = (await client.get("/api/v1/resilience")).json()["breakers"]
+    return str(next(b for b in breakers if b["name"] == "store")["state"])
+
+
+async def test_an_injected_store_outage_fails_fast_then_ends_by_itself(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await _admin(client)
+    assert (await client.get(FAULTS, headers=admin)).json() == {
+        "faults": [{"dependency": "store", "fault": None}]
+    }
+    injected = await client.put(
+        f"{FAULTS}/store", json={"kind": "outage", "seconds": 2}, headers=admin
+    )
+    assert injected.status_code == 200, injected.text
+    assert injected.json()["fault"]["kind"] == "outage"
+    pages = count(1)
+    # Pages never read have no copy to fall back on: 503 with Retry-After, never a 500.
+    for _ in range(12):
+        unseen = await client.get("/api/v1/users", params={"skip": next(pages)})
+        assert unseen.status_code == 503
+        assert "retry-after" in unseen.headers
+    assert await _breaker(client) == "open"
+    write = await client.post(
+        "/api/v1/users", json={"email": "w@example.com", "name": "W", "password": "pw-123456"}
+    )
+    assert write.status_code == 503
+    assert write.json()["type"] == "/problems/circuit-open"
+    assert "store" in write.json()["detail"]
+
+    # The fault ends by itself; the probe finds the store answering; the trial reads (pages
+    # not cached yet) close the breaker, and writes succeed again.
+    for _ in range(100):
+        await client.get("/api/v1/users", params={"skip": next(pages)})
+        if await _breaker(client) == "closed":
+            break
+        await asyncio.sleep(0.1)
+    assert await _breaker(client) == "closed"
+    again = await client.post(
+        "/api/v1/users", json={"email": "w@example.com", "name": "W", "password": "pw-123456"}
+    )
+    assert again.status_code == 201
+    assert (await client.get(FAULTS, headers=admin)).json()["faults"][0]["fault"] is None
+
+
+async def test_a_fault_can_be_ended_early(client: httpx.AsyncClient) -> None:
+    admin = await _admin(client)
+    body = {"kind": "latency", "seconds": 60, "latency_ms": 50}
+    assert (await client.put(f"{FAULTS}/store", json=body, headers=admin)).status_code == 200
+    assert (await client.delete(f"{FAULTS}/store", headers=admin)).status_code == 204
+    assert (await client.get(FAULTS, headers=admin)).json()["faults"][0]["fault"] is None
+    assert (await client.delete(f"{FAULTS}/redis", headers=admin)).status_code == 404

@@ -1,0 +1,53 @@
+"""The console's failing-dependency lesson in real Chromium: an admin injects a store outage,
+the traffic it sends gets stale reads and refused writes, the dependency table shows the
+breaker open and the fault, and everything is fresh again once the fault ends by itself.
+The users cache's TTL is 1 s here, so the copy turns stale within the test."""
+
+from __future__ import annotations
+
+from tests.browser.conftest import Console
+from tests.live_server import ADMIN_PASSWORD
+
+SERVER_ENV = {"APP_CACHE_TTL_SECONDS": "1"}
+EXPECTED_ERRORS = ("status of 503 (Service Unavailable)",)
+
+
+def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -> None:
+    page = console_page.open().page
+    page.fill("#dep-password", ADMIN_PASSWORD)
+    page.click("#dep-signin button[type=submit]")
+    page.wait_for_selector("#dep-faults [data-fault=outage]:not([disabled])")
+    page.fill("#dep-seconds", "4")
+    page.click("#dep-faults [data-fault=outage]")
+    page.wait_for_selector("#dep-result:text('Injected: outage for 4 s')")
+    page.wait_for_selector("#dep-table tr[data-dependency=store] td[data-fault=outage]")
+    page.wait_for_timeout(1_100)  # the reader's copy is now past its 1 s TTL
+    page.click("#dep-traffic")
+    page.wait_for_selector("#dep-result[data-refused]")
+    result = page.locator("#dep-result")
+    assert int(result.get_attribute("data-stale") or 0) >= 1  # reads answered from the copy
+    assert int(result.get_attribute("data-refused") or 0) >= 2  # both writes refused
+    assert int(result.get_attribute("data-fresh") or 0) == 0
+    page.wait_for_selector("#dep-table tr[data-dependency=store][data-state=open]")
+    console_page.shoot("dependency-fault", "#breakers")
+    # The fault ends by itself; the probe half-opens the breaker; fresh traffic closes it.
+    page.wait_for_selector("#dep-table tr[data-dependency=store] td[data-fault=none]")
+
+    # (While half-open, only a few trial calls pass: the rest are refused or served stale.)
+    def settled() -> bool:
+        return (result.get_attribute("data-refused"), result.get_attribute("data-stale")) == (
+            "0",
+            "0",
+        )
+
+    for _ in range(30):
+        page.click("#dep-traffic")
+        page.wait_for_selector("#dep-traffic:not([disabled])")
+        if settled():
+            break
+        page.wait_for_timeout(300)
+    assert settled(), (
+        page.locator("#dep-result").inner_text() + page.locator("#dep-table").inner_text()
+    )
+    assert int(result.get_attribute("data-fresh") or 0) == 22
+    page.wait_for_selector("#dep-table tr[data-dependency=store][data-state=closed]")
