@@ -43,16 +43,18 @@ def running_server(
     ready_path: str = "/live",
     cpu: int | None = None,
     poll_seconds: float = 0.1,
+    cwd: Path = ROOT,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`python -m module` on 127.0.0.1:port (pinned to `cpu` if given, with taskset); yields
-    (process, base URL) once `ready_path` answers 200 (asked every `poll_seconds`)."""
+    """`python -m module` on 127.0.0.1:port (pinned to `cpu` if given, with taskset) from the
+    checkout at `cwd`; yields (process, base URL) once `ready_path` answers 200 (asked every
+    `poll_seconds`)."""
     full_env = {**os.environ, **BENCH_ENV, "APP_PORT": str(port), **(env or {})}
     command = [sys.executable, "-m", module]
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         command,
-        cwd=ROOT,
+        cwd=cwd,
         env=full_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

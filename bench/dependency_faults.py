@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._server import BENCH_ENV, ROOT, machine
+from bench._server import ROOT, machine, running_server
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "bench-admin-password-for-faults"  # noqa: S105 - a loopback benchmark's
@@ -111,11 +109,7 @@ class Redis:
 @contextmanager
 def replica(code: Path, redis_url: str) -> Iterator[str]:
     """`python -m app` from the checkout at `code`, on Redis; yields its base URL."""
-    port = _port()
     env = {
-        **os.environ,
-        **BENCH_ENV,
-        "APP_PORT": str(port),
         "APP_STORE": "redis",
         "APP_REDIS_URL": redis_url,
         "APP_CACHE_TTL_SECONDS": "1",
@@ -124,29 +118,8 @@ def replica(code: Path, redis_url: str) -> Iterator[str]:
         "APP_PROCESS_POOL_WORKERS": "1",
         "APP_ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=code,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the app in {code} did not start")
-            time.sleep(0.1)
+    with running_server("app", _port(), env, ready_path="/ready", cwd=code) as (_, base):
         yield base
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 @dataclass
