@@ -67,6 +67,12 @@ async def _health(connection: HTTPConnection) -> HealthChecker:
     return _services(connection).health
 
 
+def store_name(connection: HTTPConnection) -> str:
+    """The dependency the users service reads through: `redis`, or the memory `store`."""
+    dependencies = _services(connection).foundation.dependencies
+    return dependencies[0].name if dependencies else "store"
+
+
 def user_service(connection: HTTPConnection) -> UserService:
     """The user service, for the one route that reads it without `Depends` (see users.py)."""
     return _services(connection).users

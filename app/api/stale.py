@@ -13,13 +13,12 @@ FALLBACKS = Counter(
     "Answers served by a fallback because a dependency failed, by dependency and kind.",
     ["dependency", "fallback"],
 )
-_STALE = FALLBACKS.labels(dependency="redis", fallback="stale_if_error")
 
 
-def stale_marks(age_seconds: float, ttl_seconds: float) -> dict[str, str]:
+def stale_marks(age_seconds: float, ttl_seconds: float, dependency: str) -> dict[str, str]:
     """The headers of an answer served stale-if-error from a copy `age_seconds` old, which
-    was fresh for `ttl_seconds`; counts the fallback."""
-    _STALE.inc()
+    was fresh for `ttl_seconds`, because `dependency` failed; counts the fallback."""
+    FALLBACKS.labels(dependency=dependency, fallback="stale_if_error").inc()
     age = int(age_seconds)
     ttl = min(0, int(ttl_seconds) - age)  # a copy kept past an outage's start is stale too
     return {

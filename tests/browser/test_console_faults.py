@@ -29,6 +29,12 @@ def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -
     assert int(result.get_attribute("data-refused") or 0) >= 2  # both writes refused
     assert int(result.get_attribute("data-fresh") or 0) == 0
     page.wait_for_selector("#dep-table tr[data-dependency=store][data-state=open]")
+    # The pipeline's counters, read from /metrics: the stale answers it served are counted.
+    page.wait_for_function(
+        "() => Number(document.querySelector('#dep-counts [data-dependency=store]')"
+        "?.dataset.stale) >= 1",
+        timeout=10_000,
+    )
     console_page.shoot("dependency-fault", "#breakers")
     # The fault ends by itself; the probe half-opens the breaker; fresh traffic closes it.
     page.wait_for_selector("#dep-table tr[data-dependency=store] td[data-fault=none]")

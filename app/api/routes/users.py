@@ -18,6 +18,7 @@ from app.api.deps import (
     UserServiceDep,
     Viewer,
     sees_private_fields,
+    store_name,
     user_service,
     viewer,
 )
@@ -117,7 +118,7 @@ async def _stale_user(request: Request, users: UserService, user_id: int) -> Res
     if found is None:
         raise StoreUnavailable("The shared store did not answer; retry shortly.")
     user, age = found
-    marks = stale_marks(age, users.cache.ttl)
+    marks = stale_marks(age, users.cache.ttl, store_name(request))
     tag = _tag(user)
     if if_none_match_hits(request.headers.get("if-none-match", ""), tag):
         return Response(status_code=304, headers={"ETag": tag, "Vary": "Authorization", **marks})
@@ -171,6 +172,7 @@ async def create_user(
     "", response_model=UserList, responses=problem_responses(403, 422), summary="List users"
 )
 async def list_users(
+    request: Request,
     users: UserServiceDep,
     reader: Viewer,
     skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -198,7 +200,7 @@ async def list_users(
         if found is None:
             raise
         page, age = found
-        headers.update(stale_marks(age, users.cache.ttl))
+        headers.update(stale_marks(age, users.cache.ttl, store_name(request)))
     items = [
         users.public_json(user, full=sees_private_fields(reader, user.id)) for user in page.items
     ]

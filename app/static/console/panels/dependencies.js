@@ -3,6 +3,7 @@
 // answer of the traffic is tallied as fresh, stale (Cache-Status), refused (503) or other.
 import { call, describe, signIn, tokens } from "../lib/api.js";
 import { $, el, setText } from "../lib/dom.js";
+import { onScrape, total } from "../lib/metrics.js";
 
 const FAULTS = {
   outage: { kind: "outage" },
@@ -114,7 +115,30 @@ async function traffic() {
   refresh();
 }
 
+/** What each dependency's pipeline did since the server started, from one /metrics scrape. */
+function drawCounts(scrape) {
+  const names = new Set((scrape.dependency_calls_total || []).map((s) => s.labels.dependency));
+  $("dep-counts").replaceChildren(
+    ...[...names].sort().map((dependency) => {
+      const calls = (outcome) => total(scrape, "dependency_calls_total", { dependency, outcome });
+      const retries = (kind) => total(scrape, "dependency_retry_calls_total", { dependency, kind });
+      const stale = total(scrape, "dependency_fallbacks_total", { dependency });
+      const cutoffs = total(scrape, "dependency_deadline_cutoffs_total", { dependency });
+      return el(
+        "li",
+        { "data-dependency": dependency, "data-stale": stale },
+        `${dependency}: ${calls("success")} calls answered, ${calls("failure")} failed, ` +
+          `${calls("rejected_open") + calls("rejected_full")} refused by its breaker or bulkhead; ` +
+          `${retries("successful_with_retry")} reads saved by a retry, ` +
+          `${retries("budget_exhausted")} not retried (budget spent); ` +
+          `${stale} stale answers served; ${cutoffs} calls cut by a deadline.`,
+      );
+    }),
+  );
+}
+
 export function init() {
+  onScrape(drawCounts);
   $("dep-signin").addEventListener("submit", signInAdmin);
   for (const button of $("dep-faults").querySelectorAll("[data-fault]")) {
     button.addEventListener("click", () => inject(button.dataset.fault));
