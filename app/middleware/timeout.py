@@ -73,4 +73,7 @@ class TimeoutMiddleware:
             )
             await response(scope, receive, send)
         finally:
+            # Tasks the request started share its deadline object: once the request is over
+            # (answered, timed out or gone), what they still do has no deadline of its own.
+            budget.disarm()
             request_deadline.end(token)

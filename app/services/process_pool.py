@@ -29,10 +29,15 @@ from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge
 
-from app.core.exceptions import Overloaded, TaskTimedOut, WorkerCrashed
+from app.core import deadline
+from app.core.exceptions import DeadlineExceeded, Overloaded, TaskTimedOut, WorkerCrashed
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
+
+# A task is not started with less than this left of its request's time: it could not finish.
+MIN_TASK_SECONDS = 0.05
+
 T = TypeVar("T")
 
 POOL_TASKS = Counter(
@@ -228,6 +233,16 @@ class ProcessPool:
         self, slot: PoolSlot, fn: Callable[..., T], args: tuple[Any, ...], time_limit: float | None
     ) -> T:
         limit = time_limit or self.task_timeout
+        left = deadline.remaining()
+        cut = False
+        if left is not None and left < limit:
+            # The request's answer is due sooner than the task's own limit: give it only
+            # that, and do not start it at all when almost nothing is left.
+            if left < MIN_TASK_SECONDS:
+                slot._free()
+                deadline.DEADLINE_CUTOFFS.labels(dependency="process_pool").inc()
+                raise DeadlineExceeded("Too little of the request's time was left to start it.")
+            limit, cut = left, True
         loop = asyncio.get_running_loop()
         # Every task is a pure computation, so one that met a broken pool (a worker killed
         # while idle, or a sibling's worker dying under it) runs once more on the fresh pool: a
@@ -266,6 +281,10 @@ class ProcessPool:
                 if isinstance(exc, TimeoutError):
                     future.cancel()  # frees the place at once if the task had not started
                     POOL_TASKS.labels(outcome="timeout").inc()
+                    if cut:  # the request's deadline, not the task's limit: not the pool's fault
+                        raise DeadlineExceeded(
+                            "The request's time ran out before the CPU task finished."
+                        ) from None
                     raise TaskTimedOut(f"The CPU task did not finish within {limit:g} s.") from None
                 if isinstance(exc, Exception):
                     POOL_TASKS.labels(outcome="error").inc()

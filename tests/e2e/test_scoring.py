@@ -156,9 +156,11 @@ async def test_200_concurrent_requests_shed_load_and_the_loop_stays_free(
     body = json.dumps(
         {"records": _records(3000, 5), "weights": {"f0": 1, "f1": 1}, "method": "rank"}
     )
-    live_latencies: list[float] = []
+    loop_lags: list[float] = []
     # The probe has a client of its own, as Kubernetes does: sharing the load's connection
-    # pool would queue it behind the POSTs and measure the client, not the server.
+    # pool would queue it behind the POSTs. How free the loop stayed is read from the
+    # server's own gauge (the worst timer lag of each second), not timed by this client,
+    # whose loop is busy sending the load (on a loaded machine that timing cried wolf).
     async with (
         httpx.AsyncClient(base_url=live_server.base_url, timeout=60) as client,
         httpx.AsyncClient(base_url=live_server.base_url, timeout=60) as prober,
@@ -166,10 +168,14 @@ async def test_200_concurrent_requests_shed_load_and_the_loop_stays_free(
 
         async def probe() -> None:
             for _ in range(20):
-                start = time.perf_counter()
                 assert (await prober.get("/live")).status_code == 200
-                live_latencies.append(time.perf_counter() - start)
-                await asyncio.sleep(0.02)
+                metrics = (await prober.get("/metrics")).text
+                loop_lags.extend(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in metrics.splitlines()
+                    if line.startswith("event_loop_lag_seconds ")
+                )
+                await asyncio.sleep(0.1)
 
         async def one() -> httpx.Response:
             return await client.post(
@@ -186,7 +192,8 @@ async def test_200_concurrent_requests_shed_load_and_the_loop_stays_free(
         if response.status_code == 503:
             assert response.headers["retry-after"] == "1"
             assert response.json()["type"] == "/problems/overloaded"
-    assert max(live_latencies) < 0.5, max(live_latencies)
+    assert loop_lags
+    assert max(loop_lags) < 0.5, loop_lags  # the scoring never held the server's loop
 
 
 def test_a_task_whose_workers_are_killed_runs_again_and_the_pool_recovers(

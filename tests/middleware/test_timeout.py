@@ -8,6 +8,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from app.core import deadline
 from app.middleware.timeout import TimeoutMiddleware
 
 
@@ -64,3 +65,29 @@ async def test_the_handlers_own_timeout_error_is_not_reported_as_ours() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         with pytest.raises(TimeoutError, match="upstream timed out"):
             await c.get("/x")
+
+
+async def test_tasks_a_request_started_have_no_deadline_once_it_is_over() -> None:
+    seen: list[float | None] = []
+    release = asyncio.Event()
+
+    async def later() -> None:
+        seen.append(deadline.remaining())  # during the request: its deadline
+        await release.wait()
+        seen.append(deadline.remaining())  # after it: none
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def spawns(scope: Scope, receive: Receive, send: Send) -> None:
+        tasks.append(asyncio.create_task(later()))
+        await asyncio.sleep(0)
+        await asyncio.sleep(3600)  # then times out
+
+    app = TimeoutMiddleware(spawns, timeout_seconds=0.2)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/x")).status_code == 504
+    release.set()
+    await tasks[0]
+    assert seen[0] is not None
+    assert 0 < seen[0] <= 0.2
+    assert seen[1] is None

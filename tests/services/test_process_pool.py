@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.core.exceptions import Overloaded, TaskTimedOut, WorkerCrashed
+from app.core import deadline
+from app.core.exceptions import DeadlineExceeded, Overloaded, TaskTimedOut, WorkerCrashed
 from app.services.process_pool import ProcessPool
 
 
@@ -122,3 +123,41 @@ async def test_close_leaves_no_child_processes() -> None:
     assert not any(_alive(pid) for pid in pids)
     with pytest.raises(Overloaded):
         process_pool.reserve()
+
+
+async def test_a_task_gets_only_what_its_request_has_left(pool: ProcessPool) -> None:
+    budget, token = deadline.start(0.2)
+    try:
+        # Cut short by the request's deadline (not its own 5 s limit): the request's time ran
+        # out, which is not the pool failing (no TaskTimedOut for the breaker to count).
+        with pytest.raises(DeadlineExceeded):
+            await pool.reserve().run(nap, 0.6)
+        await asyncio.sleep(0.6)
+        # Almost nothing left: not even started, and its place is given back at once.
+        budget.at = asyncio.get_running_loop().time() + 0.01
+        with pytest.raises(DeadlineExceeded):
+            await pool.reserve().run(nap, 0)
+        assert pool.in_flight == 0
+    finally:
+        deadline.end(token)
+
+
+async def test_a_queued_task_whose_request_is_gone_never_runs() -> None:
+    pool = ProcessPool(workers=1, queue_limit=4, task_timeout=5, warm_up=os.getpid)
+    await pool.start()
+    try:
+        # One running and two handed to the worker's queue already (the executor prefetches
+        # workers + 1), one still waiting here: the last can be withdrawn.
+        ahead = [asyncio.create_task(pool.reserve().run(nap, 0.3)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        waiting = asyncio.create_task(pool.reserve().run(nap, 0.3))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # the client went away, or the request timed out (asyncio's
+        # wrap_future passes the cancellation on to the executor's future)
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.gather(*ahead)
+        await asyncio.sleep(0.05)
+        assert pool.in_flight == 0  # it never ran: its place came back with the others
+    finally:
+        await pool.close()
