@@ -447,7 +447,14 @@ def build_services(foundation: Foundation) -> AppServices:
             settings.snapshot_path,
             interval_seconds=settings.snapshot_interval_seconds,
             on_corrupt=settings.snapshot_on_corrupt,
+            journal_fsync=settings.journal_fsync,
         )
+    health = _health_checker(
+        repository, stores, foundation.breakers, pool, hashing, users_cache, bus, chat
+    )
+    if snapshots is not None and snapshots.journal is not None:
+        # Critical: a replica that cannot make writes durable leaves the Service.
+        health.register("journal", snapshots.journal_status, critical=True)
     return AppServices(
         foundation=foundation,
         repository=repository,
@@ -493,14 +500,5 @@ def build_services(foundation: Foundation) -> AppServices:
             else None
         ),
         snapshots=snapshots,
-        health=_health_checker(
-            repository,
-            stores,
-            foundation.breakers,
-            pool,
-            hashing,
-            users_cache,
-            bus,
-            chat,
-        ),
+        health=health,
     )

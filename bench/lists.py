@@ -78,7 +78,7 @@ async def _snapshot(users: int) -> bytes:
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "written_at": now,
-        "collections": await repo.export(),
+        "collections": (await repo.export())["collections"],
     }
     return orjson.dumps(document)
 

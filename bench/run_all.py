@@ -182,6 +182,22 @@ def dependency_faults(out: str) -> list[Row]:
     return rows
 
 
+def journal(out: str) -> list[Row]:
+    rows = [
+        (f"journal {policy}: PATCH req/s vs no journal", ratio)
+        for policy, ratio in re.findall(
+            r"^(no|everysec|always)\s+\d+\s+([\d.]+)\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE
+        )
+    ]
+    rows += [
+        (f"journal {policy}: acknowledged / lost after SIGKILL", f"{acked} / {lost}")
+        for policy, acked, lost in re.findall(
+            r"^(off|no|everysec|always)\s+(\d+)\s+(\d+)\s+[\d.]+$", out, re.MULTILINE
+        )
+    ]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -219,6 +235,11 @@ def main() -> None:
             "bench.dependency_faults",
             ["--faults", "blip", "--users", "200", "--after", "5"] if quick else [],
             dependency_faults,
+        ),
+        (
+            "bench.journal",
+            ["--rounds", "1", "--seconds", "2", "--acks", "100"] if quick else [],
+            journal,
         ),
         ("bench.startup", ["--rounds", "2", "--idle", "1"] if quick else [], startup),
         ("bench.soak", ["--seconds", "15"] if quick else ["--seconds", "60"], soak),

@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     snapshot_path: str | None = None
     snapshot_interval_seconds: float = Field(default=60.0, gt=0)
     snapshot_on_corrupt: Literal["fail", "move-aside"] = "fail"
+    # With a snapshot path, every write is journaled before it is acknowledged; this says when
+    # the journal is fsynced (what a host crash may lose: nothing, about 1 s, up to ~30 s).
+    journal_fsync: Literal["always", "everysec", "no"] = "everysec"
     audit_log_path: str | None = None
     audit_log_max_bytes: int = Field(default=10 * 1_048_576, ge=65_536)
     audit_log_backups: int = Field(default=3, ge=1, le=100)

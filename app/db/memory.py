@@ -5,7 +5,10 @@ The rules that make it safe under concurrency:
   the half-done work of a transaction (the lock is held across the transaction's awaits);
 - a transaction takes its locks in sorted name order, so two transactions cannot deadlock;
 - ids come from a per-collection counter that only goes up (a rolled-back create does not give
-  its id back, as with a database sequence), so an id is never reused;
+  its id back, as with a database sequence), so an id is never reused; with a journal
+  (`app/db/journal.py`), ids are reserved in durable blocks, so not even a crash reuses one;
+- with a journal, every committed change is appended under the lock that made it, and the
+  write returns once the journal has it (after the lock is released, so commits are batched);
 - data is deep-copied on the way in and on the way out: no caller ever holds a reference to a
   stored object;
 - records are kept in id order (an update replaces a record in place), so a list by id walks
@@ -40,6 +43,7 @@ from app.db.base import (
     unique_spec,
     unique_values,
 )
+from app.db.journal import ID_BLOCK, Change, Journal, Replayed
 
 _RESERVED = ("id", "version")
 
@@ -57,6 +61,8 @@ class _Collection:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     records: dict[int, Record] = field(default_factory=dict)
     last_id: int = 0
+    # With a journal: ids up to this one are reserved durably (a crash resumes past it).
+    ids_reserved: int = 0
     # unique field -> normalised value -> record id
     indexes: dict[str, dict[Any, int]] = field(default_factory=dict)
     # sort field -> every record in ascending order of that field (ties by id), built by the
@@ -111,6 +117,14 @@ def _existing(col: _Collection, record_id: int, expected: Collection[int] | None
     return record
 
 
+def _after_images(changed: list[_UndoEntry]) -> list[Change]:
+    """What a commit changed, as the journal records it: each record as it is now."""
+    latest: dict[tuple[str, int], Record | None] = {}
+    for col, record_id, _ in changed:
+        latest[(col.spec.name, record_id)] = col.records.get(record_id)
+    return [(name, record_id, record) for (name, record_id), record in latest.items()]
+
+
 def _payload(data: Mapping[str, Any]) -> Record:
     return {k: copy.deepcopy(v) for k, v in data.items() if k not in _RESERVED}
 
@@ -119,10 +133,14 @@ class _Ops(CollectionOps):
     """The record operations over already-locked collections, journaling changes if asked."""
 
     def __init__(
-        self, collections: Mapping[str, _Collection], undo: list[_UndoEntry] | None
+        self,
+        collections: Mapping[str, _Collection],
+        undo: list[_UndoEntry] | None,
+        journal: Journal | None = None,
     ) -> None:
         self._collections = collections
         self._undo = undo
+        self._journal = journal
 
     def _col(self, name: str) -> _Collection:
         try:
@@ -135,6 +153,9 @@ class _Ops(CollectionOps):
         record = _payload(data)
         _check_unique(col, record, record_id=0)
         col.last_id += 1
+        if self._journal is not None and col.last_id > col.ids_reserved:
+            col.ids_reserved = col.last_id + ID_BLOCK - 1
+            self._journal.reserve(col.spec.name, col.ids_reserved)
         record = {"id": col.last_id, "version": 1, **record}
         _put(col, col.last_id, record, self._undo)
         return copy.deepcopy(record)
@@ -249,6 +270,11 @@ class InMemoryRepository:
 
     def __init__(self) -> None:
         self._collections: dict[str, _Collection] = {}
+        self._journal: Journal | None = None
+
+    def attach_journal(self, journal: Journal) -> None:
+        """Append every committed change to `journal` from now on (after the replay)."""
+        self._journal = journal
 
     def declare(self, spec: CollectionSpec) -> None:
         col = self._collections.get(spec.name)
@@ -275,8 +301,24 @@ class InMemoryRepository:
         async with col.lock:
             yield _Ops({name: col}, undo=None)
 
+    @asynccontextmanager
+    async def _writing(self, name: str) -> AsyncIterator[_Ops]:
+        journal = self._journal
+        if journal is None:
+            async with self._locked(name) as ops:
+                yield ops
+            return
+        journal.check_writable()
+        col = self._col(name)
+        changed: list[_UndoEntry] = []
+        async with col.lock:
+            yield _Ops({name: col}, changed, journal)
+            durable = journal.commit(_after_images(changed))
+        # Outside the lock: the next writer goes ahead, and both commits share one disk write.
+        await durable
+
     async def create(self, collection: str, data: Mapping[str, Any]) -> Record:
-        async with self._locked(collection) as ops:
+        async with self._writing(collection) as ops:
             return await ops.create(collection, data)
 
     async def get(self, collection: str, record_id: int) -> Record | None:
@@ -295,7 +337,7 @@ class InMemoryRepository:
         *,
         expected_versions: Collection[int] | None = None,
     ) -> Record:
-        async with self._locked(collection) as ops:
+        async with self._writing(collection) as ops:
             return await ops.replace(
                 collection, record_id, data, expected_versions=expected_versions
             )
@@ -308,7 +350,7 @@ class InMemoryRepository:
         *,
         expected_versions: Collection[int] | None = None,
     ) -> Record:
-        async with self._locked(collection) as ops:
+        async with self._writing(collection) as ops:
             return await ops.update(
                 collection, record_id, changes, expected_versions=expected_versions
             )
@@ -320,7 +362,7 @@ class InMemoryRepository:
         *,
         expected_versions: Collection[int] | None = None,
     ) -> Record:
-        async with self._locked(collection) as ops:
+        async with self._writing(collection) as ops:
             return await ops.delete(collection, record_id, expected_versions=expected_versions)
 
     async def list(
@@ -340,25 +382,35 @@ class InMemoryRepository:
         async with col.lock:
             return len(col.records)
 
-    async def export(self) -> dict[str, Any]:
+    def size(self) -> int:
+        """Records held across every collection (start-up's log line)."""
+        return sum(len(col.records) for col in self._collections.values())
+
+    async def export(self, *, final: bool = False) -> dict[str, Any]:
         """A consistent copy of every collection (records and id counters), for snapshots.
 
-        Takes every collection's lock, in sorted order, so the copy is one point in time.
+        Takes every collection's lock, in sorted order, so the copy is one point in time; with
+        a journal, the journal starts its next generation at that same point (`generation`).
+        A `final` export (the last snapshot of a clean shutdown) gives back unused reserved ids.
         """
         names = sorted(self._collections)
         async with AsyncExitStack() as stack:
             for name in names:
                 await stack.enter_async_context(self._collections[name].lock)
-            return {
-                name: {
-                    "last_id": self._collections[name].last_id,
-                    "records": copy.deepcopy(list(self._collections[name].records.values())),
+            collections: dict[str, Any] = {}
+            for name in names:
+                col = self._collections[name]
+                if final:
+                    col.ids_reserved = col.last_id
+                collections[name] = {
+                    "last_id": max(col.last_id, col.ids_reserved),
+                    "records": copy.deepcopy(list(col.records.values())),
                 }
-                for name in names
-            }
+            generation = self._journal.rotate() if self._journal is not None else None
+        return {"collections": collections, "journal_generation": generation}
 
     def restore(self, collections: Mapping[str, Any]) -> None:
-        """Replace the contents with `export()`'s output (at start-up, before serving).
+        """Replace the contents with `export()`'s collections (at start-up, before serving).
 
         Collections must have been declared; ids continue after the highest one seen.
         """
@@ -371,6 +423,23 @@ class InMemoryRepository:
             col.last_id = max([int(data.get("last_id", 0)), *records])
             self.declare(col.spec)  # rebuilds and checks the unique indexes
             RECORDS.labels(collection=name).set(len(records))
+
+    def replay(self, entry: Replayed) -> None:
+        """Apply one journal line (at start-up, after the snapshot, before serving)."""
+        for name, upto in entry.reserved.items():
+            col = self._col(name)
+            # A crash may have lost ids of this block that were handed out: skip them all.
+            col.last_id = max(col.last_id, upto)
+        for name, record_id, record in entry.changes:
+            col = self._col(name)
+            if record is not None:
+                _check_unique(col, record, record_id)
+            _put(col, record_id, record, undo=None)
+            col.last_id = max(col.last_id, record_id)
+        for name in {name for name, _, _ in entry.changes}:
+            col = self._col(name)
+            # A record deleted and created again went to the end: restore id order.
+            col.records = dict(sorted(col.records.items()))
 
     @asynccontextmanager
     async def transaction(self, *collections: str) -> AsyncIterator[CollectionOps]:
@@ -385,11 +454,15 @@ class InMemoryRepository:
         names = sorted(set(collections))
         cols = {name: self._col(name) for name in names}
         undo: list[_UndoEntry] = []
+        journal = self._journal
+        if journal is not None:
+            journal.check_writable()
+        durable: asyncio.Future[None] | None = None
         async with AsyncExitStack() as stack:
             for name in names:
                 await stack.enter_async_context(cols[name].lock)
             try:
-                yield _Ops(cols, undo)
+                yield _Ops(cols, undo, journal)
             except BaseException:
                 # Cancellation included: a half-applied transaction must never stay visible.
                 for col, record_id, previous in reversed(undo):
@@ -398,3 +471,8 @@ class InMemoryRepository:
                     # A deleted record put back went to the end: restore id order.
                     col.records = dict(sorted(col.records.items()))
                 raise
+            if journal is not None and undo:
+                # One line for the whole transaction: a replay applies all of it or none.
+                durable = journal.commit(_after_images(undo))
+        if durable is not None:
+            await durable

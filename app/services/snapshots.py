@@ -13,6 +13,10 @@ Rules:
 - One process per snapshot path: a lock file (`<file>.lock`, `flock`) is held for the process's
   life; a second process pointed at the same path refuses to start. The lock is released by the
   kernel if the process dies, so a SIGKILL never leaves a stale lock.
+- With a journal (`app/db/journal.py`, on unless `journal_fsync` is None): every write between
+  two snapshots is in the journal; start-up loads the snapshot, replays the journal generations
+  it names and later ones, and compacts them into a new snapshot. Each snapshot starts a new
+  generation and deletes the ones it covers once it is on disk.
 """
 
 from __future__ import annotations
@@ -35,6 +39,15 @@ from prometheus_client import Counter, Gauge
 from app.core.clock import utc_now_iso
 from app.core.files import PRIVATE_MODE, private_opener
 from app.core.logging import get_logger
+from app.db.journal import (
+    FsyncPolicy,
+    Journal,
+    JournalCorrupt,
+    Replayed,
+    generation_path,
+    generations,
+    read_generation,
+)
 from app.db.memory import InMemoryRepository
 
 log = get_logger(__name__)
@@ -48,6 +61,10 @@ SNAPSHOT_AGE = Gauge(
     "Unix time of the last snapshot written successfully.",
     multiprocess_mode="max",
 )
+
+
+def _read_all(path: Path) -> list[Replayed]:
+    return list(read_generation(path))
 
 
 class SnapshotError(Exception):
@@ -64,6 +81,7 @@ class SnapshotManager:
         *,
         interval_seconds: float,
         on_corrupt: Literal["fail", "move-aside"] = "fail",
+        journal_fsync: FsyncPolicy | None = None,
     ) -> None:
         self.repository = repository
         self.path = Path(path)
@@ -76,6 +94,7 @@ class SnapshotManager:
         # Only a manager that loaded (or found no snapshot) may write: after a failed load,
         # writing would overwrite the very file start-up refused.
         self._loaded = False
+        self.journal = Journal(self.path, fsync=journal_fsync) if journal_fsync else None
 
     # --- start-up -------------------------------------------------------------------------------
 
@@ -115,6 +134,7 @@ class SnapshotManager:
                 log.warning("snapshot_stale_temporary_removed", path=str(stale))
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
+        """The snapshot document, checked; ValueError says what is wrong."""
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -130,25 +150,35 @@ class SnapshotManager:
             isinstance(c, dict) and isinstance(c.get("records"), list) for c in collections.values()
         ):
             raise ValueError("collections are missing or malformed")
-        return collections
+        return document
 
     async def load(self) -> int:
-        """Take the lock, check the directory, and restore the snapshot if there is one.
+        """Take the lock, check the directory, restore the snapshot if there is one and replay
+        the journal after it.
 
         Returns the number of records loaded. Raises `SnapshotError` when start-up must stop.
         """
         self._acquire_lock()
         self._check_writable()
         self._remove_stale_temporaries()
+        first_generation = await self._load_snapshot()
+        self._loaded = True
+        if self.journal is not None:
+            await self._replay_journal(first_generation)
+        loaded = self.repository.size()
+        log.info("snapshot_loaded", path=str(self.path), records=loaded)
+        return loaded
+
+    async def _load_snapshot(self) -> int:
+        """Restore the snapshot; returns the first journal generation it does not cover."""
         if not self.path.exists():
             log.info("snapshot_absent", path=str(self.path))
-            self._loaded = True
             return 0
         async with aiofiles.open(self.path, "rb") as file:
             raw = await file.read()
         try:
-            collections = self._parse(raw)
-            self.repository.restore(collections)
+            document = self._parse(raw)
+            self.repository.restore(document["collections"])
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
             if self.on_corrupt != "move-aside":
@@ -156,33 +186,66 @@ class SnapshotManager:
                     f"snapshot {self.path} cannot be loaded: {reason}. Fix or remove it, or set "
                     "APP_SNAPSHOT_ON_CORRUPT=move-aside to keep it aside and start empty"
                 ) from None
-            aside = self.path.with_name(
-                f"{self.path.name}.corrupt-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-            )
-            await aiofiles.os.replace(self.path, aside)
-            log.error(
-                "snapshot_moved_aside", path=str(self.path), moved_to=str(aside), reason=reason
-            )
-            self._loaded = True
+            await self._move_aside(self.path, reason)
             return 0
-        self._loaded = True
-        loaded = sum(len(c["records"]) for c in collections.values())
-        log.info("snapshot_loaded", path=str(self.path), records=loaded)
-        return loaded
+        return int(document.get("journal_generation") or 0)
+
+    async def _move_aside(self, path: Path, reason: str) -> None:
+        aside = path.with_name(
+            f"{path.name}.corrupt-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        )
+        await aiofiles.os.replace(path, aside)
+        log.error("snapshot_moved_aside", path=str(path), moved_to=str(aside), reason=reason)
+
+    async def _replay_journal(self, first_generation: int) -> None:
+        assert self.journal is not None
+        on_disk = await asyncio.to_thread(generations, self.path)
+        lines = 0
+        for generation in on_disk:
+            path = generation_path(self.path, generation)
+            if generation < first_generation:
+                # Covered by the snapshot (a crash came between its rename and this delete).
+                await aiofiles.os.remove(path)
+                continue
+            try:
+                entries = await asyncio.to_thread(_read_all, path)
+            except JournalCorrupt as exc:
+                if self.on_corrupt != "move-aside":
+                    raise SnapshotError(
+                        f"journal {exc} cannot be replayed. Fix or remove it, or set "
+                        "APP_SNAPSHOT_ON_CORRUPT=move-aside to keep it (and later generations) "
+                        "aside and start from what came before it"
+                    ) from None
+                for later in (g for g in on_disk if g >= generation):
+                    await self._move_aside(generation_path(self.path, later), str(exc))
+                break
+            for entry in entries:
+                self.repository.replay(entry)
+            lines += len(entries)
+        await self.journal.open(max([first_generation - 1, *on_disk]) + 1)
+        self.repository.attach_journal(self.journal)
+        if lines:
+            log.warning("journal_replayed", path=str(self.path), commits=lines)
+            # Compact at once: the next start replays nothing, and the files it read go.
+            await self.write()
 
     # --- writing --------------------------------------------------------------------------------
 
-    async def write(self) -> bool:
-        """Write one snapshot atomically; False (logged, counted) if it failed."""
+    async def write(self, *, final: bool = False) -> bool:
+        """Write one snapshot atomically; False (logged, counted) if it failed.
+
+        `final`: the last snapshot of a clean shutdown (ids reserved but unused are given back).
+        """
         if not self._loaded:
             raise SnapshotError(f"snapshot {self.path} was not loaded; refusing to overwrite it")
         async with self._write_lock:
-            collections = await self.repository.export()
+            exported = await self.repository.export(final=final)
             document = {
                 "format": FORMAT,
                 "version": FORMAT_VERSION,
                 "written_at": utc_now_iso(),
-                "collections": collections,
+                "journal_generation": exported["journal_generation"],
+                "collections": exported["collections"],
             }
             # Serialising a big store is CPU work: keep it off the event loop.
             payload = await asyncio.to_thread(orjson.dumps, document, default=str)
@@ -203,10 +266,26 @@ class SnapshotManager:
                 )
                 return False
             self.last_written = time.time()
+            if exported["journal_generation"] is not None:
+                await self._delete_generations_before(exported["journal_generation"])
             SNAPSHOT_WRITES.labels(outcome="ok").inc()
             SNAPSHOT_AGE.set(self.last_written)
             log.info("snapshot_written", path=str(self.path), bytes=len(payload))
             return True
+
+    async def _delete_generations_before(self, generation: int) -> None:
+        for old in await asyncio.to_thread(generations, self.path):
+            if old < generation:
+                with contextlib.suppress(FileNotFoundError):
+                    await aiofiles.os.remove(generation_path(self.path, old))
+
+    def journal_status(self) -> dict[str, Any]:
+        """The journal's health: raises while it cannot write (readiness fails)."""
+        if self.journal is None:
+            return {"journal": "off"}
+        if self.journal.failure is not None:
+            raise OSError(f"the journal cannot be written: {self.journal.failure}")
+        return {"fsync": self.journal.fsync, "generation": self.journal.generation}
 
     def _fsync_directory(self) -> None:
         fd = os.open(self.path.parent, os.O_RDONLY)
@@ -232,7 +311,9 @@ class SnapshotManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._loaded:
-            await self.write()
+            await self.write(final=True)
+        if self.journal is not None:
+            await self.journal.close()
         self.release()
 
     def release(self) -> None:
