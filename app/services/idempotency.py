@@ -123,6 +123,12 @@ class IdempotencyStore:
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
 
+    def request_stamp(self, client_key: str, key: str, fingerprint: str) -> str:
+        """A keyed digest naming one request (client, key and body): stored with what the
+        request writes, so a retry can find a write whose answer never arrived."""
+        message = f"{client_key}\x00{key}\x00{fingerprint}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
     async def run(
         self,
         client_key: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
@@ -174,32 +175,62 @@ class UserService:
     def _timestamp(self) -> str:
         return self._now().isoformat()
 
-    async def create(self, *, email: str, name: str, password: str, role: Role = "user") -> User:
-        """Register an account; `Conflict` if the email is taken in any letter case."""
+    async def create(
+        self,
+        *,
+        email: str,
+        name: str,
+        password: str,
+        role: Role = "user",
+        request_stamp: str | None = None,
+    ) -> User:
+        """Register an account; `Conflict` if the email is taken in any letter case.
+
+        `request_stamp` (from an `Idempotency-Key`) is stored in the record, in the same write:
+        a retry of a request whose answer was lost finds the account it created
+        (`created_by_request`).
+        """
         if role != "admin" and self._is_admin_email(email):
             # Answered as a taken email is: it says no more than that the address is in use.
             raise Conflict(f"The email {email} is already registered.")
         password_hash = await self._hasher.hash(password)
         now = self._timestamp()
+        data = {
+            "email": email,
+            "name": name,
+            "role": role,
+            "is_active": True,
+            "password_hash": password_hash,
+            "credential_stamp": new_credential_stamp(),
+            "created_at": now,
+            "updated_at": now,
+        }
+        if request_stamp is not None:
+            data["request_stamp"] = request_stamp
         try:
-            record = await self._repo.create(
-                USERS,
-                {
-                    "email": email,
-                    "name": name,
-                    "role": role,
-                    "is_active": True,
-                    "password_hash": password_hash,
-                    "credential_stamp": new_credential_stamp(),
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
+            record = await self._repo.create(USERS, data)
         except DuplicateKey:
             raise Conflict(f"The email {email} is already registered.") from None
         user = User.from_record(record)
         await self._invalidate(None)
         log.info("user_created", user_id=user.id, role=role)
+        await self._announce("user.created", user, user.id)
+        return user
+
+    async def created_by_request(self, email: str, request_stamp: str) -> User | None:
+        """The account registered under `email` by the request stamped `request_stamp`, or
+        None: how a retry learns that its first attempt was applied though its answer was lost
+        (a 503 or a timeout after the store had written it)."""
+        record = await self._repo.find_unique(USERS, "email", email)
+        stamp = record.get("request_stamp") if record is not None else None
+        if record is None or not isinstance(stamp, str):
+            return None
+        if not hmac.compare_digest(stamp, request_stamp):
+            return None
+        user = User.from_record(record)
+        log.info("idempotent_write_found", user_id=user.id)
+        # The first attempt failed before it could do these: lists and listeners learn now.
+        await self._invalidate(None)
         await self._announce("user.created", user, user.id)
         return user
 

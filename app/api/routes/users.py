@@ -24,7 +24,7 @@ from app.api.deps import (
 )
 from app.api.etags import entity_tag, if_match_versions, if_none_match_hits
 from app.api.stale import stale_marks
-from app.core.exceptions import Forbidden, StoreUnavailable
+from app.core.exceptions import Conflict, Forbidden, StoreUnavailable
 from app.core.routing import HTTP_METHODS
 from app.schemas.problem import problem_responses
 from app.schemas.users import (
@@ -37,7 +37,7 @@ from app.schemas.users import (
     public_view,
     user_list_json,
 )
-from app.services.idempotency import Outcome
+from app.services.idempotency import REPLAYED_HEADER, Outcome
 from app.services.users import User, UserService
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
@@ -151,20 +151,36 @@ async def create_user(
 ) -> JSONResponse:
     """Create an account. With `Idempotency-Key`, a repeat replays the first answer."""
 
+    stamp: str | None = None
+
     async def register() -> Outcome:
-        user = await users.create(email=payload.email, name=payload.name, password=payload.password)
+        replayed = False
+        try:
+            user = await users.create(
+                email=payload.email,
+                name=payload.name,
+                password=payload.password,
+                request_stamp=stamp,
+            )
+        except Conflict:
+            # The first attempt may have been applied though its client heard 503 or nothing:
+            # then the account carries this request's stamp, and its answer is replayed.
+            earlier = await users.created_by_request(payload.email, stamp) if stamp else None
+            if earlier is None:
+                raise
+            user, replayed = earlier, True
         headers = {"Location": f"{router.prefix}/{user.id}", "ETag": _tag(user)}
+        if replayed:
+            headers[REPLAYED_HEADER] = "true"
         return Outcome(status=201, body=public_view(user, full=True), headers=headers)
 
     if idempotency_key is None:
         outcome = await register()
     else:
-        outcome, _ = await idempotency.run(
-            client_key,
-            idempotency_key.strip('"'),
-            idempotency.fingerprint(payload.model_dump(mode="json")),
-            register,
-        )
+        key = idempotency_key.strip('"')
+        fingerprint = idempotency.fingerprint(payload.model_dump(mode="json"))
+        stamp = idempotency.request_stamp(client_key, key, fingerprint)
+        outcome, _ = await idempotency.run(client_key, key, fingerprint, register)
     return JSONResponse(outcome.body, status_code=outcome.status, headers=dict(outcome.headers))
 
 

@@ -3,8 +3,15 @@ headers and what a rejected request leaves unchanged. The same app as the real s
 
 from __future__ import annotations
 
-import httpx
+from collections.abc import Mapping
+from typing import Any
 
+import httpx
+import pytest
+
+from app.core.exceptions import StoreUnavailable
+from app.db.base import Record
+from app.db.memory import InMemoryRepository
 from app.schemas.users import UserList
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
 
@@ -142,6 +149,54 @@ async def test_an_idempotency_key_replays_the_first_answer(client: httpx.AsyncCl
     listed = (await client.get(USERS, params={"email": "idem@example.com"}, headers=admin)).json()
     assert listed["total"] == 1
     assert listed["items"][0]["email"] == "idem@example.com"
+
+
+async def test_a_retry_after_a_lost_answer_replays_the_account_the_first_attempt_created(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store applies the first create and then fails to answer (a Redis timeout after the
+    # write, a journal that could not be synced): the client hears 503 and retries.
+    real_create = InMemoryRepository.create
+    lost: list[int] = []
+
+    async def applied_then_lost(
+        self: InMemoryRepository, collection: str, data: Mapping[str, Any]
+    ) -> Record:
+        record = await real_create(self, collection, data)
+        if str(data.get("email", "")).startswith("ghost") and not lost:
+            lost.append(record["id"])
+            raise StoreUnavailable("The store did not answer; retry shortly.")
+        return record
+
+    monkeypatch.setattr(InMemoryRepository, "create", applied_then_lost)
+    body = {"email": "ghost@example.com", "name": "G", "password": "password123"}
+    headers = {"Idempotency-Key": "ghost-1"}
+    first = await client.post(USERS, json=body, headers=headers)
+    assert first.status_code == 503
+    retry = await client.post(USERS, json=body, headers=headers)
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["id"] == lost[0]
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.headers["location"] == f"{USERS}/{lost[0]}"
+    assert retry.headers["etag"] == f'"{lost[0]}-1"'
+    # Listeners hear of the account once, when the retry found it.
+    events = (await client.get("/api/v1/events", params={"topic": "user.created"})).json()
+    assert [e["data"]["id"] for e in events["items"]].count(lost[0]) == 1
+    # And from now on the key replays as any settled key does.
+    again = await client.post(USERS, json=body, headers=headers)
+    assert (again.status_code, again.json()) == (201, retry.json())
+
+    # Without the key, or with another key, or another client's same key, it is a taken email.
+    assert (await client.post(USERS, json=body)).status_code == 409
+    other_key = await client.post(USERS, json=body, headers={"Idempotency-Key": "ghost-2"})
+    assert other_key.status_code == 409
+    stranger = {"Authorization": (await _bearer(client, "ghost@example.com"))["Authorization"]}
+    from_another_client = await client.post(USERS, json=body, headers={**headers, **stranger})
+    assert from_another_client.status_code == 409
+    # The stamp is never shown.
+    admin = await _admin(client)
+    shown = await client.get(f"{USERS}/{lost[0]}", headers=admin)
+    assert "stamp" not in shown.text
 
 
 async def test_only_the_owner_or_an_admin_may_change_an_account(
