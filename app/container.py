@@ -137,6 +137,10 @@ class AppServices:
         asyncio.get_running_loop().set_default_executor(self.thread_pool)
         if self.redis is not None:
             await _wait_for(self.redis, STORE_WAIT_SECONDS)
+        if isinstance(self.repository, RedisRepository):
+            # Before any id is taken: ids come only from the dataset this process joined.
+            self.repository.identity.on_data_lost = self._restore_admin
+            await self.repository.identity.join()
         self.chat.start()
         if self.backplane is not None:
             await self.backplane.start()
@@ -152,6 +156,14 @@ class AppServices:
         if self.audit is not None:
             await self.audit.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._end_streams()))
+
+    async def _restore_admin(self) -> None:
+        # Redis came back without its data: the admin account is made again, as at first start.
+        settings = self.foundation.settings
+        admin = await self.users.ensure_admin(
+            email=settings.admin_email, password=settings.admin_password
+        )
+        log.warning("admin_restored_after_data_loss", admin_id=admin.id)
 
     async def _end_streams(self) -> None:
         # At the start of shutdown, before uvicorn closes sockets its own way (1012 for
@@ -180,6 +192,8 @@ class AppServices:
         if self.backplane is not None:
             await self.backplane.close()
         await self.users_cache.stop_cleanup()
+        if isinstance(self.repository, RedisRepository):
+            await self.repository.identity.close()
         if self.redis is not None:
             await self.redis.close()
         if self.foundation.store is not None:
@@ -452,6 +466,13 @@ def build_services(foundation: Foundation) -> AppServices:
     health = _health_checker(
         repository, stores, foundation.breakers, pool, hashing, users_cache, bus, chat
     )
+    if isinstance(repository, RedisRepository):
+        # Critical only in name: a loss is reported (degraded), never a reason to leave the
+        # Service, since the process already resumed past every id it knew.
+        identity = repository.identity
+        health.register(
+            "store_identity", identity.status, critical=True, degraded_if=identity.recently_lost
+        )
     if snapshots is not None and snapshots.journal is not None:
         # Critical: a replica that cannot make writes durable leaves the Service.
         health.register("journal", snapshots.journal_status, critical=True)

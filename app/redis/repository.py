@@ -4,7 +4,8 @@ Layout, per collection (keys start with `<prefix>{<collection>}:`):
 
     rec           HASH    id -> "<version>|<JSON of the other fields>"
     seq           STRING  the last id given out (INCR: never reused, not even by a rolled-back
-                          create)
+                          create; taken only while `<prefix>epoch` is the one this process
+                          joined, see app/redis/identity.py)
     uniq:<field>  HASH    normalised value (JSON) -> id, one per unique field
     sort:id       ZSET    ids scored by id: id order, and the count (ZCARD)
     sort:<field>  ZSET    "<marker><casefolded value>\\0<id, 20 digits>", all scored 0, one per
@@ -62,6 +63,7 @@ from app.db.base import (
     unique_values,
 )
 from app.redis.client import RedisClient
+from app.redis.identity import StoreIdentity
 
 _RESERVED = ("id", "version")
 _ID_WIDTH = 20
@@ -438,6 +440,8 @@ class RedisRepository:
 
     def __init__(self, client: RedisClient) -> None:
         self._client = client
+        # Which dataset ids come from, and what to do when Redis comes back without it.
+        self.identity = StoreIdentity(client)
         self._specs: dict[str, CollectionSpec] = {}
         self._by_prefix: dict[str, str] = {}
         self._commit = client.script(_COMMIT)
@@ -471,7 +475,10 @@ class RedisRepository:
         raw = await self._client.call(
             "repository.get", lambda r: r.hget(key, str(record_id)), idempotent=True
         )
-        return _decode(record_id, raw) if raw is not None else None
+        if raw is None:
+            return None
+        self.identity.saw(self.key_prefix(collection) + "seq", record_id)
+        return _decode(record_id, raw)
 
     async def lookup(self, collection: str, field_name: str, normalised: Any) -> int | None:
         """The id holding a unique value (already normalised), or None."""
@@ -482,9 +489,9 @@ class RedisRepository:
         return int(raw) if raw is not None else None
 
     async def next_id(self, collection: str) -> int:
-        """A fresh id (a counter in Redis: never given out twice)."""
-        key = self.key_prefix(collection) + "seq"
-        return int(await self._client.call("repository.next_id", lambda r: r.incr(key)))
+        """A fresh id (a counter in Redis: never given out twice, not even after Redis lost its
+        data: see `app/redis/identity.py`)."""
+        return await self.identity.next_id(self.key_prefix(collection) + "seq")
 
     async def scan(
         self, spec: CollectionSpec, field_name: str, *, descending: bool
@@ -513,6 +520,8 @@ class RedisRepository:
             for i in range(1, len(reply), 2)
             if reply[i + 1] is not None
         ]
+        if records:
+            self.identity.saw(prefix + "seq", max(record["id"] for record in records))
         return int(reply[0]), records
 
     async def commit(self, tx: _Transaction, *, check_reads: bool) -> None:
