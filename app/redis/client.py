@@ -13,6 +13,7 @@ call opens a new one, so recovery needs nothing from the operator.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -163,6 +164,9 @@ class RedisClient:
         self.prefix = prefix
         self.display_url = redacted_url(url)
         self._url = url
+        # Every connection of this process carries this name, so other replicas can tell from
+        # `CLIENT LIST` whether this one is alive (a killed process's connections close at once).
+        self.replica_name = f"{prefix}replica:{secrets.token_hex(6)}"
         self._pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -173,6 +177,7 @@ class RedisClient:
             # connection is dead, and the first call on each should not fail for that alone.
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
+            client_name=self.replica_name,
         )
         self.redis: Redis = Redis(connection_pool=self._pool)
         self._last_error: str | None = None
@@ -247,6 +252,11 @@ class RedisClient:
             REDIS_LATENCY.labels(operation=operation).observe(time.perf_counter() - started)
         return result
 
+    async def replica_alive(self, name: str) -> bool:
+        """Whether any connection named `name` (another replica's `replica_name`) is open."""
+        clients = await self.call("client_list", lambda r: r.client_list(), idempotent=True)
+        return any(client.get("name") == name for client in clients)
+
     async def ping(self) -> dict[str, Any]:
         """A round trip to Redis (readiness); raises `StoreUnavailable` if there is none.
         It bypasses the breaker: readiness asks Redis itself, not what the breaker remembers."""
@@ -278,6 +288,7 @@ class RedisClient:
             socket_timeout=read_timeout_seconds,
             socket_connect_timeout=self.timeout,
             health_check_interval=30,
+            client_name=self.replica_name,
         )
 
     async def close(self) -> None:

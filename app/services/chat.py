@@ -52,6 +52,14 @@ class NameTaken(Exception):
     """Someone in the room already uses that name."""
 
 
+class NameHeldBriefly(NameTaken):
+    """The name is held by a connection that has ended; free within `retry_after_seconds`."""
+
+    def __init__(self, name: str, *, retry_after_seconds: int) -> None:
+        super().__init__(name)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+
 class RoomFull(Exception):
     """The room has as many members as a room may have."""
 
@@ -67,7 +75,9 @@ class SharedRooms(Protocol):
 
     def start(self) -> None: ...
 
-    async def claim(self, room: str, name: str) -> None: ...
+    async def claim(self, room: str, name: str) -> list[str]: ...
+
+    def on_lease_lost(self, callback: Callable[[str, str], object]) -> None: ...
 
     async def release(self, room: str, name: str) -> None: ...
 
@@ -120,6 +130,7 @@ class ChatManager:
         self._courier: asyncio.Task[None] | None = None
         if shared is not None:
             shared.attach(self._arrived, self._shared_lost)
+            shared.on_lease_lost(self._lease_lost)
 
     def start(self) -> None:
         """Start handing frames from the shared rooms to local members (with `SharedRooms`)."""
@@ -156,6 +167,13 @@ class ChatManager:
             self.close_all(TRY_AGAIN_LATER, "chat lost its shared store: reconnect")
         )
 
+    def _lease_lost(self, room: str, name: str) -> None:
+        member = self._rooms.get(room, {}).get(name)
+        if member is not None:
+            asyncio.get_running_loop().create_task(
+                self.drop(member, TRY_AGAIN_LATER, "your name's lease lapsed: join again")
+            )
+
     @property
     def connection_count(self) -> int:
         """Members in every room."""
@@ -175,14 +193,19 @@ class ChatManager:
         members = self._rooms.get(room, {})
         if name in members:
             raise NameTaken(name)
+        ended: list[str] = []
         if self._shared is not None:
-            await self._shared.claim(room, name)  # NameTaken, RoomFull: across replicas
+            ended = await self._shared.claim(room, name)  # NameTaken, RoomFull: across replicas
         elif len(members) >= self.max_room_members:
             raise RoomFull(room)
         member = Member(room, name, connection, tokens=self.rate, refilled_at=self._clock())
         self._rooms.setdefault(room, {})[name] = member
         WS_CONNECTIONS.inc()
         log.info("chat_joined", room=room, name=name)
+        for gone in ended:
+            # Members whose replica died: the others hear them leave before this join.
+            event = {"type": "system", "event": "leave", "name": gone, "room": room}
+            await self.broadcast(room, event, exclude=member)
         await self.broadcast(
             room, {"type": "system", "event": "join", "name": name, "room": room}, exclude=member
         )

@@ -22,6 +22,7 @@ from app.services.chat import (
     UNSUPPORTED_DATA,
     ChatManager,
     Member,
+    NameHeldBriefly,
     NameTaken,
     RoomFull,
 )
@@ -128,6 +129,14 @@ async def _chat(
         return
     try:
         member = await chat.join(room, name, websocket)
+    except NameHeldBriefly as held:
+        # Its holder is gone (a replica lost Redis for a moment): a retry gets the name.
+        await websocket.close(
+            TRY_AGAIN_LATER,
+            f"the name {name} is held by a connection that ended; retry in "
+            f"{held.retry_after_seconds} s",
+        )
+        return
     except NameTaken:
         await websocket.close(POLICY_VIOLATION, f"the name {name} is taken in this room")
         return
