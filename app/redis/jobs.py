@@ -1,8 +1,10 @@
 """Scoring jobs in Redis: a job submitted on one replica is read on any other.
 
 Each job is one key holding its JSON, rewritten at every progress step and expiring
-`ttl_seconds` after its last update, so finished jobs go away by themselves and a job whose
-replica died stops being reported `running` once the TTL passes.
+`ttl_seconds` after its last update, so finished jobs go away by themselves. While a job runs,
+its replica refreshes `job-alive:<id>` (a key with a short expiry) every couple of seconds: a
+job still `running` without that key lost its replica, and whichever replica is asked reports
+it failed, with the reason.
 
 A finished job's result is a key of its own (the encoded JSON, with the same TTL), and an index
 of every kept result (a sorted set by the time it was kept, and a hash of each one's size and
@@ -80,6 +82,23 @@ class RedisJobs:
 
     def _result_key(self, job_id: str) -> str:
         return f"{self._client.prefix}job-result:{job_id}"
+
+    def _alive_key(self, job_id: str) -> str:
+        return f"{self._client.prefix}job-alive:{job_id}"
+
+    async def heartbeat(self, job_id: str, lease_seconds: float) -> None:
+        """The runner is alive for `lease_seconds` more (a key that expires by itself)."""
+        lease_ms = max(1, math.ceil(lease_seconds * 1000))
+        await self._client.call(
+            "jobs.heartbeat", lambda r: r.set(self._alive_key(job_id), b"1", px=lease_ms)
+        )
+
+    async def alive(self, job_id: str) -> bool:
+        """Whether the runner's last heartbeat is within its lease."""
+        found = await self._client.call(
+            "jobs.alive", lambda r: r.exists(self._alive_key(job_id)), idempotent=True
+        )
+        return bool(found)
 
     async def save(self, job: ScoringJob) -> None:
         """Store the job's current state for the TTL."""

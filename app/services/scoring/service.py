@@ -9,6 +9,7 @@ client as they are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import time
@@ -40,6 +41,14 @@ log = get_logger(__name__)
 
 JobState = Literal["queued", "running", "done", "failed"]
 JOBS_TOPIC = "scoring.jobs"
+# A running job's replica says it is alive this often; a job not heard of for a lease is
+# reported failed by whichever replica is asked (its replica died: nothing will finish it).
+HEARTBEAT_SECONDS = 2.0
+JOB_LEASE_SECONDS = 6.0
+ORPHANED = (
+    "The server running this job stopped before it finished (it was not heard from for "
+    f"{JOB_LEASE_SECONDS:g} s); submit the job again."
+)
 
 
 RESULTS_EVICTED = Counter(
@@ -110,6 +119,14 @@ class JobStore(Protocol):
         """The job's result, or None if it has none, expired or was evicted."""
         ...
 
+    async def heartbeat(self, job_id: str, lease_seconds: float) -> None:
+        """Say the job's runner is alive for `lease_seconds` more."""
+        ...
+
+    async def alive(self, job_id: str) -> bool:
+        """Whether the job's runner said it was alive within its lease."""
+        ...
+
 
 class MemoryJobs:
     """Jobs in this process's memory: finished ones kept `ttl_seconds`, at most
@@ -175,6 +192,13 @@ class MemoryJobs:
         kept = self._results.get(job_id)
         return kept[1] if kept is not None else None
 
+    async def heartbeat(self, job_id: str, lease_seconds: float) -> None:
+        """Nothing to say: a job in this process's memory dies with its runner."""
+
+    async def alive(self, job_id: str) -> bool:
+        """Always: if the runner (this process) had died, so would the job."""
+        return True
+
     def _evict(self, job_id: str) -> None:
         self._drop_result(job_id)
         RESULTS_EVICTED.inc()
@@ -227,6 +251,8 @@ class ScoringService:
         self.chunk_records = chunk_records
         self.publish = publish
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[str, ScoringJob] = {}  # this process's unfinished jobs
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # --- admission ---------------------------------------------------------------------------
 
@@ -276,7 +302,11 @@ class ScoringService:
                 ],
             )
         job = ScoringJob(id=secrets.token_hex(8), owner=owner)
+        await self.jobs.heartbeat(job.id, JOB_LEASE_SECONDS)
         await self.jobs.save(job)
+        self._running[job.id] = job
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
         task = asyncio.get_running_loop().create_task(self._complete(job, prepared))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -290,6 +320,8 @@ class ScoringService:
         job = await self.jobs.load(job_id)
         if job is None or not secrets.compare_digest(job.owner, owner):
             raise NotFound(f"Scoring job {job_id} does not exist or has expired.")
+        if not job.finished and job_id not in self._running and not await self.jobs.alive(job_id):
+            job = await self._orphaned(job)
         if job.status != "done":
             return job, None
         result = await self.jobs.load_result(job_id)
@@ -300,6 +332,26 @@ class ScoringService:
                 "ask for fewer results with top_k."
             )
         return job, result
+
+    async def _orphaned(self, job: ScoringJob) -> ScoringJob:
+        """Record that `job`'s replica died mid-way: failed, with the reason, for everyone."""
+        job.status, job.error, job.finished_at = "failed", ORPHANED, utc_now_iso()
+        await self.jobs.save(job)
+        log.warning("scoring_job_orphaned", job_id=job.id)
+        if self.publish is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.publish(
+                    JOBS_TOPIC, {"job_id": job.id, "status": "failed", "progress": job.progress}
+                )
+        return job
+
+    async def _beat_forever(self) -> None:
+        # One loop for every job this process runs: each says "alive" for a lease.
+        while self._running:
+            for job_id in list(self._running):
+                with contextlib.suppress(StoreUnavailable):  # the next beat tries again
+                    await self.jobs.heartbeat(job_id, JOB_LEASE_SECONDS)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _progress(self, job: ScoringJob, status: JobState, progress: float) -> None:
         job.status, job.progress = status, round(progress, 4)
@@ -352,6 +404,8 @@ class ScoringService:
             job.error = detail
             log.warning("scoring_job_failed", job_id=job.id, error=detail)
             await self._finish_failed(job)
+        finally:
+            self._running.pop(job.id, None)
 
     async def _finish_failed(self, job: ScoringJob) -> None:
         job.finished_at = utc_now_iso()
@@ -365,3 +419,6 @@ class ScoringService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
