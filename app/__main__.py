@@ -27,6 +27,7 @@ from app.core.config import Settings, SettingsError, get_settings
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
 from app.http_protocol import head_timeout_protocol
+from app.probe_listener import ProbeListener
 
 log = get_logger("app.server")
 
@@ -46,14 +47,32 @@ class DrainingServer(uvicorn.Server):
     straight to uvicorn.
     """
 
-    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, drain_seconds: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        lifecycle: Lifecycle,
+        drain_seconds: float,
+        probe_port: int | None = None,
+    ) -> None:
         super().__init__(config)
         self.lifecycle = lifecycle
         self.drain_seconds = drain_seconds
+        self.probe_port = probe_port
+        self.probes: ProbeListener | None = None
         self._drain_until: float | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
+        if self.probe_port is not None and not self.should_exit:
+            # The kubelet's own door: answered from a thread, whatever the event loop is doing.
+            self.probes = ProbeListener(
+                self.config.loaded_app,
+                self.lifecycle,
+                self.config.host,
+                self.probe_port,
+                app_state=lambda: self.lifespan.state,
+            )
+            self.probes.start()
         # Everything built so far (modules, the app, its services, the caches' first entries)
         # lives as long as the process. Frozen, the collector stops re-scanning it: every
         # full collection walked all of it, which stalled requests under load (p99 29 -> 17
@@ -76,6 +95,11 @@ class DrainingServer(uvicorn.Server):
             self._drain_until = time.monotonic() + max(drain, MIN_GRACE_SECONDS)
             return
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets=sockets)
+        if self.probes is not None:
+            await self.probes.stop()
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_until is not None or self.should_exit:
@@ -137,7 +161,9 @@ def serve(settings: Settings, factory: AppFactory = _default_factory) -> None:
         # uvicorn's annotation says int, but it is used as a float number of seconds.
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,  # type: ignore[arg-type]
     )
-    DrainingServer(config, lifecycle, settings.shutdown_drain_seconds).run()
+    DrainingServer(
+        config, lifecycle, settings.shutdown_drain_seconds, probe_port=settings.probe_port
+    ).run()
 
 
 def _parser() -> argparse.ArgumentParser:

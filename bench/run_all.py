@@ -198,6 +198,20 @@ def journal(out: str) -> list[Row]:
     return rows
 
 
+def overload(out: str) -> list[Row]:
+    return [
+        (
+            f"overload {connections} conns: 2xx/s, of peak, probe p99 ms, probe failures",
+            f"{goodput}, {share}, {p99}, {failed}",
+        )
+        for connections, goodput, share, p99, failed in re.findall(
+            r"^\s+(\d+)\s+(\d+)\s+\d+\s+([\d.]+)\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s+(\d+/\d+)$",
+            out,
+            re.MULTILINE,
+        )
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -240,6 +254,13 @@ def main() -> None:
             "bench.journal",
             ["--rounds", "1", "--seconds", "2", "--acks", "100"] if quick else [],
             journal,
+        ),
+        (
+            "bench.overload",
+            ["--seconds", "3", "--connections", "3000", "--probe-port", "8891"]
+            if quick
+            else ["--probe-port", "8891"],
+            overload,
         ),
         ("bench.startup", ["--rounds", "2", "--idle", "1"] if quick else [], startup),
         ("bench.soak", ["--seconds", "15"] if quick else ["--seconds", "60"], soak),

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # `/live` and `/ready` also on this port, answered from a thread of their own (for the
+    # kubelet: a busy event loop does not delay them). Off when unset.
+    probe_port: int | None = Field(default=None, ge=1, le=65535)
     graceful_shutdown_seconds: float = Field(default=20.0, gt=0, le=3600)
     shutdown_drain_seconds: float = Field(default=5.0, ge=0, le=300)
 
@@ -217,7 +220,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an email address")
         return value
 
-    @field_validator("snapshot_path", "audit_log_path", mode="before")
+    @field_validator("snapshot_path", "audit_log_path", "probe_port", mode="before")
     @classmethod
     def _empty_is_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -236,6 +239,8 @@ class Settings(BaseSettings):
             )
         if not self.redis_url.startswith(("redis://", "rediss://")):
             raise ValueError("APP_REDIS_URL: must start with redis:// or rediss://")
+        if self.probe_port == self.port:
+            raise ValueError("APP_PROBE_PORT must differ from APP_PORT")
         if self.store == "redis" and self.snapshot_path is not None:
             # Snapshots copy this process's memory; with Redis, Redis persistence (AOF) is what
             # keeps data across restarts, and two replicas must not restore two snapshots.

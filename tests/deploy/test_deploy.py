@@ -141,6 +141,11 @@ def test_deployment_probes_cannot_kill_a_busy_pod(objects: dict[str, dict[str, A
     api = pod["containers"][0]
     assert api["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert api["livenessProbe"]["httpGet"]["path"] == "/live"
+    # The probes go to the probe listener, which a busy event loop does not delay.
+    probe_port = next(p for p in api["ports"] if p["name"] == "probes")["containerPort"]
+    assert int(objects["ConfigMap"]["data"]["APP_PROBE_PORT"]) == probe_port
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert api[probe]["httpGet"]["port"] == "probes", probe
     liveness = api["livenessProbe"]
     assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
     assert api["startupProbe"]["periodSeconds"] * api["startupProbe"]["failureThreshold"] >= 60

@@ -12,7 +12,7 @@ from tests.live_server import LiveServer
 from tests.security.defaults import SHIPPED_BOUNDS
 from tests.security.test_memory import rss_mib
 
-SERVER_ENV = {**SHIPPED_BOUNDS, "APP_MAX_CONNECTIONS": "41", "APP_STREAM_MAX_SECONDS": "4"}
+SERVER_ENV = {**SHIPPED_BOUNDS, "APP_MAX_CONNECTIONS": "40", "APP_STREAM_MAX_SECONDS": "4"}
 NUMBERS = "/api/v1/stream/numbers?count=100000&interval=1"
 
 
@@ -40,14 +40,15 @@ async def test_streams_are_capped_per_client_and_the_probes_answer_a_full_server
             else:
                 writer.close()
     try:
-        # Eight per address; the last one finds the server full (the 41st connection).
+        # Eight per address; the last one finds the server full (the 41st connection, in the
+        # probes' reserve: served a probe, nothing else).
         assert statuses[:-1] == (([b"200"] * 8 + [b"429"]) * 5)[:-1]
         assert statuses[-1] == b"503"
         assert rss_mib(live_server.process.pid) < 300
         async with httpx.AsyncClient(base_url=live_server.base_url, timeout=10) as client:
             for probe in ("/live", "/ready", "/health"):
                 assert (await client.get(probe)).status_code == 200, probe
-            # Everything else waits for a place, as uvicorn's cap says.
+            # Anything else on a reserve connection is refused.
             assert (await client.get("/api/v1/users/1")).status_code == 503
     finally:
         for writer in opened:
