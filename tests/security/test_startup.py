@@ -146,8 +146,10 @@ def test_the_admin_email_cannot_be_squatted_when_the_store_loses_its_data(
         assert taken.status_code == 409
     finally:
         server.stop()
-    # Had someone registered it anyway (here: while another admin email was configured), the
-    # next start refuses to run without its admin, saying why.
+    # Had someone registered it anyway (here: while another admin email was configured, on a
+    # store emptied while no replica ran, so nobody restored the admin), the next start refuses
+    # to run without its admin, saying why.
+    redis_server.flush()
     other = start_server(tmp_path / "other.log", {**env, "APP_ADMIN_EMAIL": "root@example.com"})
     try:
         squat["email"] = ADMIN_EMAIL
