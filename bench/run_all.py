@@ -212,6 +212,25 @@ def overload(out: str) -> list[Row]:
     ]
 
 
+def chaos(out: str) -> list[Row]:
+    rows = []
+    ghosts = re.search(
+        r"^2\. ghost writes: (\d+) .*?: (\d+) replayed 201, (\d+) answered 409", out, re.M
+    )
+    if ghosts:
+        rows.append(("ghost writes: answered 503, replayed 201, 409", " / ".join(ghosts.groups())))
+    sse = re.search(r"^3\. .*?: (\d+) published, (\d+) delivered, (\d+) lost silently", out, re.M)
+    if sse:
+        rows.append(
+            ("SSE replica paused 1.5 s: published / delivered / silent", " / ".join(sse.groups()))
+        )
+    rows.append(("chat rejoin after SIGKILL (s)", _find(r"^4\. .*?: ([\d.]+|inf) s", out)[0]))
+    rows.append(
+        ("orphaned job reported failed after (s)", _find(r"^5\. .*?after ([\d.]+|inf) s", out)[0])
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -262,6 +281,7 @@ def main() -> None:
             else ["--probe-port", "8891"],
             overload,
         ),
+        ("bench.chaos", ["--quick"] if quick else [], chaos),
         ("bench.startup", ["--rounds", "2", "--idle", "1"] if quick else [], startup),
         ("bench.soak", ["--seconds", "15"] if quick else ["--seconds", "60"], soak),
     ]
