@@ -10,7 +10,9 @@ the admin) while, in turn:
 - crash: killed (SIGKILL), started again after 3 s (AOF: nothing acknowledged is lost).
 Per fault it prints, for the fault's window: GETs answered 200 (fresh and stale), GET p99,
 writes refused and their p99, 500s, `/live` failures; and after Redis is back: the time until
-the last answer that was not fresh (stale, 503 or 500), and req/s against the baseline.
+the last answer that was not fresh (stale, 503 or 500), and req/s against the baseline; and
+attempts at Redis per call during the fault (retries included: the retry budget keeps it at
+most about 1.1).
 
 With `--against REV` the same run is made first against a git worktree of REV (e.g. the code
 before the dependency pipeline), so the two tables come from one machine, one run.
@@ -193,6 +195,7 @@ async def _scenario(
         for _ in range(args.clients)
     ] + [asyncio.create_task(_live(base, recorder)) for base in bases]
     await asyncio.sleep(args.baseline)
+    counts_before = await _redis_attempts(bases)
     fault_start = time.monotonic()
     if name == "crash":
         redis.kill()
@@ -203,6 +206,7 @@ async def _scenario(
         await asyncio.sleep(2 if name == "blip" else 10)
         redis.signal(signal.SIGCONT)
     back = time.monotonic()
+    counts_during = await _redis_attempts(bases)
     await asyncio.sleep(args.after)
     recorder.stop = True
     await asyncio.gather(*tasks)
@@ -228,8 +232,36 @@ async def _scenario(
         "500s": str(sum(a.status == 500 for a in answers)),
         "/live fails": str(len(recorder.live_failures)),
         "fresh again after s": f"{recovery:.1f}",
+        "Redis attempts/calls during": _attempt_ratio(counts_before, counts_during),
         "req/s after/before": f"{after_rate / max(before_rate, 1e-9):.2f}",
     }
+
+
+async def _redis_attempts(bases: list[str]) -> tuple[float, float] | None:
+    """(attempts at Redis, of which retries), summed over the replicas, from their metrics;
+    None on code without those metrics."""
+    attempts = retries = 0.0
+    found = False
+    async with httpx.AsyncClient(timeout=10) as http:
+        for base in bases:
+            for line in (await http.get(base + "/metrics")).text.splitlines():
+                if 'dependency="redis"' not in line or line.startswith("#"):
+                    continue
+                if line.startswith("dependency_calls_total{"):
+                    attempts += float(line.rsplit(" ", 1)[1])
+                    found = True
+                elif line.startswith("dependency_retry_attempts_total{"):
+                    retries += float(line.rsplit(" ", 1)[1])
+    return (attempts, retries) if found else None
+
+
+def _attempt_ratio(before: tuple[float, float] | None, after: tuple[float, float] | None) -> str:
+    """Attempts at Redis per call made during the fault (1.00: no retries at all)."""
+    if before is None or after is None:
+        return "n/a"
+    attempts, retries = after[0] - before[0], after[1] - before[1]
+    calls = attempts - retries
+    return f"{attempts / calls:.2f}" if calls > 0 else "n/a"
 
 
 async def _prepare(bases: list[str], users: int) -> tuple[list[int], str]:

@@ -74,6 +74,12 @@ DEPENDENCY_RETRIES = Counter(
     "no), budget_exhausted (the retry budget had no room).",
     ["dependency", "kind"],
 )
+DEPENDENCY_RETRY_ATTEMPTS = Counter(
+    "dependency_retry_attempts_total",
+    "Attempts that were retries (each one), by dependency: with `dependency_calls_total`, how "
+    "much the retries added to the load on the dependency.",
+    ["dependency"],
+)
 DEPENDENCY_PROBES = Counter(
     "dependency_probes_total",
     "Health probes of a dependency whose breaker is open, by result (ok, failed).",
@@ -143,6 +149,7 @@ class Dependency:
             for outcome in ("success", "failure", "error", "rejected_open", "rejected_full")
         }
         self._cutoffs = deadline.DEADLINE_CUTOFFS.labels(dependency=name)
+        self._retry_attempts = DEPENDENCY_RETRY_ATTEMPTS.labels(dependency=name)
         self.faults = FaultSlot(name)
 
     def set_probe(self, probe: Callable[[], Awaitable[object]]) -> None:
@@ -178,6 +185,7 @@ class Dependency:
                 self._retry_kinds("budget_exhausted")
                 raise last
             await asyncio.sleep(pause)
+            self._retry_attempts.inc()
             try:
                 result = await self._attempt(run)
             except Exception as exc:
