@@ -120,6 +120,28 @@ CHAIN_RESPONSES = problem_responses(422, 429, 500, 503, 504)
 UNDOCUMENTED_CHAIN = (probes.router, metrics.router, docs.router)
 
 
+# Served only when the settings serve demos (`APP_DEMOS_ENABLED`; off in production by default).
+DEMO_ROUTERS = (concurrency.router, demos.router, demos.flaky_router, scoring.cpu_router)
+
+
+def mounted_routers(settings: Settings) -> list[tuple[APIRouter, str | None]]:
+    """The routers this app serves under `settings` (and their breaker groups): production
+    exposes the API, not the learner's tools, unless told to."""
+    mounted = []
+    for router, group in ROUTERS:
+        if router is admin.router and (settings.env == "production" or not settings.on_loopback):
+            # The readiness drain and fault injection are teaching aids for a laptop.
+            continue
+        if router is lab.router and (settings.env == "production" or not settings.serves_demos):
+            continue  # routes that provoke a fault on purpose are for learners, not for users
+        if router in DEMO_ROUTERS and not settings.serves_demos:
+            continue
+        if router is docs.router and not settings.docs_enabled:
+            continue
+        mounted.append((router, group))
+    return mounted
+
+
 def breaker_groups(
     routers: Sequence[tuple[APIRouter, str | None]],
 ) -> list[tuple[str, str]]:
@@ -242,7 +264,7 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
         Middleware(
             CircuitBreakerMiddleware,
             registry=foundation.breakers,
-            groups=breaker_groups(ROUTERS),
+            groups=breaker_groups(mounted_routers(settings)),
             # Writes to the store are refused here, before their body is read, while its
             # dependency breaker is open; reads go on to their stale-if-error fallback.
             writes_need=dict.fromkeys(STORE_GROUPS, foundation.dependencies),
@@ -349,7 +371,8 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         store=memory_store(settings, breakers),
     )
     # Every breaker exists from the start, so `/resilience` and the console list them all.
-    for _, name in breaker_groups(ROUTERS):
+    routers = mounted_routers(settings)
+    for _, name in breaker_groups(routers):
         foundation.breakers.get(name)
     app = FastAPI(
         title="Resilient API",
@@ -362,6 +385,7 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         middleware=_middleware(foundation),
         # Served by app/api/routes/docs.py from this origin, not from a CDN.
         docs_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         # FastAPI's native OpenTelemetry hooks asked three global providers on every request
@@ -370,12 +394,7 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         telemetry=TELEMETRY_OFF,
     )
     install_error_handlers(app)
-    for router, _ in ROUTERS:
-        if router is admin.router and (settings.env == "production" or not settings.on_loopback):
-            # The readiness drain is a teaching aid for a laptop; a rollout drains in production.
-            continue
-        if router is lab.router and settings.env == "production":
-            continue  # routes that provoke a fault on purpose are for learners, not for users
+    for router, _ in routers:
         responses = None if router in UNDOCUMENTED_CHAIN else CHAIN_RESPONSES
         app.include_router(router, responses=responses)
     for path, static in docs.static_files():

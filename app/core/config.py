@@ -79,6 +79,14 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # What a learner uses and a production API need not expose. Unset: on, except in
+    # production. The console (`GET /` in a browser) and the demo routes (`/demo/*`,
+    # `/cpu-intensive`, `/async-demo`, `/blocking-demo`); the fault-provoking lab routes and
+    # the admin's fault injection are never served in production whatever these say.
+    console_enabled: bool | None = None
+    demos_enabled: bool | None = None
+    # `/docs`, `/redoc` and `/openapi.json`.
+    docs_enabled: bool = True
     # `/live` and `/ready` also on this port, answered from a thread of their own (for the
     # kubelet: a busy event loop does not delay them). Off when unset.
     probe_port: int | None = Field(default=None, ge=1, le=65535)
@@ -292,6 +300,18 @@ class Settings(BaseSettings):
         if self.bcrypt_rounds < 12:
             raise ValueError("APP_BCRYPT_ROUNDS: at least 12 in production")
         return self
+
+    @property
+    def serves_console(self) -> bool:
+        """The console is served (`APP_CONSOLE_ENABLED`, else everywhere but production)."""
+        return (
+            self.console_enabled if self.console_enabled is not None else self.env != "production"
+        )
+
+    @property
+    def serves_demos(self) -> bool:
+        """The demo routes are served (`APP_DEMOS_ENABLED`, else everywhere but production)."""
+        return self.demos_enabled if self.demos_enabled is not None else self.env != "production"
 
     @property
     def effective_log_format(self) -> Literal["console", "json"]:

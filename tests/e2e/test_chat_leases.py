@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -57,7 +59,15 @@ async def _join(server: LiveServer, room: str, name: str) -> tuple[ClientConnect
 
 @pytest.fixture
 def pair(module_redis: RedisServer, server_factory: ServerFactory) -> tuple[LiveServer, LiveServer]:
-    return server_factory(_env(module_redis)), server_factory(_env(module_redis))
+    servers = server_factory(_env(module_redis)), server_factory(_env(module_redis))
+    for server in servers:
+        # Ready means subscribed to the other replicas (a server answers /live a moment
+        # before): a frame published before that would never reach it.
+        for _ in range(200):
+            if httpx.get(server.base_url + "/ready", timeout=5).status_code == 200:
+                break
+            time.sleep(0.05)
+    return servers
 
 
 async def test_a_member_whose_replica_was_killed_rejoins_on_another_at_once(

@@ -91,12 +91,17 @@ def test_a_worker_killed_with_sigkill(http: httpx.Client, baseline: dict[str, An
     pid = http.post(f"{API}/cpu-intensive", json={"samples": 1000}).json()["worker_pid"]
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
-    # The next task meets the dead pool, fails cleanly, and the one after that succeeds.
-    for _ in range(3):
+    # The next task meets the dead pool and is answered cleanly: by a new worker, or with a
+    # problem document while the pool is rebuilt (a 504 when the new worker's start-up, which
+    # imports numpy and pandas, outlasts this server's 1 s request timeout on a busy machine).
+    # Soon a task succeeds, in another worker.
+    for _ in range(20):
         response = http.post(f"{API}/cpu-intensive", json={"samples": 1000})
         if response.status_code == 200:
             break
-        assert_problem(response, 500)
+        assert_problem(response, response.status_code)
+        assert response.status_code in (500, 503, 504), response.text
+        time.sleep(0.25)
     assert response.status_code == 200
     assert response.json()["worker_pid"] != pid
 

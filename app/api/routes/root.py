@@ -14,9 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app import __version__
-from app.api.deps import API_PREFIX
+from app.api.deps import API_PREFIX, SettingsDep
 from app.api.negotiation import prefers_html
 from app.api.routes.docs import OWN_DIRECTORY, html_headers
+from app.core.config import Settings
 
 router = APIRouter(tags=["meta"])
 
@@ -90,23 +91,23 @@ DEMOS: dict[str, dict[str, str]] = {
 }
 
 
-def api_index(title: str) -> dict[str, Any]:
-    """The JSON index: where the docs are, the user routes, and every demo."""
-    return {
-        "name": title,
-        "version": __version__,
-        "console": "/ (in a browser)",
-        "docs": "/docs",
-        "redoc": "/redoc",
-        "openapi": "/openapi.json",
-        "try": {
-            "register": f"POST {A}/users",
-            "login": f"POST {A}/auth/token",
-            "me": f"GET {A}/auth/me",
-            "users": f"GET {A}/users",
-        },
-        "demos": DEMOS,
+def api_index(title: str, settings: Settings | None = None) -> dict[str, Any]:
+    """The JSON index: where the docs are, the user routes, and every demo (what `settings`
+    serve of them: in production, by default, the API alone)."""
+    index: dict[str, Any] = {"name": title, "version": __version__}
+    if settings is None or settings.serves_console:
+        index["console"] = "/ (in a browser)"
+    if settings is None or settings.docs_enabled:
+        index |= {"docs": "/docs", "redoc": "/redoc", "openapi": "/openapi.json"}
+    index["try"] = {
+        "register": f"POST {A}/users",
+        "login": f"POST {A}/auth/token",
+        "me": f"GET {A}/auth/me",
+        "users": f"GET {A}/users",
     }
+    if settings is None or settings.serves_demos:
+        index["demos"] = DEMOS
+    return index
 
 
 @router.get(
@@ -114,10 +115,11 @@ def api_index(title: str) -> dict[str, Any]:
     summary="The console, or what to try",
     responses={200: {"content": {"text/html": {}, "application/json": {}}}},
 )
-async def index(request: Request) -> Response:
+async def index(request: Request, settings: SettingsDep) -> Response:
     """A browser (`Accept: text/html`) gets the learner's console; any other client gets this
-    JSON index: the docs, the user routes, and every demo with what it shows."""
-    if prefers_html(request.headers.get("accept", "")):
+    JSON index: the docs, the user routes, and every demo with what it shows. Where the console
+    is off (production, unless `APP_CONSOLE_ENABLED`), everyone gets the index."""
+    if settings.serves_console and prefers_html(request.headers.get("accept", "")):
         headers = html_headers(csp=CONSOLE_CSP) | {"Vary": "Accept"}
         return HTMLResponse(CONSOLE_PAGE, headers=headers)
-    return JSONResponse(api_index(request.app.title), headers={"Vary": "Accept"})
+    return JSONResponse(api_index(request.app.title, settings), headers={"Vary": "Accept"})
