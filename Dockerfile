@@ -8,10 +8,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /build
-COPY requirements.txt .
-# Every dependency is pinned in requirements.txt; numpy, pandas, bcrypt and uvloop ship wheels.
+COPY requirements.txt constraints.txt ./
+# requirements.txt pins what the app imports; constraints.txt pins every transitive dependency
+# too, as `make` installs them: the image holds exactly the versions the tests ran against.
+# numpy, pandas, bcrypt and uvloop ship wheels.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt -c constraints.txt
 
 
 FROM python:3.11.11-slim-bookworm AS runtime

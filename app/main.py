@@ -6,6 +6,8 @@ factory: `uvicorn app.main:create_app --factory`).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -290,6 +292,18 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def several_workers() -> str | None:
+    """How this process is one of several serving workers, or None: a process started by a
+    supervisor's `multiprocessing` (`uvicorn --workers N`), or `WEB_CONCURRENCY` above 1 (what
+    uvicorn and gunicorn read for their worker count)."""
+    concurrency = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if concurrency.isdigit() and int(concurrency) > 1:
+        return f"WEB_CONCURRENCY={concurrency}"
+    if multiprocessing.parent_process() is not None:
+        return "a worker process started by a supervisor (uvicorn --workers, say)"
+    return None
+
+
 def _lifespan(
     foundation: Foundation,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[AppState]]:
@@ -298,6 +312,14 @@ def _lifespan(
         """Build and start the services, create the admin, turn ready; on the way out, turn
         unready first, then close everything in reverse order."""
         settings = foundation.settings
+        if settings.store == "memory" and (workers := several_workers()) is not None:
+            reason = (
+                f"APP_STORE=memory keeps the data in this process, and this is {workers}: "
+                "each worker would serve a dataset of its own. Run one worker (python -m app), "
+                "or share the data with APP_STORE=redis"
+            )
+            log.error("startup_failed", reason=reason)
+            raise StartupRefused(reason)
         services = build_services(foundation)
         try:
             await services.start()

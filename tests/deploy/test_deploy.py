@@ -90,6 +90,9 @@ def test_dockerfile_runs_as_a_fixed_non_root_user_with_exec_form_cmd() -> None:
     assert text.count("FROM ") == 2  # build stage + slim runtime stage
     assert "PYTHONDONTWRITEBYTECODE=1" in text
     assert "PYTHONUNBUFFERED=1" in text
+    # Held to the tested pins, transitive ones included (a static check: no Docker daemon here).
+    assert "COPY requirements.txt constraints.txt ./" in text
+    assert "-r requirements.txt -c constraints.txt" in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "tests", ".env"} <= set(ignored)
 
