@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_client
 import yaml
 
 from app.core.config import SettingsError
-from tests.live_server import ROOT
+from tests.live_server import ROOT, free_port
 
 TOOLS = ROOT / ".venv-tools" / "bin"
 K8S_VERSION = "1.31.0"
@@ -223,10 +225,15 @@ def test_the_redis_overlay_scales_out_on_one_shared_store(overlays: dict[str, Pa
     redis = found["StatefulSet"][0]
     pod = redis["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    args = container["args"]
-    assert args[args.index("--appendonly") + 1] == "yes"
-    assert args[args.index("--appendfsync") + 1] == "always"
-    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert container["command"] == ["sh", "-c"]
+    [script] = container["args"]
+    for setting in ("--appendonly yes", "--appendfsync always", "--maxmemory-policy noeviction"):
+        assert setting in script
+    # The password is read from the environment inside the container, never written into the
+    # pod spec (no $(VAR) expansion) or onto redis-server's command line.
+    assert "$(REDIS_PASSWORD)" not in script
+    assert script.startswith("exec redis-server - ")
+    assert 'requirepass "$REDIS_PASSWORD"' in script
     assert container["image"].startswith("redis:7.")
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -324,3 +331,44 @@ def test_the_local_overlay_runs_one_local_image(overlays: dict[str, Path]) -> No
     container = deployment["template"]["spec"]["containers"][0]
     assert deployment["replicas"] == 1
     assert (container["image"], container["imagePullPolicy"]) == ("resilient-api:local", "Never")
+
+
+def test_the_redis_start_script_gives_redis_its_password_on_stdin(tmp_path: Path) -> None:
+    """The StatefulSet's start script, run by a real shell and redis-server (loopback, a
+    temporary directory for /data): Redis asks for the password, and its command line holds
+    none."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed (Debian package redis-server); CI installs it")
+    rendered = subprocess.run(
+        [_tool("kubectl"), "kustomize", str(ROOT / "k8s" / "overlays" / "redis")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    [redis] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "StatefulSet"]
+    [script] = redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    port = free_port()
+    script = script.replace("--dir /data", f"--dir {tmp_path} --port {port}")
+    password = "pw with spaces and $dollar"
+    server = subprocess.Popen(
+        [shutil.which("sh") or "/bin/sh", "-c", script],
+        env={**os.environ, "REDIS_PASSWORD": password},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis_client.Redis(port=port, password=password, socket_timeout=1)
+        for _ in range(100):
+            try:
+                assert client.ping()
+                break
+            except redis_client.ConnectionError:
+                time.sleep(0.05)
+        with pytest.raises(redis_client.AuthenticationError):
+            redis_client.Redis(port=port, socket_timeout=1).ping()
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        assert password.encode() not in cmdline
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
