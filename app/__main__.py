@@ -36,6 +36,21 @@ MIN_GRACE_SECONDS = 0.2
 YOUNG_GC_THRESHOLD = 10_000
 
 
+def tune_garbage_collector() -> None:
+    """Once the app has started: freeze what lives as long as the process, and collect the
+    young generation less often (docs/benchmarks.md, "Where the tail came from")."""
+    # Everything built so far (modules, the app, its services, the caches' first entries)
+    # lives as long as the process. Frozen, the collector stops re-scanning it: every full
+    # collection walked all of it, which stalled requests under load.
+    gc.collect()
+    gc.freeze()
+    # A young-generation collection every 700 allocations (the default) ran every couple of
+    # requests at 64 connections; every 10,000 it runs a tenth as often. The older
+    # generations keep their thresholds.
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn, plus a drain period on SIGTERM.
 
@@ -73,17 +88,7 @@ class DrainingServer(uvicorn.Server):
                 app_state=lambda: self.lifespan.state,
             )
             self.probes.start()
-        # Everything built so far (modules, the app, its services, the caches' first entries)
-        # lives as long as the process. Frozen, the collector stops re-scanning it: every
-        # full collection walked all of it, which stalled requests under load (p99 29 -> 17
-        # ms, max 62 -> 27 ms; docs/benchmarks.md, "Where the tail came from").
-        gc.collect()
-        gc.freeze()
-        # A young-generation collection every 700 allocations (the default) ran every couple of
-        # requests at 64 connections; every 10,000 it runs a tenth as often, for 3% more
-        # throughput at the same tail (docs/benchmarks.md). The older generations keep theirs.
-        _, middle, old = gc.get_threshold()
-        gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
+        tune_garbage_collector()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A signal handler: only set flags here; on_tick acts on them in the event loop.

@@ -36,8 +36,8 @@ from app.api.routes import (
     probes,
     root,
     scoring,
-    sse,
     streaming,
+    ticker,
     users,
 )
 from app.container import (
@@ -67,7 +67,6 @@ from app.middleware.request_context import RequestContextMiddleware
 from app.middleware.timeout import TimeoutMiddleware
 from app.middleware.trusted_host import TrustedHostMiddleware
 from app.schemas.problem import Problem, problem_responses
-from app.services.snapshots import SnapshotError
 
 log = get_logger(__name__)
 
@@ -99,7 +98,7 @@ ROUTERS: tuple[tuple[APIRouter, str | None], ...] = (
     (auth.router, "auth"),
     (events.router, "events"),
     (chat.router, None),  # WebSockets: the breaker layer sees HTTP only
-    (sse.router, "realtime"),
+    (ticker.router, "realtime"),
     (streaming.router, "realtime"),
     (concurrency.router, "demos"),
     (demos.router, "demos"),
@@ -287,7 +286,7 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
 
 def _reason(exc: BaseException) -> str:
     # Our own refusals explain themselves; anything else is named by its type as well.
-    if isinstance(exc, SnapshotError | StartupRefused):
+    if isinstance(exc, StartupRefused):  # SnapshotError is one
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 

@@ -234,7 +234,8 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
-    def _refuse_insecure_production(self) -> Settings:
+    def _check_consistency(self) -> Settings:
+        """Settings that contradict each other, whatever the environment."""
         if self.breaker_min_calls > self.breaker_window_size:
             raise ValueError(
                 "APP_BREAKER_MIN_CALLS must not exceed APP_BREAKER_WINDOW_SIZE "
@@ -256,6 +257,11 @@ class Settings(BaseSettings):
                 "APP_SNAPSHOT_PATH: snapshots belong to the memory store; with APP_STORE=redis "
                 "configure Redis persistence (AOF) instead and leave APP_SNAPSHOT_PATH unset"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Settings:
+        """Secrets anyone could read here, refused on a network and in production."""
         if self.jwt_secret_key == DEV_JWT_SECRET_KEY and not self.on_loopback:
             # Anyone can read the development key in this repository: with it, anyone on the
             # network could sign tokens for any account.

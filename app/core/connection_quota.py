@@ -42,7 +42,3 @@ class ConnectionQuota:
             self._open[key] = count
         else:
             self._open.pop(key, None)
-
-    def open_connections(self) -> int:
-        """Connections held, over every client."""
-        return sum(self._open.values())

@@ -124,11 +124,6 @@ class TokenCodec:
         self._audience = audience
         self._clock = clock
 
-    @property
-    def lifetime_seconds(self) -> int:
-        """How long an issued token is valid."""
-        return self._lifetime
-
     def credential(self, *parts: str) -> str:
         """A keyed fingerprint of what a token must stay bound to (the user's id and credential
         stamp): it proves nothing outside this service and changes when any part changes."""

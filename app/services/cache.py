@@ -120,11 +120,6 @@ class TTLCache:
             return None
         return entry.value, now - entry.stored_at
 
-    @property
-    def suspended(self) -> bool:
-        """True while the cache passes every lookup through to its loader."""
-        return self._suspended
-
     def suspend(self) -> None:
         """Serve nothing as fresh and store nothing until `resume` (entries could go stale
         unseen). Without `stale_seconds` the cache empties; with it, entries stay as stale

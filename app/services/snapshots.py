@@ -37,6 +37,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from app.core.clock import utc_now_iso
+from app.core.exceptions import StartupRefused
 from app.core.files import PRIVATE_MODE, private_opener
 from app.core.logging import get_logger
 from app.db.journal import (
@@ -67,8 +68,9 @@ def _read_all(path: Path) -> list[Replayed]:
     return list(read_generation(path))
 
 
-class SnapshotError(Exception):
-    """The snapshot cannot be used; start-up must stop (the message names the file)."""
+class SnapshotError(StartupRefused):
+    """The snapshot or its journal cannot be used; start-up must stop (the message names the
+    file)."""
 
 
 class SnapshotManager:

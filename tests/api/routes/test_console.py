@@ -12,7 +12,7 @@ import pytest
 
 from app.api.negotiation import prefers_html
 from app.api.routes.root import DEMOS
-from app.api.routes.sse import resume_after
+from app.api.routes.ticker import resume_after
 from app.core.config import load_settings
 from app.main import create_app
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
