@@ -23,7 +23,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from app import __version__
-from app.core.config import Settings, SettingsError, get_settings
+from app.core.config import Settings, get_settings
+from app.core.exceptions import SettingsError
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
 from app.http_protocol import head_timeout_protocol

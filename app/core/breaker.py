@@ -28,6 +28,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from app.core.exceptions import CircuitOpenError
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -87,15 +88,6 @@ class BreakerConfig:
 
 # Called after every state change with the breaker, the state it left and the state it entered.
 TransitionListener = Callable[["CircuitBreaker", BreakerState, BreakerState], None]
-
-
-class CircuitOpenError(Exception):
-    """Raised instead of running a call while the breaker refuses calls."""
-
-    def __init__(self, name: str, retry_after: int) -> None:
-        super().__init__(f"circuit breaker {name!r} is open; retry in {retry_after} s")
-        self.name = name
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

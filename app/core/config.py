@@ -12,6 +12,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.exceptions import SettingsError
+
 # Development defaults let `make run` start with no `.env`; production refuses them.
 DEV_JWT_SECRET_KEY = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
 DEV_ADMIN_PASSWORD = "dev-admin-password"  # noqa: S105
@@ -56,10 +58,6 @@ def _available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-class SettingsError(Exception):
-    """Raised when the environment holds an invalid setting; the message is one line."""
 
 
 class Settings(BaseSettings):

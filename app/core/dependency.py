@@ -44,8 +44,8 @@ from prometheus_client import Counter, Gauge
 from tenacity import RetryCallState, wait_random_exponential
 
 from app.core import deadline
-from app.core.breaker import BreakerRegistry, BreakerState, CircuitBreaker, CircuitOpenError
-from app.core.exceptions import DeadlineExceeded
+from app.core.breaker import BreakerRegistry, BreakerState, CircuitBreaker
+from app.core.exceptions import CircuitOpenError, DeadlineExceeded
 from app.core.faults import FaultSlot
 from app.core.logging import get_logger
 from app.core.retry_budget import RetryBudget

@@ -21,7 +21,18 @@
     │   │   ├── ShuttingDown         503 + Retry-After: this instance is draining
     │   │   └── StoreUnavailable     503 + Retry-After: the shared store (Redis) failed  *
     │   └── TaskTimedOut             504 (a CPU task overran)                            *
+    │   ├── StoreUnavailable ...
+    │   │   └── JournalUnavailable   the memory store's journal cannot be written
+    │   └── ReplayedError            an earlier answer (4xx) replayed for an Idempotency-Key
     ├── StartupRefused               the service will not start as configured (a clear message)
+    │   └── SnapshotError            (services/snapshots.py) the snapshot or journal is unusable
+    ├── SettingsError                an environment variable holds an invalid setting
+    ├── CircuitOpenError             a breaker refused a call (the caller answers 503)
+    ├── InvalidTokenError            a token is malformed, expired or not ours (the caller: 401)
+    ├── ChatJoinRefused              a chat join refused (the route closes the socket)
+    │   ├── NameTaken                1008: a connected member holds the name
+    │   │   └── NameHeldBriefly      1013: its holder is gone and the name is coming back
+    │   └── RoomFull                 1013
     └── RepositoryError              storage said no; services turn these into AppErrors
         ├── RecordNotFound
         ├── DuplicateKey
@@ -293,3 +304,52 @@ class VersionMismatch(RepositoryError):
 
 class UnknownCollection(RepositoryError):
     """The collection was never declared, or is not part of the current transaction."""
+
+
+class ReplayedError(AppError):
+    """A client error (4xx) answered again, as first answered, to a repeat of its
+    `Idempotency-Key` (with `Idempotent-Replayed: true`)."""
+
+    def __init__(
+        self, status: int, type_: ProblemType, detail: str, headers: Mapping[str, str]
+    ) -> None:
+        super().__init__(detail, headers=headers)
+        self.status = status
+        self.type = type_
+
+
+class SettingsError(Exception):
+    """Raised when the environment holds an invalid setting; the message is one line."""
+
+
+class CircuitOpenError(Exception):
+    """Raised instead of running a call while the breaker refuses calls."""
+
+    def __init__(self, name: str, retry_after: int) -> None:
+        super().__init__(f"circuit breaker {name!r} is open; retry in {retry_after} s")
+        self.name = name
+        self.retry_after = retry_after
+
+
+class InvalidTokenError(Exception):
+    """The token is missing a claim, expired, malformed or not signed by us."""
+
+
+class ChatJoinRefused(Exception):
+    """A chat join the route refuses, closing the socket with the code its class says."""
+
+
+class NameTaken(ChatJoinRefused):
+    """Someone in the room already uses that name."""
+
+
+class NameHeldBriefly(NameTaken):
+    """The name is held by a connection that has ended; free within `retry_after_seconds`."""
+
+    def __init__(self, name: str, *, retry_after_seconds: int) -> None:
+        super().__init__(name)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+
+class RoomFull(ChatJoinRefused):
+    """The room has as many members as a room may have."""

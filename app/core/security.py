@@ -16,6 +16,7 @@ from jose import JWTError, jwt
 from passlib.context import CryptContext
 
 from app.core.bounded_executor import BoundedExecutor
+from app.core.exceptions import InvalidTokenError
 
 T = TypeVar("T")
 
@@ -69,10 +70,6 @@ class PasswordHasher:
             return False
         verified: bool = await self._run(self._context.verify, password, password_hash)
         return verified
-
-
-class InvalidTokenError(Exception):
-    """The token is missing a claim, expired, malformed or not signed by us."""
 
 
 @dataclass(frozen=True, slots=True)

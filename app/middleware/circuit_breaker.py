@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.breaker import OUTCOME_SCOPE_KEY, BreakerRegistry, CallOutcome, CircuitOpenError
+from app.core.breaker import OUTCOME_SCOPE_KEY, BreakerRegistry, CallOutcome
 from app.core.dependency import Dependency
-from app.core.exceptions import ProblemType
+from app.core.exceptions import CircuitOpenError, ProblemType
 from app.core.problems import problem_response
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

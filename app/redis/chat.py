@@ -35,11 +35,10 @@ from typing import Any
 
 import orjson
 
-from app.core.exceptions import StoreUnavailable
+from app.core.exceptions import NameHeldBriefly, NameTaken, RoomFull, StoreUnavailable
 from app.core.logging import get_logger
 from app.redis.backplane import Backplane
 from app.redis.client import RedisClient
-from app.services.chat import NameHeldBriefly, NameTaken, RoomFull
 
 log = get_logger(__name__)
 

@@ -15,16 +15,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from app.core.exceptions import Forbidden, Unauthorized
+from app.core.exceptions import Forbidden, InvalidTokenError, Unauthorized
 from app.core.logging import get_logger
 from app.core.parsing import ascii_int
-from app.core.security import (
-    InvalidTokenError,
-    IssuedToken,
-    PasswordHasher,
-    TokenClaims,
-    TokenCodec,
-)
+from app.core.security import IssuedToken, PasswordHasher, TokenClaims, TokenCodec
 from app.services.login_throttle import MAX_ACCOUNT_LENGTH, LoginThrottle
 from app.services.users import User, UserService, normalise_email
 

@@ -22,7 +22,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from app.core.clock import utc_now_iso
-from app.core.exceptions import StoreUnavailable
+from app.core.exceptions import NameTaken, RoomFull, StoreUnavailable
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -46,22 +46,6 @@ class ChatConnection(Protocol):
     async def send_text(self, data: str) -> None: ...
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
-
-
-class NameTaken(Exception):
-    """Someone in the room already uses that name."""
-
-
-class NameHeldBriefly(NameTaken):
-    """The name is held by a connection that has ended; free within `retry_after_seconds`."""
-
-    def __init__(self, name: str, *, retry_after_seconds: int) -> None:
-        super().__init__(name)
-        self.retry_after_seconds = max(1, retry_after_seconds)
-
-
-class RoomFull(Exception):
-    """The room has as many members as a room may have."""
 
 
 class SharedRooms(Protocol):

@@ -29,6 +29,7 @@ from app.core.exceptions import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     ProblemType,
+    ReplayedError,
     StoreUnavailable,
 )
 from app.core.logging import get_logger
@@ -95,12 +96,14 @@ def _stored_error(error: AppError) -> StoredError:
     return StoredError(error.status, str(error.type), error.detail, dict(error.headers))
 
 
-def _replay_of(error: StoredError) -> AppError:
+def _replay_of(error: StoredError) -> ReplayedError:
     # A fresh exception each time (raising one instance twice would chain its tracebacks).
-    replay = AppError(error.detail, headers={**error.headers, REPLAYED_HEADER: "true"})
-    replay.status = error.status
-    replay.type = ProblemType(error.type)
-    return replay
+    return ReplayedError(
+        error.status,
+        ProblemType(error.type),
+        error.detail,
+        {**error.headers, REPLAYED_HEADER: "true"},
+    )
 
 
 class IdempotencyStore:

@@ -6,13 +6,8 @@ import asyncio
 
 import pytest
 
-from app.core.breaker import (
-    BreakerConfig,
-    BreakerRegistry,
-    BreakerState,
-    CircuitBreaker,
-    CircuitOpenError,
-)
+from app.core.breaker import BreakerConfig, BreakerRegistry, BreakerState, CircuitBreaker
+from app.core.exceptions import CircuitOpenError
 from tests.fakes import BREAKER_CONFIG, FakeClock
 
 CONFIG = BREAKER_CONFIG

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from app.core.config import DEV_ADMIN_PASSWORD, DEV_JWT_SECRET_KEY, SettingsError, load_settings
+from app.core.config import DEV_ADMIN_PASSWORD, DEV_JWT_SECRET_KEY, load_settings
+from app.core.exceptions import SettingsError
 from tests.live_server import ROOT
 
 STRONG_KEY = "Yq3vN8rT1xWm6pLk2Hs9Dz4Bf7Gc0JeA5uR"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from jose import jwt
 
-from app.core.security import InvalidTokenError, PasswordHasher, TokenCodec
+from app.core.exceptions import InvalidTokenError
+from app.core.security import PasswordHasher, TokenCodec
 from tests.tokens import forged_tokens
 
 KEY = "unit-test-signing-key-of-at-least-32-bytes"

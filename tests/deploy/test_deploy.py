@@ -14,7 +14,7 @@ import pytest
 import redis as redis_client
 import yaml
 
-from app.core.config import SettingsError
+from app.core.exceptions import SettingsError
 from tests.live_server import ROOT, free_port
 
 TOOLS = ROOT / ".venv-tools" / "bin"

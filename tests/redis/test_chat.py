@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from app.core.exceptions import NameTaken, RoomFull
 from app.redis.backplane import Backplane
 from app.redis.chat import SharedRooms
 from app.redis.client import RedisClient
-from app.services.chat import TRY_AGAIN_LATER, ChatManager, NameTaken, RoomFull
+from app.services.chat import TRY_AGAIN_LATER, ChatManager
 from tests.redis_server import RedisServer
 from tests.services.test_chat import FakeConnection
 

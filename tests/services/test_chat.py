@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from app.services.chat import ChatManager, NameTaken
+from app.core.exceptions import NameTaken
+from app.services.chat import ChatManager
 from tests.fakes import FakeClock
 
 

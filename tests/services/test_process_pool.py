@@ -133,11 +133,13 @@ async def test_a_task_gets_only_what_its_request_has_left(pool: ProcessPool) -> 
         with pytest.raises(DeadlineExceeded):
             await pool.reserve().run(nap, 0.6)
         await asyncio.sleep(0.6)
-        # Almost nothing left: not even started, and its place is given back at once.
+        # Almost nothing left: not even started, and its place is given back at once. (The
+        # first nap may still hold its worker on a busy machine: compare with before.)
+        held = pool.in_flight
         budget.at = asyncio.get_running_loop().time() + 0.01
         with pytest.raises(DeadlineExceeded):
             await pool.reserve().run(nap, 0)
-        assert pool.in_flight == 0
+        assert pool.in_flight == held
     finally:
         deadline.end(token)
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, WebSocket
 from app.api.deps import API_PREFIX, ChatDep, LifecycleDep, SettingsDep, WsAdmission
 from app.core.clock import utc_now_iso
 from app.core.config import Settings
-from app.core.exceptions import StoreUnavailable
+from app.core.exceptions import NameHeldBriefly, NameTaken, RoomFull, StoreUnavailable
 from app.core.lifecycle import Lifecycle
 from app.services.chat import (
     CHAT_MESSAGES,
@@ -22,9 +22,6 @@ from app.services.chat import (
     UNSUPPORTED_DATA,
     ChatManager,
     Member,
-    NameHeldBriefly,
-    NameTaken,
-    RoomFull,
 )
 
 router = APIRouter(prefix=API_PREFIX, tags=["realtime"])
