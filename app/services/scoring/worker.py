@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
 from pydantic import ValidationError
 
 from app.core.exceptions import ValidationFailed
@@ -173,6 +172,10 @@ def parse_request(body: bytes, limits: ScoringLimits) -> ScoringInput:
 
 def feature_statistics(matrix: np.ndarray, features: list[str]) -> dict[str, dict[str, float]]:
     """count, mean, population std, min, quartiles and max of each feature (pandas)."""
+    # Imported here, in the worker (its warm-up calls this first): the web process imports
+    # this module for the functions it sends, and pandas would cost it some 34 MB for nothing.
+    import pandas as pd
+
     frame = pd.DataFrame(matrix, columns=features)
     described = frame.describe(percentiles=[0.25, 0.5, 0.75])
     population_std = frame.std(ddof=0)
