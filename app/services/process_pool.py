@@ -76,7 +76,8 @@ class PoolSlot:
     """One admitted task's place in the pool.
 
     Run one task with `run`; the place is given back when the worker is done with it. If the
-    task is never submitted (the request body could not be read, say), call `abandon`.
+    task is never submitted (the request body could not be read, say), call `abandon`, or hold
+    the slot in a `with` block, which abandons it on the way out.
     """
 
     def __init__(self, pool: ProcessPool) -> None:
@@ -93,6 +94,12 @@ class PoolSlot:
         """Give the place back if no task was submitted with it (safe to call in `finally`)."""
         if not self._submitted:
             self._free()
+
+    def __enter__(self) -> PoolSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abandon()
 
     async def run(self, fn: Callable[..., T], *args: Any, time_limit: float | None = None) -> T:
         """Run `fn(*args)` in a worker (once per slot)."""

@@ -64,12 +64,9 @@ def _job_status(job: ScoringJob, result: bytes | None) -> Response:
 )
 async def score(request: Request, service: ScoringServiceDep) -> JSONResponse:
     """Scores, ranks and per-feature statistics, computed in a worker process."""
-    slot = service.reserve()
-    try:
+    with service.reserve() as slot:  # a place first: a body is read only if it can be scored
         body = await request.body()
         return JSONResponse(await service.score(slot, body))
-    finally:
-        slot.abandon()
 
 
 @router.post(
@@ -86,11 +83,8 @@ async def submit_job(
     """Validates at once (422), then scores in chunks; follow it at `Location`. Only the
     submitter (the same token, or without one the same address) can read the job."""
     service.check_job_capacity()
-    slot = service.reserve()
-    try:
+    with service.reserve() as slot:
         job = await service.submit_job(slot, await request.body(), owner=client_key)
-    finally:
-        slot.abandon()
     location = f"{router.prefix}/jobs/{job.id}"
     body = JobAccepted(id=job.id, status=job.status, location=location).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers={"Location": location})
@@ -116,8 +110,5 @@ async def get_job(job_id: str, service: ScoringServiceDep, client_key: ClientKey
 )
 async def cpu_intensive(payload: CpuDemoRequest, service: ScoringServiceDep) -> CpuDemoResult:
     """Estimates pi from `samples` random points in a worker; says how long and which process."""
-    slot = service.reserve()
-    try:
+    with service.reserve() as slot:
         return CpuDemoResult(**await service.estimate_pi(slot, payload.samples, payload.seed))
-    finally:
-        slot.abandon()
