@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 import orjson
 from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
 
 from app.core.clock import utc_now_iso
 from app.core.exceptions import NameTaken, RoomFull, StoreUnavailable
 from app.core.logging import get_logger
+from app.schemas.chat import CLIENT_FRAME, Ping, Say
 
 log = get_logger(__name__)
 
@@ -279,6 +281,30 @@ class ChatManager:
             await self.drop(target, POLICY_VIOLATION, "not reading: dropped")
         return True
 
+    async def handle(self, member: Member, text: str) -> None:
+        """Act on one text frame from `member` (`app/schemas/chat.py` says what it may be);
+        a frame that is none of them gets an `error` frame, and the connection stays."""
+        try:
+            frame = CLIENT_FRAME.validate_json(text)
+        except ValidationError as exc:
+            CHAT_MESSAGES.labels(type="invalid").inc()
+            await self.send(member, {"type": "error", "detail": _frame_error(exc)})
+            return
+        CHAT_MESSAGES.labels(type=frame.type).inc()
+        if isinstance(frame, Ping):
+            await self.send(member, {"type": "pong", "ts": utc_now_iso()})
+        elif isinstance(frame, Say):
+            message = {
+                "type": "message",
+                "from": member.name,
+                "room": member.room,
+                "text": frame.text,
+                "ts": utc_now_iso(),
+            }
+            await self.broadcast(member.room, message)
+        elif not await self.direct(member, frame.to, frame.text):
+            await self.send(member, _no_member(frame.to))
+
     async def send(self, member: Member, payload: dict[str, Any]) -> None:
         """Send to one member (pong, error frames)."""
         if not await self._send(member, orjson.dumps(payload).decode()):
@@ -326,3 +352,25 @@ class ChatManager:
     async def _close_quietly(self, member: Member, code: int, reason: str) -> None:
         async with asyncio.timeout(self.send_timeout):
             await member.connection.close(code, reason)
+
+
+def _no_member(name: object) -> dict[str, Any]:
+    return {"type": "error", "detail": f"No member named {str(name)[:64]!r} in this room."}
+
+
+def _frame_error(exc: ValidationError) -> str:
+    """What an unusable frame is told, in the words a person would use."""
+    errors = exc.errors()
+    first = errors[0]
+    if first["type"] in ("json_invalid", "dict_type", "model_attributes_type"):
+        return "Frames must be JSON objects."
+    if first["type"] == "union_tag_not_found":
+        return "Missing type. Use message, direct or ping."
+    if first["type"] == "union_tag_invalid":
+        tag = str(first.get("ctx", {}).get("tag", ""))
+        return f"Unknown type {tag[:64]!r}. Use message, direct or ping."
+    if any(error["loc"][-1:] == ("text",) for error in errors):
+        return "text must be a non-empty string."
+    wrong_to = next(error for error in errors if error["loc"][-1:] == ("to",))
+    given = wrong_to["input"]
+    return str(_no_member(given.get("to") if isinstance(given, dict) else given)["detail"])

@@ -119,3 +119,44 @@ async def test_close_all_sends_1001_and_empties_every_room(chat: ChatManager) ->
     await chat.close_all()
     assert all(c.closed_with == (1001, "server shutting down") for c in connections)
     assert chat.connection_count == 0
+
+
+@pytest.mark.parametrize(
+    ("frame", "detail"),
+    [
+        ("not json", "Frames must be JSON objects."),
+        ("[1, 2]", "Frames must be JSON objects."),
+        ('{"text": "hi"}', "Missing type. Use message, direct or ping."),
+        ('{"type": 5}', "Unknown type '5'. Use message, direct or ping."),
+        ('{"type": "message", "text": ""}', "text must be a non-empty string."),
+        ('{"type": "direct", "to": "bob", "text": 7}', "text must be a non-empty string."),
+        ('{"type": "direct", "text": "hi"}', "No member named 'None' in this room."),
+        ('{"type": "direct", "to": 3, "text": "hi"}', "No member named '3' in this room."),
+        (
+            '{"type": "direct", "to": "nobody", "text": "hi"}',
+            "No member named 'nobody' in this room.",
+        ),
+    ],
+)
+async def test_each_unusable_frame_is_told_what_is_wrong(
+    chat: ChatManager, frame: str, detail: str
+) -> None:
+    ann = FakeConnection()
+    member = await chat.join("r", "ann", ann)
+    await chat.handle(member, frame)
+    assert ann.sent == [{"type": "error", "detail": detail}]
+    assert not member.closed
+
+
+async def test_frames_are_handled_by_type(chat: ChatManager) -> None:
+    ann, bob = FakeConnection(), FakeConnection()
+    sender = await chat.join("r", "ann", ann)
+    await chat.join("r", "bob", bob)
+    ann.sent.clear()
+    await chat.handle(sender, '{"type": "ping", "extra": "ignored"}')
+    assert [f["type"] for f in ann.sent] == ["pong"]
+    await chat.handle(sender, '{"type": "direct", "to": "bob", "text": "psst"}')
+    assert bob.sent[-1]["type"] == "direct"
+    assert bob.sent[-1]["text"] == "psst"
+    await chat.handle(sender, '{"type": "message", "text": "hello"}')
+    assert ann.sent[-1]["text"] == bob.sent[-1]["text"] == "hello"

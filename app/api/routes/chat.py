@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 
-import orjson
 from fastapi import APIRouter, WebSocket
 
 from app.api.deps import API_PREFIX, ChatDep, LifecycleDep, SettingsDep, WsAdmission
-from app.core.clock import utc_now_iso
 from app.core.config import Settings
 from app.core.exceptions import NameHeldBriefly, NameTaken, RoomFull, StoreUnavailable
 from app.core.lifecycle import Lifecycle
 from app.services.chat import (
-    CHAT_MESSAGES,
     GOING_AWAY,
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
@@ -26,51 +23,6 @@ from app.services.chat import (
 
 router = APIRouter(prefix=API_PREFIX, tags=["realtime"])
 CHAT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-async def _handle_frame(chat: ChatManager, member: Member, text: str) -> None:
-    try:
-        frame = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        frame = None
-    if not isinstance(frame, dict):
-        CHAT_MESSAGES.labels(type="invalid").inc()
-        await chat.send(member, {"type": "error", "detail": "Frames must be JSON objects."})
-        return
-    kind = frame.get("type")
-    if kind == "ping":
-        CHAT_MESSAGES.labels(type="ping").inc()
-        await chat.send(member, {"type": "pong", "ts": utc_now_iso()})
-        return
-    if kind not in ("message", "direct"):
-        CHAT_MESSAGES.labels(type="invalid").inc()
-        detail = "Missing type." if kind is None else f"Unknown type {str(kind)[:64]!r}."
-        await chat.send(
-            member, {"type": "error", "detail": f"{detail} Use message, direct or ping."}
-        )
-        return
-    body = frame.get("text")
-    if not isinstance(body, str) or not body:
-        CHAT_MESSAGES.labels(type="invalid").inc()
-        await chat.send(member, {"type": "error", "detail": "text must be a non-empty string."})
-        return
-    if kind == "message":
-        CHAT_MESSAGES.labels(type="message").inc()
-        message = {
-            "type": "message",
-            "from": member.name,
-            "room": member.room,
-            "text": body,
-            "ts": utc_now_iso(),
-        }
-        await chat.broadcast(member.room, message)
-        return
-    to = frame.get("to")
-    CHAT_MESSAGES.labels(type="direct").inc()
-    if not isinstance(to, str) or not await chat.direct(member, to, body):
-        await chat.send(
-            member, {"type": "error", "detail": f"No member named {str(to)[:64]!r} in this room."}
-        )
 
 
 def origin_allowed(websocket: WebSocket, allowed_origins: list[str]) -> bool:
@@ -182,7 +134,7 @@ async def _converse(
                 )
                 break
             try:
-                await _handle_frame(chat, member, text)
+                await chat.handle(member, text)
             except StoreUnavailable:
                 await chat.drop(member, TRY_AGAIN_LATER, "the chat lost its shared store")
                 break
