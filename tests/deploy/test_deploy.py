@@ -33,7 +33,7 @@ def _tool(name: str) -> str:
     pytest.skip(f"{name} not installed (make test installs it into .venv-tools)")
 
 
-OVERLAYS = ("prometheus-operator", "local", "redis")
+OVERLAYS = ("prometheus-operator", "local", "redis", "production")
 
 
 def _render(directory: Path) -> str:
@@ -322,6 +322,33 @@ def test_the_operator_overlay_brings_monitoring(overlays: dict[str, Path]) -> No
     )
     source = scrape["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
     assert source == {"kubernetes.io/metadata.name": "monitoring"}
+
+
+def test_the_production_overlay_combines_the_components_with_a_registry_image(
+    overlays: dict[str, Path],
+) -> None:
+    # The combination that failed as two overlays ("may not add resource with an already
+    # registered id: Namespace"): components add to one base instead.
+    found = _objects(overlays["production"].read_text())
+    redis = _objects(overlays["redis"].read_text())
+    monitoring = _objects(overlays["prometheus-operator"].read_text())
+    assert len(found["Namespace"]) == 1
+    for kind in ("StatefulSet", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        assert len(found[kind]) == len(redis[kind]), kind
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert len(found[kind]) == len(monitoring[kind]), kind
+    policies = {p["metadata"]["name"] for p in found["NetworkPolicy"]}
+    assert policies == {p["metadata"]["name"] for p in redis["NetworkPolicy"]} | {
+        p["metadata"]["name"] for p in monitoring["NetworkPolicy"]
+    }
+    [app] = [d for d in found["Deployment"] if d["metadata"]["name"] == "resilient-api"]
+    assert app["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example.com/resilient-api:0.1.0"
+    )
+    config = next(
+        c["data"] for c in found["ConfigMap"] if c["metadata"]["name"] == "resilient-api-config"
+    )
+    assert config["APP_STORE"] == "redis"
 
 
 def test_the_local_overlay_runs_one_local_image(overlays: dict[str, Path]) -> None:
