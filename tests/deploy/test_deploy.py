@@ -337,6 +337,17 @@ def test_the_production_overlay_combines_the_components_with_a_registry_image(
         assert len(found[kind]) == len(redis[kind]), kind
     for kind in ("ServiceMonitor", "PrometheusRule"):
         assert len(found[kind]) == len(monitoring[kind]), kind
+    # The Ingress's host is one the app accepts, and it routes to the Service's port.
+    [ingress] = found["Ingress"]
+    [rule] = ingress["spec"]["rules"]
+    config_hosts = next(
+        c["data"] for c in found["ConfigMap"] if c["metadata"]["name"] == "resilient-api-config"
+    )["APP_ALLOWED_HOSTS"].split(",")
+    assert rule["host"] in config_hosts
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": "resilient-api",
+        "port": {"name": "http"},
+    }
     policies = {p["metadata"]["name"] for p in found["NetworkPolicy"]}
     assert policies == {p["metadata"]["name"] for p in redis["NetworkPolicy"]} | {
         p["metadata"]["name"] for p in monitoring["NetworkPolicy"]
