@@ -227,15 +227,8 @@ class RedisClient:
         task: asyncio.Future[T] = asyncio.ensure_future(command(self.redis))
         try:
             done, _ = await asyncio.wait({task}, timeout=within_seconds)
-            if not done:
-                REDIS_ERRORS.labels(operation=operation, error="TimeoutError").inc()
-                self._last_error = "TimeoutError"
-                detail = f"no answer within {within_seconds:g} s"
-                log.warning(
-                    "redis_call_failed", operation=operation, error="TimeoutError", detail=detail
-                )
-                raise TimeoutError(detail)
-            result = task.result()
+            if done:
+                result = task.result()
         except (RedisError, OSError) as exc:
             error = type(exc).__name__
             REDIS_ERRORS.labels(operation=operation, error=error).inc()
@@ -250,6 +243,17 @@ class RedisClient:
             if not task.done():
                 _abandon(task)
             REDIS_LATENCY.labels(operation=operation).observe(time.perf_counter() - started)
+        if not done:
+            # Raised out here: a TimeoutError is an OSError, and the handler above would count
+            # and log it a second time, and hide from the pipeline that it was a timeout (which
+            # it tells apart from a cut-off by the request's deadline).
+            REDIS_ERRORS.labels(operation=operation, error="TimeoutError").inc()
+            self._last_error = "TimeoutError"
+            detail = f"no answer within {within_seconds:g} s"
+            log.warning(
+                "redis_call_failed", operation=operation, error="TimeoutError", detail=detail
+            )
+            raise TimeoutError(detail)
         return result
 
     async def replica_alive(self, name: str) -> bool:
