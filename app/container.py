@@ -34,6 +34,7 @@ from app.db.memory import InMemoryRepository
 from app.redis.backplane import Backplane
 from app.redis.chat import SharedRooms as RedisRooms
 from app.redis.client import RedisClient
+from app.redis.connection import SentinelTarget
 from app.redis.event_log import RedisEventLog
 from app.redis.idempotency import RedisKeys
 from app.redis.invalidation import SharedInvalidation
@@ -299,12 +300,21 @@ def redis_client(settings: Settings, breakers: BreakerRegistry) -> RedisClient |
     ("redis") lives in `breakers` with the others."""
     if settings.store != "redis":
         return None
+    sentinel = None
+    if settings.redis_sentinels:
+        sentinel = SentinelTarget(
+            tuple(settings.redis_sentinels),
+            settings.redis_sentinel_master,
+            settings.redis_sentinel_password,
+        )
     return RedisClient(
         settings.redis_url,
         timeout_seconds=settings.redis_timeout_seconds,
         max_connections=settings.redis_max_connections,
         breakers=breakers,
         max_in_flight=settings.redis_max_in_flight or settings.redis_max_connections,
+        sentinel=sentinel,
+        min_replicas_ack=settings.redis_min_replicas_ack,
     )
 
 

@@ -183,6 +183,15 @@ class Settings(BaseSettings):
     # The Redis bulkhead: calls in flight at once (one per pooled connection by default); one
     # more waits for a slot within its timeout, then gets 503.
     redis_max_in_flight: int | None = Field(default=None, ge=1, le=10_000)
+    # Redis behind Sentinel: the sentinels (host:port, comma-separated) and the name they
+    # monitor. The app asks them for the primary, and again after a failover; APP_REDIS_URL
+    # then gives only the password, the database and TLS.
+    redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = []
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1, max_length=200)
+    redis_sentinel_password: str | None = Field(default=None, repr=False)
+    # Acknowledge a write only once this many replicas have it (Redis WAIT): what a failover
+    # may lose, traded for a replica round trip on every write. 0 (the default): no wait.
+    redis_min_replicas_ack: int = Field(default=0, ge=0, le=10)
     snapshot_path: str | None = None
     snapshot_interval_seconds: float = Field(default=60.0, gt=0)
     snapshot_on_corrupt: Literal["fail", "move-aside"] = "fail"
@@ -207,6 +216,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        addresses = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            host, colon, port = part.rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{part!r} is not host:port")
+            addresses.append((host.strip("[]"), int(port)))
+        return addresses
 
     @field_validator("trusted_proxies", "metrics_allowed_networks", mode="before")
     @classmethod
@@ -246,6 +270,8 @@ class Settings(BaseSettings):
             )
         if not self.redis_url.startswith(("redis://", "rediss://")):
             raise ValueError("APP_REDIS_URL: must start with redis:// or rediss://")
+        if self.redis_sentinels and self.store != "redis":
+            raise ValueError("APP_REDIS_SENTINELS: only used with APP_STORE=redis")
         if self.probe_port == self.port:
             raise ValueError("APP_PROBE_PORT must differ from APP_PORT")
         if self.store == "redis" and self.snapshot_path is not None:
@@ -301,6 +327,10 @@ class Settings(BaseSettings):
             and (reason := weak_secret_reason(redis_password, min_length=16))
         ):
             raise ValueError(f"APP_REDIS_URL: its password {reason}")
+        if self.redis_sentinel_password is not None and (
+            reason := weak_secret_reason(self.redis_sentinel_password, min_length=16)
+        ):
+            raise ValueError(f"APP_REDIS_SENTINEL_PASSWORD: {reason}")
         if self.bcrypt_rounds < 12:
             raise ValueError("APP_BCRYPT_ROUNDS: at least 12 in production")
         return self

@@ -16,11 +16,10 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Counter, Histogram
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
@@ -32,10 +31,20 @@ from app.core.dependency import Dependency
 from app.core.exceptions import StoreUnavailable
 from app.core.faults import InjectedFault
 from app.core.logging import get_logger
+from app.redis.connection import ConnectionSource, SentinelTarget
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
+
+
+class Script(Protocol):
+    """A registered Lua script: `run(keys, args)`, or `run(keys, args, client)` on that client."""
+
+    def __call__(
+        self, keys: list[str], args: list[Any], client: Redis | None = None
+    ) -> Awaitable[Any]: ...
+
 
 REDIS_LATENCY = Histogram(
     "redis_command_duration_seconds",
@@ -48,17 +57,6 @@ REDIS_ERRORS = Counter(
     "Redis calls that failed or timed out, by operation and error.",
     ["operation", "error"],
 )
-
-
-def redacted_url(url: str) -> str:
-    """The URL with its password (and user name) replaced: what logs and health may show."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 _ABANDONED: set[asyncio.Future[Any]] = set()
@@ -103,6 +101,11 @@ async def stop_task(task: asyncio.Task[Any], *, attempts: int = 10) -> bool:
     return False
 
 
+class NotReplicated(RedisError):
+    """A write the primary applied but fewer replicas than `APP_REDIS_MIN_REPLICAS_ACK`
+    confirmed in time: not acknowledged, since a failover now could lose it."""
+
+
 class RedisUnavailable(StoreUnavailable):
     """`StoreUnavailable` from a Redis call, saying whether Redis itself failed (`outage`:
     unreachable, timed out, loading, read-only, out of memory) or answered an error, and
@@ -133,6 +136,8 @@ def is_outage(exc: BaseException) -> bool:
     answered a command with an error (a script's bug, a wrong type: not an outage)."""
     if isinstance(exc, RedisUnavailable):
         return exc.outage
+    if isinstance(exc, NotReplicated):
+        return False  # the primary answers; its replicas are behind (reads are unaffected)
     if isinstance(exc, ReadOnlyError):
         return True  # a replica promoted, or a primary demoted: no writes here now
     if isinstance(exc, ResponseError):
@@ -147,7 +152,9 @@ def _refused(detail: str, retry_after: int) -> StoreUnavailable:
 class RedisClient:
     """A Redis connection pool with the app's rules for every call (see the module docstring).
 
-    `prefix` starts every key the app writes, so one Redis can hold other data too.
+    `prefix` starts every key the app writes, so one Redis can hold other data too. With
+    `sentinel`, the primary is the one the sentinels name (app/redis/connection.py). With
+    `min_replicas_ack`, a `durable` write is acknowledged only once that many replicas have it.
     """
 
     def __init__(
@@ -159,16 +166,18 @@ class RedisClient:
         prefix: str = "ra:",
         breakers: BreakerRegistry | None = None,
         max_in_flight: int | None = None,
+        sentinel: SentinelTarget | None = None,
+        min_replicas_ack: int = 0,
     ) -> None:
         self.timeout = timeout_seconds
         self.prefix = prefix
-        self.display_url = redacted_url(url)
-        self._url = url
+        self.min_replicas_ack = min_replicas_ack
+        self._source = ConnectionSource(url, sentinel, timeout_seconds)
+        self.display_url = self._source.display
         # Every connection of this process carries this name, so other replicas can tell from
         # `CLIENT LIST` whether this one is alive (a killed process's connections close at once).
         self.replica_name = f"{prefix}replica:{secrets.token_hex(6)}"
-        self._pool = BlockingConnectionPool.from_url(
-            url,
+        self._pool = self._source.pool(
             max_connections=max_connections,
             timeout=timeout_seconds,  # waiting for a free connection counts against the deadline
             socket_timeout=timeout_seconds,
@@ -193,6 +202,10 @@ class RedisClient:
             is_retriable=worth_retrying,
             probe=self.redis.ping,
             probe_timeout_seconds=timeout_seconds,
+            # At most a second between PINGs while the breaker is open: a restart or a
+            # Sentinel failover brings Redis back within seconds, and writes should follow
+            # within one more (one PING per process per second costs Redis nothing).
+            probe_backoff_seconds=(0.25, 1.0),
         )
 
     async def call(
@@ -201,9 +214,13 @@ class RedisClient:
         command: Callable[[Redis], Awaitable[T]],
         *,
         idempotent: bool = False,
+        durable: bool = False,
     ) -> T:
         """Run `command` through the dependency's pipeline (breaker, bulkhead, deadline, and
-        for an `idempotent` read, retries), with the metrics and the error mapping."""
+        for an `idempotent` read, retries), with the metrics and the error mapping. A `durable`
+        write (data a client is told is saved) waits for `min_replicas_ack` replicas."""
+        if durable and self.min_replicas_ack:
+            command = self._replicated(command)
         try:
             return await self.dependency.call(
                 lambda timeout: self._call(operation, command, timeout), idempotent=idempotent
@@ -216,6 +233,24 @@ class RedisClient:
             raise RedisUnavailable(
                 "The shared store did not answer; retry shortly.", outage=True, retriable=True
             ) from None
+
+    def _replicated(
+        self, command: Callable[[Redis], Awaitable[T]]
+    ) -> Callable[[Redis], Awaitable[T]]:
+        """`command`, then WAIT on the same connection (WAIT counts the replicas that have
+        this connection's writes) for at most most of the call's time."""
+        wanted = self.min_replicas_ack
+        wait_ms = max(1, int(self.timeout * 800))  # leaves a fifth of the deadline to answer
+
+        async def run(redis: Redis) -> T:
+            async with redis.client() as connection:
+                result = await command(connection)
+                copies = int(await connection.wait(wanted, wait_ms))
+            if copies < wanted:
+                raise NotReplicated(f"{copies} of {wanted} replicas confirmed within {wait_ms} ms")
+            return result
+
+        return run
 
     async def _call(
         self, operation: str, command: Callable[[Redis], Awaitable[T]], within_seconds: float
@@ -275,20 +310,20 @@ class RedisClient:
             "last_error": self._last_error,
         }
 
-    def script(self, source: str) -> Callable[[list[str], list[Any]], Awaitable[Any]]:
-        """A Lua script sent by its SHA (EVALSHA), loaded again when Redis lost it."""
+    def script(self, source: str) -> Script:
+        """A Lua script sent by its SHA (EVALSHA), loaded again when Redis lost it. Called with
+        `client`, it runs on that client's connection (a `durable` write's, say)."""
         registered = self.redis.register_script(source)
 
-        def run(keys: list[str], args: list[Any]) -> Awaitable[Any]:
-            return registered(keys=keys, args=args)
+        def run(keys: list[str], args: list[Any], client: Redis | None = None) -> Awaitable[Any]:
+            return registered(keys=keys, args=args, client=client)
 
         return run
 
     def dedicated(self, read_timeout_seconds: float) -> Redis:
         """A client of its own (one connection) for calls that wait on purpose: a blocking
         XREAD, a pub/sub subscription. Its reads may take `read_timeout_seconds`."""
-        return Redis.from_url(
-            self._url,
+        return self._source.single(
             socket_timeout=read_timeout_seconds,
             socket_connect_timeout=self.timeout,
             health_check_interval=30,
@@ -300,6 +335,7 @@ class RedisClient:
         redis-py will not let go of is abandoned: a shutdown never waits on Redis for ever)."""
         await self.dependency.close()
         await settle(self._close(), max(1.0, self.timeout), "pool")
+        await settle(self._source.close(), max(1.0, self.timeout), "sentinels")
 
     async def _close(self) -> None:
         await self.redis.aclose()

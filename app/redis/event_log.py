@@ -191,7 +191,9 @@ class RedisEventLog:
         args: list[Any] = [self.history_size, self.history_bytes, len(encoded)]
         args += ["t", topic, "d", encoded, "ts", ts, "a", actor]
         keys = [self._key, self._trimmed_key, self._bytes_key]
-        raw = await self._client.call("events.append", lambda r: self._append(keys, args))
+        raw = await self._client.call(
+            "events.append", lambda r: self._append(keys, args, r), durable=True
+        )
         event_id = raw.decode() if isinstance(raw, bytes) else raw
         return Event(event_id, topic, encoded, ts, actor, _position(event_id))
 

@@ -62,7 +62,7 @@ class RedisKeys:
         """Replace our claim with the final entry, kept for the TTL."""
         args = [entry.token, entry.to_json(), self._ttl_ms]
         await self._client.call(
-            "idempotency.finish", lambda r: self._settle([self._key(key)], args)
+            "idempotency.finish", lambda r: self._settle([self._key(key)], args, r), durable=True
         )
 
     async def release(self, key: str, token: str) -> None:

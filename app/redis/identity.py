@@ -11,7 +11,9 @@ for a different person. So:
 - Every id is taken by a script that checks the epoch and increments the counter in one step:
   an id cannot come from a dataset this process did not join.
 - When the epoch is missing or another one (found by that script, or by a check every
-  `CHECK_SECONDS`), this process **resumes**: it adopts the stored epoch or sets a new one, and
+  `CHECK_SECONDS`), or a counter hands out an id this process has already seen (the dataset
+  went back in time: a failover to a replica that was behind, a restore from an older
+  backup), this process **resumes**: it adopts the stored epoch or sets a new one, and
   moves every id counter `ID_GAP` past the highest id it has seen. Past what it has seen, since
   no id it handed out or read may be given again; a gap past that, since other replicas may
   have handed out ids it never heard of (each of them resumes too, when it notices, and the
@@ -113,10 +115,11 @@ class StoreIdentity:
         if self.epoch is None:  # a repository used without the app's start-up (tools, tests)
             await self._join_epoch()
         record_id = await self._take(counter)
-        if record_id <= 0:  # the epoch changed: resume past every id seen, then take one
-            await self.resume()
+        behind = 0 < record_id <= self._highest.get(counter, 0)
+        if record_id <= 0 or behind:  # resume past every id seen, then take one
+            await self.resume(went_back=counter if behind else None)
             record_id = await self._take(counter)
-            if record_id <= 0:
+            if record_id <= 0 or record_id <= self._highest.get(counter, 0):
                 raise StoreUnavailable("The store's dataset changed while an id was taken; retry.")
         self.saw(counter, record_id)
         return record_id
@@ -128,13 +131,20 @@ class StoreIdentity:
         )
         return int(reply)
 
-    async def resume(self) -> None:
-        """Adopt the stored epoch or set a new one, with every counter past what was seen."""
+    async def resume(self, went_back: str | None = None) -> None:
+        """Adopt the stored epoch or set a new one, with every counter past what was seen.
+        `went_back`: the counter found behind an id already seen (the epoch may be the same)."""
         async with self._resuming:
             stored = await self._client.call(
                 "identity.check", lambda r: r.get(self.key), idempotent=True
             )
-            if stored is not None and _text(stored) == self.epoch:
+            if went_back is not None:
+                seq = await self._client.call(
+                    "identity.check", lambda r: r.get(went_back), idempotent=True
+                )
+                if int(seq or 0) > self._highest.get(went_back, 0):
+                    return  # another task of this process resumed already
+            elif stored is not None and _text(stored) == self.epoch:
                 return  # another task of this process resumed already
             counters = sorted(self._highest)
             highest = [self._highest[c] + ID_GAP for c in counters]
@@ -149,7 +159,13 @@ class StoreIdentity:
                 "at": utc_now_iso(),
                 "previous_epoch": previous,
                 "epoch": self.epoch,
-                "found": "no epoch" if stored is None else "another epoch",
+                "found": (
+                    "no epoch"
+                    if stored is None
+                    else f"{went_back} behind ids already seen"
+                    if went_back is not None
+                    else "another epoch"
+                ),
                 "ids_resume_after": dict(zip(counters, highest, strict=True)),
             }
             self.losses = [*self.losses[-9:], loss]

@@ -104,7 +104,7 @@ class RedisJobs:
         """Store the job's current state for the TTL."""
         raw = job.to_json()
         await self._client.call(
-            "jobs.save", lambda r: r.set(self._key(job.id), raw, px=self._ttl_ms)
+            "jobs.save", lambda r: r.set(self._key(job.id), raw, px=self._ttl_ms), durable=True
         )
 
     async def load(self, job_id: str) -> ScoringJob | None:

@@ -530,7 +530,9 @@ class RedisRepository:
         if not ops:
             return
         argument = orjson.dumps(ops).decode()
-        reply = await self._client.call("repository.commit", lambda r: self._commit([], [argument]))
+        reply = await self._client.call(
+            "repository.commit", lambda r: self._commit([], [argument], r), durable=True
+        )
         status = reply[0]
         if status == b"ok":
             return

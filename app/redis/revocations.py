@@ -25,7 +25,9 @@ class RedisRevocations:
         if expires_at <= time.time():
             return True  # expired already: refused anyway
         key = self._key(token_id)
-        await self._client.call("revocations.revoke", lambda r: r.set(key, b"1", exat=expires_at))
+        await self._client.call(
+            "revocations.revoke", lambda r: r.set(key, b"1", exat=expires_at), durable=True
+        )
         return True
 
     async def is_revoked(self, token_id: str) -> bool:

@@ -135,8 +135,32 @@ def test_the_store_settings_say_what_is_wrong_without_echoing_the_url() -> None:
 
 
 def test_the_redis_url_is_shown_without_its_password() -> None:
-    from app.redis.client import redacted_url
+    from app.redis.connection import redacted_url
 
     assert redacted_url("redis://:s3cret@db:6380/2") == "redis://***@db:6380/2"
     assert redacted_url("rediss://user:s3cret@db/0") == "rediss://***@db/0"
     assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_sentinels_are_host_port_pairs_used_only_with_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_STORE", "redis")
+    monkeypatch.setenv("APP_REDIS_SENTINELS", "sentinel-0:26379, [::1]:26380")
+    assert load_settings().redis_sentinels == [("sentinel-0", 26379), ("::1", 26380)]
+    monkeypatch.setenv("APP_REDIS_SENTINELS", "sentinel-0")
+    with pytest.raises(SettingsError, match="APP_REDIS_SENTINELS.*'sentinel-0' is not host:port"):
+        load_settings()
+    monkeypatch.setenv("APP_REDIS_SENTINELS", "sentinel-0:26379")
+    monkeypatch.setenv("APP_STORE", "memory")
+    with pytest.raises(SettingsError, match="APP_REDIS_SENTINELS: only used with APP_STORE=redis"):
+        load_settings()
+
+
+def test_sentinels_are_shown_by_address_and_name() -> None:
+    from app.redis.connection import ConnectionSource, SentinelTarget
+
+    target = SentinelTarget((("s-0", 26379), ("s-1", 26379)), "mymaster", "sentinel-pass")
+    source = ConnectionSource("redis://:data-pass@ignored:6379/2", target, 1.0)
+    assert source.display == "sentinel://s-0:26379,s-1:26379/mymaster"
+    assert "pass" not in source.display
