@@ -149,7 +149,7 @@ def test_sentinels_are_host_port_pairs_used_only_with_redis(
     monkeypatch.setenv("APP_REDIS_SENTINELS", "sentinel-0:26379, [::1]:26380")
     assert load_settings().redis_sentinels == [("sentinel-0", 26379), ("::1", 26380)]
     monkeypatch.setenv("APP_REDIS_SENTINELS", "sentinel-0")
-    with pytest.raises(SettingsError, match="APP_REDIS_SENTINELS.*'sentinel-0' is not host:port"):
+    with pytest.raises(SettingsError, match=r"APP_REDIS_SENTINELS.*'sentinel-0' is not host:port"):
         load_settings()
     monkeypatch.setenv("APP_REDIS_SENTINELS", "sentinel-0:26379")
     monkeypatch.setenv("APP_STORE", "memory")

@@ -61,6 +61,41 @@ def overlays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+# Every way the components combine: a store (none, one Redis, Redis with Sentinel), monitoring
+# or not, an Ingress or not. `redis-ha` builds on `redis`, so it comes after it.
+STORES: dict[str, tuple[str, ...]] = {
+    "memory": (),
+    "redis": ("redis",),
+    "redis-ha": ("redis", "redis-ha"),
+}
+COMBINATIONS = {
+    "+".join((store, *extras)): (*components, *extras)
+    for store, components in STORES.items()
+    for extras in ((), ("monitoring",), ("ingress",), ("monitoring", "ingress"))
+}
+
+
+@pytest.fixture(scope="module")
+def combinations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each combination rendered from a kustomization of its own (as a team's overlay would
+    be: the base plus the components it lists)."""
+    folder = tmp_path_factory.mktemp("combinations")
+    paths = {}
+    for name, components in COMBINATIONS.items():
+        overlay = folder / name
+        overlay.mkdir()
+        k8s = Path(os.path.relpath(ROOT / "k8s", overlay))
+        listed = "".join(f"  - {k8s / 'components' / c}\n" for c in components)
+        overlay.joinpath("kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"namespace: resilient-api\nresources:\n  - {k8s / 'base'}\n"
+            + (f"components:\n{listed}" if components else "")
+        )
+        paths[name] = folder / f"{name}.yaml"
+        paths[name].write_text(_render(overlay))
+    return paths
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("k8s") / "rendered.yaml"
@@ -115,21 +150,24 @@ def test_manifests_render_with_every_object(objects: dict[str, dict[str, Any]]) 
 
 
 def test_manifests_are_valid_against_the_kubernetes_schemas(
-    rendered: Path, overlays: dict[str, Path]
+    rendered: Path, overlays: dict[str, Path], combinations: dict[str, Path]
 ) -> None:
     validate = _tool("kubernetes-validate")
     # The ServiceMonitor and PrometheusRule are custom resources: kubernetes-validate has no
     # schema for them (a warning, not a failure); everything else is checked strictly.
-    for path in (rendered, *overlays.values()):
+    for path in (rendered, *overlays.values(), *combinations.values()):
         result = subprocess.run(
             [validate, "--strict", "-k", K8S_VERSION, str(path)], capture_output=True, text=True
         )
         assert result.returncode == 0, path.name + result.stdout + result.stderr
 
 
-def test_manifests_pass_checkov(rendered: Path, overlays: dict[str, Path]) -> None:
+def test_manifests_pass_checkov(
+    rendered: Path, overlays: dict[str, Path], combinations: dict[str, Path]
+) -> None:
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
-    files = [arg for path in (rendered, *overlays.values()) for arg in ("-f", str(path))]
+    paths = (rendered, *overlays.values(), *combinations.values())
+    files = [arg for path in paths for arg in ("-f", str(path))]
     result = subprocess.run(
         [_tool("checkov"), *files, "--config-file", str(ROOT / ".checkov.yaml")],
         capture_output=True,
@@ -333,8 +371,10 @@ def test_the_production_overlay_combines_the_components_with_a_registry_image(
     redis = _objects(overlays["redis"].read_text())
     monitoring = _objects(overlays["prometheus-operator"].read_text())
     assert len(found["Namespace"]) == 1
-    for kind in ("StatefulSet", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+    for kind in ("StatefulSet", "HorizontalPodAutoscaler"):
         assert len(found[kind]) == len(redis[kind]), kind
+    # redis-ha adds the Redis pods' own disruption budget.
+    assert len(found["PodDisruptionBudget"]) == len(redis["PodDisruptionBudget"]) + 1
     for kind in ("ServiceMonitor", "PrometheusRule"):
         assert len(found[kind]) == len(monitoring[kind]), kind
     # The Ingress's host is one the app accepts, and it routes to the Service's port.
@@ -360,6 +400,64 @@ def test_the_production_overlay_combines_the_components_with_a_registry_image(
         c["data"] for c in found["ConfigMap"] if c["metadata"]["name"] == "resilient-api-config"
     )
     assert config["APP_STORE"] == "redis"
+    assert config["APP_REDIS_MIN_REPLICAS_ACK"] == "1"
+
+
+def test_redis_ha_runs_three_redis_pods_with_sentinels_the_app_finds(
+    combinations: dict[str, Path],
+) -> None:
+    found = _objects(combinations["redis-ha"].read_text())
+    [redis] = found["StatefulSet"]
+    pod = redis["spec"]["template"]["spec"]
+    assert redis["spec"]["replicas"] == 3
+    assert [c["name"] for c in pod["containers"]] == ["redis", "sentinel"]
+    # The image is pinned, both containers run locked down, and no pod shares a node.
+    for container in pod["containers"]:
+        assert container["image"] == "redis:7.4.2-alpine"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert "args" not in container, "the start scripts replace the single Redis's args"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+    [budget] = [
+        b for b in found["PodDisruptionBudget"] if b["metadata"]["name"] == "resilient-api-redis"
+    ]
+    assert budget["spec"]["minAvailable"] == 2
+    # The scripts the pods run are the ones tests/deploy/test_redis_ha.py runs.
+    [scripts] = [c for c in found["ConfigMap"] if "redis-scripts" in c["metadata"]["name"]]
+    for name, text in scripts["data"].items():
+        assert text == (ROOT / "k8s/components/redis-ha/scripts" / name).read_text()
+    # Every sentinel the app is given is one of the pods, on the sentinel port the Service has.
+    config = next(
+        c["data"] for c in found["ConfigMap"] if c["metadata"]["name"] == "resilient-api-config"
+    )
+    names = {f"{redis['metadata']['name']}-{i}.{redis['spec']['serviceName']}" for i in range(3)}
+    sentinels = config["APP_REDIS_SENTINELS"].split(",")
+    assert {s.rsplit(":", 1)[0] for s in sentinels} == names
+    [service] = [s for s in found["Service"] if s["metadata"]["name"] == "resilient-api-redis"]
+    assert {p["port"] for p in service["spec"]["ports"]} == {6379, 26379}
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert config["APP_REDIS_SENTINEL_MASTER"] == "resilient-api"
+    assert all(c["name"] == "sentinel" or "SENTINELS" in {e["name"] for e in c["env"]}
+               for c in pod["containers"])  # fmt: skip
+    [app] = found["Deployment"]
+    env = {e["name"]: e for e in app["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["APP_REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == (
+        "REDIS_PASSWORD"
+    )
+    # The settings the app is given are valid for it (it would refuse to start otherwise).
+    from app.core.config import load_settings
+
+    values = {k.removeprefix("APP_").lower(): v for k, v in config.items()}
+    values.update(
+        jwt_secret_key="Yq3vN8rT1xWm6pLk2Hs9Dz4Bf7Gc0JeA5uR",
+        admin_password="a-real-password",
+        redis_url="redis://:Zp4xQ7mK2wN9vB3rT6yH@resilient-api-redis:6379/0",
+        redis_sentinel_password="Zp4xQ7mK2wN9vB3rT6yH",
+        bcrypt_rounds=12,
+    )
+    settings = load_settings(**values)
+    assert [f"{host}:{port}" for host, port in settings.redis_sentinels] == sentinels
 
 
 def test_the_local_overlay_runs_one_local_image(overlays: dict[str, Path]) -> None:
