@@ -69,8 +69,10 @@ class DrainingServer(uvicorn.Server):
         lifecycle: Lifecycle,
         drain_seconds: float,
         probe_port: int | None = None,
+        on_started: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(config)
+        self.on_started = on_started
         self.lifecycle = lifecycle
         self.drain_seconds = drain_seconds
         self.probe_port = probe_port
@@ -90,6 +92,8 @@ class DrainingServer(uvicorn.Server):
             )
             self.probes.start()
         tune_garbage_collector()
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A signal handler: only set flags here; on_tick acts on them in the event loop.
@@ -120,14 +124,23 @@ class DrainingServer(uvicorn.Server):
 AppFactory = Callable[[Settings, Lifecycle], FastAPI]
 
 
-def _default_factory(settings: Settings, lifecycle: Lifecycle) -> FastAPI:
+def default_factory(settings: Settings, lifecycle: Lifecycle) -> FastAPI:
+    """The app itself (`app.main.create_app`)."""
     from app.main import create_app  # imported here so a settings error is reported first
 
     return create_app(settings, lifecycle=lifecycle)
 
 
-def serve(settings: Settings, factory: AppFactory = _default_factory) -> None:
-    """Build the app from `settings` (with `factory`) and run it until it is told to stop."""
+def build_server(
+    settings: Settings,
+    factory: AppFactory = default_factory,
+    *,
+    probes: bool = True,
+    on_started: Callable[[], object] | None = None,
+) -> DrainingServer:
+    """The app built from `settings` (with `factory`), in a server configured as the settings
+    say; `probes=False` leaves the probe port to another process (one of several workers);
+    `on_started` is called once the app has started and the socket is served."""
     # We choose uvicorn's `websockets` implementation on purpose (see ws= below and
     # ARCHITECTURE.md); its deprecation notice would greet every start. Revisit on upgrades.
     warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
@@ -167,9 +180,26 @@ def serve(settings: Settings, factory: AppFactory = _default_factory) -> None:
         # uvicorn's annotation says int, but it is used as a float number of seconds.
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,  # type: ignore[arg-type]
     )
-    DrainingServer(
-        config, lifecycle, settings.shutdown_drain_seconds, probe_port=settings.probe_port
-    ).run()
+    return DrainingServer(
+        config,
+        lifecycle,
+        settings.shutdown_drain_seconds,
+        probe_port=settings.probe_port if probes else None,
+        on_started=on_started,
+    )
+
+
+def serve(settings: Settings, factory: AppFactory = default_factory) -> None:
+    """Build the app from `settings` (with `factory`) and run it until it is told to stop:
+    in this process, or in `APP_WORKERS` worker processes sharing the port."""
+    if settings.workers > 1:
+        from app.workers import WorkerSupervisor
+
+        # The default factory is this module's, which a worker (a fresh interpreter) cannot
+        # find under `__main__`: the worker uses its own copy.
+        given = None if factory is default_factory else factory
+        sys.exit(WorkerSupervisor(settings, given).run())
+    build_server(settings, factory).run()
 
 
 def _parser() -> argparse.ArgumentParser:

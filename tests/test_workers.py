@@ -30,6 +30,21 @@ def test_uvicorn_with_two_workers_on_the_memory_store_stops_with_the_reason() ->
     assert "failed to start, stopping the parent process" in output
 
 
+def test_app_workers_on_the_memory_store_is_refused_before_anything_starts() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env={**os.environ, **TEST_ENV, "APP_WORKERS": "2", "APP_PORT": str(free_port())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: invalid configuration: APP_WORKERS=2: APP_STORE=memory keeps")
+    assert "Run one worker, or share the data with APP_STORE=redis" in line
+
+
 def test_one_process_is_not_several_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     assert several_workers() is None  # this test process: no supervisor, no WEB_CONCURRENCY
     monkeypatch.setenv("WEB_CONCURRENCY", "2")

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # `/live` and `/ready` also on this port, answered from a thread of their own (for the
     # kubelet: a busy event loop does not delay them). Off when unset.
     probe_port: int | None = Field(default=None, ge=1, le=65535)
+    # Worker processes sharing the port (`python -m app` supervises them). More than one needs
+    # the shared store: with the memory store each would serve a dataset of its own.
+    workers: int = Field(default=1, ge=1, le=64)
     graceful_shutdown_seconds: float = Field(default=20.0, gt=0, le=3600)
     shutdown_drain_seconds: float = Field(default=5.0, ge=0, le=300)
 
@@ -272,6 +275,17 @@ class Settings(BaseSettings):
             raise ValueError("APP_REDIS_URL: must start with redis:// or rediss://")
         if self.redis_sentinels and self.store != "redis":
             raise ValueError("APP_REDIS_SENTINELS: only used with APP_STORE=redis")
+        if self.workers > 1 and self.store == "memory":
+            raise ValueError(
+                f"APP_WORKERS={self.workers}: APP_STORE=memory keeps the data in one process, so "
+                "each worker would serve a dataset of its own. Run one worker, or share the data "
+                "with APP_STORE=redis"
+            )
+        if self.workers > 1 and self.audit_log_path is not None:
+            raise ValueError(
+                "APP_AUDIT_LOG_PATH: one file cannot be written and rotated by several workers; "
+                "run one worker per pod (scale with replicas) to keep an audit log file"
+            )
         if self.probe_port == self.port:
             raise ValueError("APP_PROBE_PORT must differ from APP_PORT")
         if self.store == "redis" and self.snapshot_path is not None:

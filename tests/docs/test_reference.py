@@ -24,3 +24,26 @@ def test_no_document_points_outside_the_repository() -> None:
         text = path.read_text(encoding="utf-8")
         assert "../shared" not in text, path
         assert "CONTRACT.md" not in text, path
+
+
+def test_every_gauge_says_how_it_merges_across_workers() -> None:
+    """docs/deployment.md's table ("Several workers in one pod") names every gauge under the
+    merge its code declares."""
+    import re
+
+    from prometheus_client import REGISTRY, Gauge
+
+    import app.main  # noqa: F401 - every module with metrics is imported by the app
+
+    declared = {
+        gauge._name: gauge._multiprocess_mode
+        for gauge in list(REGISTRY._collector_to_names)
+        if isinstance(gauge, Gauge)
+    }
+    page = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    documented: dict[str, str] = {}
+    for row in re.findall(r"^\| (`[a-z_]+`.*) \| .*\(`(livesum|liveall|max)`\)", page, re.M):
+        names, mode = row
+        for name in re.findall(r"`([a-z_]+)`", names):
+            documented[name] = mode
+    assert documented == declared
