@@ -12,7 +12,6 @@ from typing import Any, TypedDict
 
 from app.core.bounded_executor import BoundedExecutor
 from app.core.breaker import BreakerRegistry
-from app.core.clients import ClientIdentifier
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
 from app.core.dependency import Dependency
@@ -22,7 +21,6 @@ from app.core.logging import get_logger
 from app.core.loop_lag import LoopLagMonitor
 from app.core.rate_limiter import QuotaLimiter, RateLimiter
 from app.core.security import PasswordHasher, TokenCodec, derived_key
-from app.db.base import Repository
 from app.db.guarded import (
     STORE_CALL_SECONDS,
     GuardedRepository,
@@ -31,8 +29,10 @@ from app.db.guarded import (
     refused,
 )
 from app.db.memory import InMemoryRepository
+from app.db.snapshots import SnapshotManager
+from app.http.clients import ClientIdentifier
 from app.redis.backplane import Backplane
-from app.redis.chat import SharedRooms as RedisRooms
+from app.redis.chat import RedisRooms
 from app.redis.client import RedisClient
 from app.redis.connection import SentinelTarget
 from app.redis.event_log import RedisEventLog
@@ -44,20 +44,24 @@ from app.redis.rate_limiter import RedisRateLimiter
 from app.redis.repository import RedisRepository
 from app.redis.revocations import RedisRevocations
 from app.services.audit import AuditLog
-from app.services.auth import AuthService, Revocations, TokenRevocations
+from app.services.auth import AuthService, TokenRevocations
 from app.services.breaker_events import BreakerEvents
 from app.services.cache import TTLCache
 from app.services.chat import ChatManager
-from app.services.events import EventBus, EventLog, MemoryEventLog
+from app.services.events import EventBus, MemoryEventLog
 from app.services.health import HealthChecker
-from app.services.idempotency import IdempotencyStore, KeyBackend, MemoryKeys
+from app.services.idempotency import IdempotencyStore, MemoryKeys
 from app.services.login_throttle import LoginThrottle
 from app.services.process_pool import ProcessPool
-from app.services.scoring.service import JobStore, MemoryJobs, ResultBounds, ScoringService
+from app.services.scoring.service import MemoryJobs, ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
-from app.services.snapshots import SnapshotManager
 from app.services.tickers import TickerDrops
 from app.services.users import USERS, UserService
+from app.stores.events import EventLog
+from app.stores.idempotency import KeyBackend
+from app.stores.jobs import JobStore, ResultBounds
+from app.stores.records import Repository
+from app.stores.revocations import Revocations
 
 log = get_logger(__name__)
 

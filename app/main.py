@@ -49,15 +49,15 @@ from app.container import (
     redis_client,
 )
 from app.core.breaker import BreakerConfig, BreakerRegistry
-from app.core.clients import ClientIdentifier
 from app.core.config import DEV_ADMIN_PASSWORD, Settings, get_settings
 from app.core.exceptions import StartupRefused
 from app.core.lifecycle import Lifecycle
 from app.core.logging import configure_logging, get_logger
 from app.core.metrics import release_process_metrics
 from app.core.rate_limiter import RateLimiter
-from app.core.routing import HTTP_METHODS
 from app.core.security import TokenCodec
+from app.http.clients import ClientIdentifier
+from app.http.routing import HTTP_METHODS
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.circuit_breaker import CircuitBreakerMiddleware
 from app.middleware.head_limit import HeadLimitMiddleware

@@ -31,7 +31,7 @@ from passlib.context import CryptContext
 from app.core.clock import utc_now_iso
 from app.core.security import PasswordHasher
 from app.db.memory import InMemoryRepository
-from app.services.snapshots import FORMAT, FORMAT_VERSION
+from app.db.snapshots import FORMAT, FORMAT_VERSION
 from app.services.users import _USERS_SPEC, USERS, new_credential_stamp
 from bench._server import running_server
 from bench._wrk import TASKSET, WRK, Round, median_round, wrk

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import httpx
 
-from app.db.base import Filter, Repository
 from app.db.memory import InMemoryRepository
 from app.redis.client import RedisClient
 from app.redis.repository import RedisRepository
 from app.services.users import _USERS_SPEC
+from app.stores.records import Filter, Repository
 from bench._server import redis_server, running_server
 from bench._wrk import TASKSET, WRK, Round, median_round, wrk
 

@@ -15,8 +15,8 @@ from starlette.responses import Response
 
 from app.core.breaker import report_dependency_failure
 from app.core.exceptions import AppError, ProblemType, ValidationFailed
-from app.core.problems import problem_response
-from app.core.routing import allowed_methods
+from app.http.problems import problem_response
+from app.http.routing import allowed_methods
 
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
 _INVALID = "The request is not valid; see errors."

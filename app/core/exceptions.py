@@ -25,7 +25,7 @@
     │   │   └── JournalUnavailable   the memory store's journal cannot be written
     │   └── ReplayedError            an earlier answer (4xx) replayed for an Idempotency-Key
     ├── StartupRefused               the service will not start as configured (a clear message)
-    │   └── SnapshotError            (services/snapshots.py) the snapshot or journal is unusable
+    │   └── SnapshotError            (db/snapshots.py) the snapshot or journal is unusable
     ├── SettingsError                an environment variable holds an invalid setting
     ├── CircuitOpenError             a breaker refused a call (the caller answers 503)
     ├── InvalidTokenError            a token is malformed, expired or not ours (the caller: 401)

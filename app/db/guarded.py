@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from app.core.dependency import Dependency
 from app.core.exceptions import StoreUnavailable
 from app.core.faults import InjectedFault
-from app.db.base import CollectionOps, CollectionSpec, Filter, Page, Record, Repository
+from app.stores.records import CollectionOps, CollectionSpec, Filter, Page, Record, Repository
 
 T = TypeVar("T")
 

@@ -29,7 +29,8 @@ from typing import Any
 from prometheus_client import Gauge
 
 from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
-from app.db.base import (
+from app.db.journal import ID_BLOCK, Change, Journal, Replayed
+from app.stores.records import (
     CollectionOps,
     CollectionSpec,
     Filter,
@@ -43,7 +44,6 @@ from app.db.base import (
     unique_spec,
     unique_values,
 )
-from app.db.journal import ID_BLOCK, Change, Journal, Replayed
 
 _RESERVED = ("id", "version")
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.asgi import get_header
 from app.core.parsing import ascii_int
-from app.core.problems import problem_response
-from app.core.routing import under_prefix
+from app.http.asgi import get_header
+from app.http.problems import problem_response
+from app.http.routing import under_prefix
 
 
 class PayloadTooLarge(HTTPException):

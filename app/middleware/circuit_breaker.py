@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.core.breaker import OUTCOME_SCOPE_KEY, BreakerRegistry, CallOutcome
 from app.core.dependency import Dependency
 from app.core.exceptions import CircuitOpenError, ProblemType
-from app.core.problems import problem_response
+from app.http.problems import problem_response
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

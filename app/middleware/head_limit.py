@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.problems import refuse
+from app.http.problems import refuse
 
 # What a header costs on the wire besides its name and value: ": " and CRLF.
 _HEADER_OVERHEAD = 4

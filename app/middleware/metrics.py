@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.routing import HTTP_METHODS, route_template
+from app.http.routing import HTTP_METHODS, route_template
 
 # From a few milliseconds (a cached read) to the 10 s request timeout and a little past it.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)

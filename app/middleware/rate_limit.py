@@ -7,11 +7,11 @@ from collections.abc import Callable, Collection
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.asgi import append_headers
 from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
-from app.core.problems import problem_response
 from app.core.rate_limiter import QuotaLimiter, RateLimitDecision
+from app.http.asgi import append_headers
+from app.http.problems import problem_response
 
 log = get_logger(__name__)
 

@@ -10,10 +10,10 @@ from collections.abc import Callable, Collection
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.asgi import append_headers, get_header
 from app.core.logging import get_logger
-from app.core.problems import REQUEST_ID_SCOPE_KEY, internal_error_response
-from app.core.routing import route_template
+from app.http.asgi import append_headers, get_header
+from app.http.problems import REQUEST_ID_SCOPE_KEY, internal_error_response
+from app.http.routing import route_template
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")

@@ -11,8 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core import deadline as request_deadline
 from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
-from app.core.problems import problem_response
-from app.core.routing import route_template
+from app.http.problems import problem_response
+from app.http.routing import route_template
 
 log = get_logger(__name__)
 

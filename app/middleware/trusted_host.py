@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.problems import refuse
+from app.http.problems import refuse
 
 
 def host_name(host_header: str) -> str:

@@ -141,7 +141,7 @@ return 0
 Deliver = Callable[[str, dict[str, Any], str | None, str | None], object]
 
 
-class SharedRooms:
+class RedisRooms:
     """The chat manager's view of rooms that span replicas (see the module docstring)."""
 
     def __init__(

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from app.core.clock import utc_now_iso
 from app.core.logging import get_logger
 from app.redis.client import RedisClient, settle, stop_task
-from app.services.events import (
+from app.stores.events import (
     START,
     Deliver,
     Event,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from app.redis.client import RedisClient
-from app.services.idempotency import Entry
+from app.stores.idempotency import Entry
 
 # KEYS[1]: the key. ARGV: the claim (JSON), its expiry in ms. The entry found, or false.
 _CLAIM = """

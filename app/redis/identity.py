@@ -55,11 +55,18 @@ STORE_DATA_LOSS = Counter(
     "Times this process found the shared store had lost its data (another or no epoch).",
 )
 
-# KEYS[1] the epoch, KEYS[2] an id counter; ARGV[1] the epoch this process joined.
+# KEYS[1] the epoch, KEYS[2] an id counter; ARGV[1] the epoch this process joined, ARGV[2]
+# the highest id this process has seen from that counter. -1: another epoch; -2: the counter
+# is behind an id already seen (every id this process saw was issued before this script ran,
+# so an intact counter is past it: the comparison must be made here, in the script, because
+# answers reach the process in any order).
 _NEXT_ID = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-return redis.call('INCR', KEYS[2])
+local id = redis.call('INCR', KEYS[2])
+if id <= tonumber(ARGV[2]) then return -2 end
+return id
 """
+_BEHIND = -2  # (-1: another epoch)
 # KEYS[1] the epoch; ARGV[1] a fresh epoch (kept only if there is none). Returns the epoch.
 _JOIN = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
@@ -115,19 +122,18 @@ class StoreIdentity:
         if self.epoch is None:  # a repository used without the app's start-up (tools, tests)
             await self._join_epoch()
         record_id = await self._take(counter)
-        behind = 0 < record_id <= self._highest.get(counter, 0)
-        if record_id <= 0 or behind:  # resume past every id seen, then take one
-            await self.resume(went_back=counter if behind else None)
+        if record_id <= 0:  # resume past every id seen, then take one
+            await self.resume(went_back=counter if record_id == _BEHIND else None)
             record_id = await self._take(counter)
-            if record_id <= 0 or record_id <= self._highest.get(counter, 0):
+            if record_id <= 0:
                 raise StoreUnavailable("The store's dataset changed while an id was taken; retry.")
         self.saw(counter, record_id)
         return record_id
 
     async def _take(self, counter: str) -> int:
-        epoch = self.epoch or ""
+        args = [self.epoch or "", self._highest.get(counter, 0)]
         reply = await self._client.call(
-            "repository.next_id", lambda r: self._next_id([self.key, counter], [epoch])
+            "repository.next_id", lambda r: self._next_id([self.key, counter], args)
         )
         return int(reply)
 

@@ -18,7 +18,7 @@ import orjson
 from app.core.exceptions import StoreUnavailable
 from app.core.logging import get_logger
 from app.redis.backplane import Backplane
-from app.services.cache import TTLCache
+from app.stores.invalidation import LocalCache
 
 log = get_logger(__name__)
 
@@ -26,7 +26,7 @@ log = get_logger(__name__)
 class SharedInvalidation:
     """Invalidates `cache` here and on every replica sharing the backplane."""
 
-    def __init__(self, cache: TTLCache, backplane: Backplane) -> None:
+    def __init__(self, cache: LocalCache, backplane: Backplane) -> None:
         self._cache = cache
         self._backplane = backplane
         self._channel = f"invalidate:{cache.name}"
@@ -54,7 +54,7 @@ class SharedInvalidation:
             _apply(self._cache, message.get("keys", ()), message.get("patterns", ()))
 
 
-def _apply(cache: TTLCache, keys: Sequence[str], patterns: Sequence[str]) -> None:
+def _apply(cache: LocalCache, keys: Sequence[str], patterns: Sequence[str]) -> None:
     for key in keys:
         cache.invalidate(key)
     for pattern in patterns:

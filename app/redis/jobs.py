@@ -18,7 +18,7 @@ import math
 import time
 
 from app.redis.client import RedisClient
-from app.services.scoring.service import RESULTS_EVICTED, ResultBounds, ScoringJob
+from app.stores.jobs import RESULTS_EVICTED, ResultBounds, ScoringJob
 
 # KEYS: the index (sorted set), the sizes (hash). ARGV: the key prefix of results, the job id,
 # its owner, the result, now (ms), the TTL (ms), the bounds: total bytes, bytes per owner, count.

@@ -11,7 +11,7 @@ import hashlib
 import time
 
 from app.redis.client import RedisClient
-from app.services.login_throttle import FORGET_AFTER_SECONDS, MAX_BACKOFF_SECONDS
+from app.stores.login_failures import FORGET_AFTER_SECONDS, MAX_BACKOFF_SECONDS
 
 # KEYS: the record. ARGV: now (ms), the failure threshold, the longest back-off (ms), the TTL
 # (ms). One more failure; past the threshold the back-off doubles from 1 s.

@@ -48,7 +48,9 @@ from app.core.exceptions import (
     UnknownCollection,
     VersionMismatch,
 )
-from app.db.base import (
+from app.redis.client import RedisClient
+from app.redis.identity import StoreIdentity
+from app.stores.records import (
     CollectionOps,
     CollectionSpec,
     Filter,
@@ -62,8 +64,6 @@ from app.db.base import (
     unique_spec,
     unique_values,
 )
-from app.redis.client import RedisClient
-from app.redis.identity import StoreIdentity
 
 _RESERVED = ("id", "version")
 _ID_WIDTH = 20

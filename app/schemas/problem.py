@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.core.problems import PROBLEM_MEDIA_TYPE
+from app.http.problems import PROBLEM_MEDIA_TYPE
 
 
 class FieldError(BaseModel):

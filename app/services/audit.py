@@ -26,7 +26,8 @@ from prometheus_client import Counter
 
 from app.core.files import private_opener
 from app.core.logging import get_logger
-from app.services.events import SYSTEM_ACTOR, Event, EventBus
+from app.services.events import EventBus
+from app.stores.events import SYSTEM_ACTOR, Event
 
 log = get_logger(__name__)
 

@@ -13,7 +13,6 @@ import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
 
 from app.core.exceptions import Forbidden, InvalidTokenError, Unauthorized
 from app.core.logging import get_logger
@@ -21,23 +20,12 @@ from app.core.parsing import ascii_int
 from app.core.security import IssuedToken, PasswordHasher, TokenClaims, TokenCodec
 from app.services.login_throttle import MAX_ACCOUNT_LENGTH, LoginThrottle
 from app.services.users import User, UserService, normalise_email
+from app.stores.revocations import Revocations
 
 log = get_logger(__name__)
 
 _BAD_CREDENTIALS = "Incorrect email or password."
 _INVALID_TOKEN = "The token is invalid or expired."  # noqa: S105 - a message
-
-
-class Revocations(Protocol):
-    """Where logged-out token ids are kept: this process, or Redis for every replica."""
-
-    async def revoke(self, token_id: str, expires_at: int) -> bool:
-        """Remember `token_id` until `expires_at` (a Unix time); False if there is no room."""
-        ...
-
-    async def is_revoked(self, token_id: str) -> bool:
-        """Whether `token_id` was logged out."""
-        ...
 
 
 class TokenRevocations:

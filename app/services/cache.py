@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from prometheus_client import Counter, Gauge
 
@@ -40,13 +40,6 @@ CACHE_EVICTIONS = Counter(
     "cache_evictions_total", "Entries removed, by reason.", ["cache", "reason"]
 )  # reason: expired, lru, invalidated
 CACHE_ENTRIES = Gauge("cache_entries", "Entries held.", ["cache"], multiprocess_mode="liveall")
-
-
-class Invalidate(Protocol):
-    """Drop keys and glob patterns from a cache: this process's (`LocalInvalidation`), or
-    every replica's (`app/redis/invalidation.py`)."""
-
-    async def __call__(self, keys: Sequence[str], patterns: Sequence[str] = ()) -> None: ...
 
 
 @dataclass(slots=True)

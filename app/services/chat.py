@@ -26,6 +26,7 @@ from app.core.clock import utc_now_iso
 from app.core.exceptions import NameTaken, RoomFull, StoreUnavailable
 from app.core.logging import get_logger
 from app.schemas.chat import CLIENT_FRAME, Ping, Say
+from app.stores.chat_rooms import SharedRooms
 
 log = get_logger(__name__)
 
@@ -48,34 +49,6 @@ class ChatConnection(Protocol):
     async def send_text(self, data: str) -> None: ...
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
-
-
-class SharedRooms(Protocol):
-    """Rooms that span replicas: who holds which name, and frames to every replica."""
-
-    def attach(
-        self,
-        deliver: Callable[[str, dict[str, Any], str | None, str | None], object],
-        on_lost: Callable[[], object],
-    ) -> None: ...
-
-    def start(self) -> None: ...
-
-    async def claim(self, room: str, name: str) -> list[str]: ...
-
-    def on_lease_lost(self, callback: Callable[[str, str], object]) -> None: ...
-
-    async def release(self, room: str, name: str) -> None: ...
-
-    async def present(self, room: str, name: str) -> bool: ...
-
-    async def relay(
-        self, room: str, payload: dict[str, Any], *, exclude: str | None, to: str | None
-    ) -> None: ...
-
-    def forget_all(self) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 @dataclass(eq=False)

@@ -19,10 +19,8 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
-
-import orjson
+from dataclasses import replace
+from typing import Any
 
 from app.core.exceptions import (
     AppError,
@@ -33,63 +31,11 @@ from app.core.exceptions import (
     StoreUnavailable,
 )
 from app.core.logging import get_logger
+from app.stores.idempotency import Entry, KeyBackend, Outcome, StoredError
 
 log = get_logger(__name__)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A successful answer as it will be sent, and sent again on replay."""
-
-    status: int
-    body: Any
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredError:
-    """A client error (4xx) kept to be answered again on repeats."""
-
-    status: int
-    type: str
-    detail: str
-    headers: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What a key holds: the claim (`token`), then the outcome or the client error."""
-
-    fingerprint: str
-    token: str
-    outcome: Outcome | None = None
-    error: StoredError | None = None
-
-    @property
-    def in_flight(self) -> bool:
-        """The first request with this key has not finished."""
-        return self.outcome is None and self.error is None
-
-    def to_json(self) -> bytes:
-        """The entry as JSON (the Redis backend stores this)."""
-        return orjson.dumps(
-            {
-                "fingerprint": self.fingerprint,
-                "token": self.token,
-                "outcome": asdict(self.outcome) if self.outcome else None,
-                "error": asdict(self.error) if self.error else None,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Entry:
-        """The entry `to_json` wrote."""
-        data = orjson.loads(raw)
-        outcome = Outcome(**data["outcome"]) if data["outcome"] else None
-        error = StoredError(**data["error"]) if data["error"] else None
-        return cls(data["fingerprint"], data["token"], outcome, error)
 
 
 def _stored_error(error: AppError) -> StoredError:
@@ -240,19 +186,3 @@ class MemoryKeys:
         found = self._entries.get(key)
         if found is not None and found[1].token == token:
             del self._entries[key]
-
-
-class KeyBackend(Protocol):
-    """Where idempotency keys live; `claim` must be atomic across everything sharing it."""
-
-    async def claim(self, key: str, entry: Entry, in_flight_seconds: float) -> Entry | None:
-        """The entry already under `key`, or None after storing `entry` (in flight) there."""
-        ...
-
-    async def finish(self, key: str, entry: Entry) -> None:
-        """Replace the claim with the final entry (same token), kept for the TTL."""
-        ...
-
-    async def release(self, key: str, token: str) -> None:
-        """Remove the claim if it still holds `token`."""
-        ...

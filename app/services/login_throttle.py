@@ -28,13 +28,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import Protocol
 
 from app.core.exceptions import TooManyRequests, Unauthorized
 from app.core.rate_limiter import QuotaLimiter, RateLimiter
+from app.stores.login_failures import FORGET_AFTER_SECONDS, MAX_BACKOFF_SECONDS, FailureBook
 
-MAX_BACKOFF_SECONDS = 300.0
-FORGET_AFTER_SECONDS = 900.0
 # RFC 5321's longest path is 256 octets; an address longer than 254 cannot be delivered to.
 MAX_ACCOUNT_LENGTH = 254
 
@@ -51,23 +49,6 @@ def backoff_seconds(count: int, threshold: int) -> float:
     if count < threshold:
         return 0.0
     return min(MAX_BACKOFF_SECONDS, 2.0 ** (count - threshold))
-
-
-class FailureBook(Protocol):
-    """Consecutive failures per key and the back-off they impose: this process's memory, or
-    Redis, shared by every replica (so a guesser gets no fresh budget from another replica)."""
-
-    async def state(self, key: str) -> tuple[bool, float]:
-        """Whether `key` has failures on record, and the seconds its back-off has left."""
-        ...
-
-    async def fail(self, key: str) -> None:
-        """Record one more failure of `key` (and start or lengthen its back-off)."""
-        ...
-
-    async def clear(self, key: str) -> None:
-        """Forget `key`'s failures."""
-        ...
 
 
 class MemoryFailures:

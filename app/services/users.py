@@ -25,12 +25,13 @@ from app.core.exceptions import (
 )
 from app.core.logging import get_logger
 from app.core.security import PasswordHasher
-from app.db.base import CollectionSpec, Filter, Record, Repository, UniqueField
 from app.schemas.users import public_json, public_view
-from app.services.cache import Invalidate, LocalInvalidation, TTLCache
+from app.services.cache import LocalInvalidation, TTLCache
 from app.services.events import Publish
 from app.services.login_throttle import LoginThrottle
 from app.services.representations import RepresentationCache
+from app.stores.invalidation import Invalidate
+from app.stores.records import CollectionSpec, Filter, Record, Repository, UniqueField
 
 log = get_logger(__name__)
 

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
-from app.db.base import CollectionSpec, Filter, Page, Repository, UniqueField
 from app.db.memory import InMemoryRepository
 from app.redis.client import RedisClient
 from app.redis.repository import RedisRepository
+from app.stores.records import CollectionSpec, Filter, Page, Repository, UniqueField
 
 PEOPLE = CollectionSpec(
     name="people",

@@ -18,7 +18,7 @@ from httpx_sse import connect_sse
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from app.services.events import parse_event_id
+from app.stores.events import parse_event_id
 from tests.conftest import ServerFactory
 from tests.e2e.helpers import USERS, bearer, login, register, unique_email
 from tests.live_server import LiveServer

@@ -12,7 +12,7 @@ import pytest
 
 from app.core.exceptions import NameTaken, RoomFull
 from app.redis.backplane import Backplane
-from app.redis.chat import SharedRooms
+from app.redis.chat import RedisRooms
 from app.redis.client import RedisClient
 from app.services.chat import TRY_AGAIN_LATER, ChatManager
 from tests.redis_server import RedisServer
@@ -25,7 +25,7 @@ class Replica:
     def __init__(self, url: str, *, max_room_members: int = 10) -> None:
         self.client = RedisClient(url, timeout_seconds=1.0, max_connections=8)
         self.backplane = Backplane(self.client, retry_seconds=0.2)
-        rooms = SharedRooms(self.client, self.backplane, max_room_members=max_room_members)
+        rooms = RedisRooms(self.client, self.backplane, max_room_members=max_room_members)
         self.chat = ChatManager(
             messages_per_second=50, max_room_members=max_room_members, shared=rooms
         )

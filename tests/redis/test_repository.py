@@ -12,9 +12,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.core.exceptions import DuplicateKey, StoreUnavailable, VersionMismatch
-from app.db.base import CollectionSpec, UniqueField
 from app.redis.client import RedisClient
 from app.redis.repository import RedisRepository
+from app.stores.records import CollectionSpec, UniqueField
 from tests.redis_server import RedisServer
 
 PEOPLE = CollectionSpec(

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from app.services.audit import AuditLog
-from app.services.events import EventBus, MemoryEventLog, parse_event_id
+from app.services.events import EventBus, MemoryEventLog
+from app.stores.events import parse_event_id
 
 
 async def test_events_become_json_lines_and_stop_flushes(tmp_path: Path) -> None:

@@ -11,15 +11,8 @@ import pytest
 
 from app.redis.client import RedisClient
 from app.redis.event_log import RedisEventLog
-from app.services.events import (
-    Event,
-    EventBus,
-    Gap,
-    MemoryEventLog,
-    Subscription,
-    format_event_id,
-    parse_event_id,
-)
+from app.services.events import EventBus, Gap, MemoryEventLog, Subscription
+from app.stores.events import Event, format_event_id, parse_event_id
 
 BusFactory = Callable[..., Awaitable[EventBus]]
 

@@ -16,10 +16,9 @@ from app.services.idempotency import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     IdempotencyStore,
-    KeyBackend,
     MemoryKeys,
-    Outcome,
 )
+from app.stores.idempotency import KeyBackend, Outcome
 from tests.fakes import FakeClock
 
 SECRET = b"s" * 32

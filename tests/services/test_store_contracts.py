@@ -13,9 +13,12 @@ from app.redis.client import RedisClient
 from app.redis.jobs import RedisJobs
 from app.redis.login_throttle import RedisFailures
 from app.redis.revocations import RedisRevocations
-from app.services.auth import Revocations, TokenRevocations
-from app.services.login_throttle import FailureBook, MemoryFailures
-from app.services.scoring.service import JobStore, MemoryJobs, ResultBounds, ScoringJob
+from app.services.auth import TokenRevocations
+from app.services.login_throttle import MemoryFailures
+from app.services.scoring.service import MemoryJobs
+from app.stores.jobs import JobStore, ResultBounds, ScoringJob
+from app.stores.login_failures import FailureBook
+from app.stores.revocations import Revocations
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -21,7 +21,8 @@ from app.api.sse import sse_response
 from app.core.exceptions import Forbidden, StoreUnavailable
 from app.schemas.events import EventAccepted, EventIn, EventList
 from app.schemas.problem import problem_responses
-from app.services.events import Event, EventBus, Gap, is_reserved_topic
+from app.services.events import EventBus, Gap, is_reserved_topic
+from app.stores.events import Event
 
 router = APIRouter(prefix=f"{API_PREFIX}/events", tags=["events"])
 

@@ -22,8 +22,9 @@ from app.api.deps import API_PREFIX, EventBusDep
 from app.core.exceptions import Overloaded
 from app.schemas.problem import problem_responses
 from app.schemas.scoring import CpuDemoRequest
-from app.services.events import Event, Gap
+from app.services.events import Gap
 from app.services.scoring import worker
+from app.stores.events import Event
 
 router = APIRouter(prefix=f"{API_PREFIX}/demo", tags=["resilience demos"])
 

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 from app.api.deps import ClientAddress, SettingsDep
 from app.core.config import IpNetwork
 from app.core.metrics import render_metrics
-from app.core.problems import problem_response
+from app.http.problems import problem_response
 
 
 def _allowed(address: str, networks: list[IpNetwork]) -> bool:

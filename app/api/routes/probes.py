@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import HealthDep, LifecycleDep, SettingsDep, Viewer
 from app.core.exceptions import Forbidden, ProblemType, Unauthorized
-from app.core.problems import problem_response
+from app.http.problems import problem_response
 from app.schemas.problem import problem_responses
 from app.services.health import CheckResult
 

@@ -22,7 +22,7 @@ from app.schemas.scoring import (
     ScoringRequest,
     ScoringResult,
 )
-from app.services.scoring.service import ScoringJob
+from app.stores.jobs import ScoringJob
 
 router = APIRouter(prefix=f"{API_PREFIX}/scoring", tags=["scoring"])
 cpu_router = APIRouter(prefix=API_PREFIX, tags=["scoring"])

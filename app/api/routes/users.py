@@ -25,7 +25,7 @@ from app.api.deps import (
 from app.api.etags import entity_tag, if_match_versions, if_none_match_hits
 from app.api.stale import stale_marks
 from app.core.exceptions import Conflict, Forbidden, StoreUnavailable
-from app.core.routing import HTTP_METHODS
+from app.http.routing import HTTP_METHODS
 from app.schemas.problem import problem_responses
 from app.schemas.users import (
     UserCreate,
@@ -37,8 +37,9 @@ from app.schemas.users import (
     public_view,
     user_list_json,
 )
-from app.services.idempotency import REPLAYED_HEADER, Outcome
+from app.services.idempotency import REPLAYED_HEADER
 from app.services.users import User, UserService
+from app.stores.idempotency import Outcome
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from app.core.exceptions import StoreUnavailable
-from app.db.base import Record
 from app.db.memory import InMemoryRepository
 from app.schemas.users import UserList
+from app.stores.records import Record
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
 
 USERS = "/api/v1/users"

@@ -13,14 +13,9 @@ from app.core.exceptions import Gone, NotFound, Overloaded, ValidationFailed
 from app.redis.client import RedisClient
 from app.redis.jobs import RedisJobs
 from app.services.process_pool import ProcessPool
-from app.services.scoring.service import (
-    JOBS_TOPIC,
-    MemoryJobs,
-    ResultBounds,
-    ScoringJob,
-    ScoringService,
-)
+from app.services.scoring.service import JOBS_TOPIC, MemoryJobs, ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
+from app.stores.jobs import ResultBounds, ScoringJob
 from tests.fakes import FakeClock
 
 BOUNDS = ResultBounds(max_bytes=64_000, max_bytes_per_client=16_000)

@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-import app.services.snapshots as snapshots_module
-from app.db.base import CollectionSpec, UniqueField
+import app.db.snapshots as snapshots_module
 from app.db.memory import InMemoryRepository
-from app.services.snapshots import FORMAT, SnapshotError, SnapshotManager
+from app.db.snapshots import FORMAT, SnapshotError, SnapshotManager
+from app.stores.records import CollectionSpec, UniqueField
 
 SPEC = CollectionSpec("users", unique=(UniqueField("email", case_insensitive=True),))
 

@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 import app.db.journal as journal_module
-from app.db.base import CollectionSpec, UniqueField
 from app.db.journal import ID_BLOCK, JournalUnavailable, generation_path, generations
 from app.db.memory import InMemoryRepository
-from app.services.snapshots import SnapshotError, SnapshotManager
+from app.db.snapshots import SnapshotError, SnapshotManager
+from app.stores.records import CollectionSpec, UniqueField
 
 SPEC = CollectionSpec("users", unique=(UniqueField("email", case_insensitive=True),))
 NOTES = CollectionSpec("notes")

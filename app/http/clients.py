@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from app.core.asgi import get_header
 from app.core.config import IpNetwork
+from app.http.asgi import get_header
 
 UNKNOWN_CLIENT = "unknown"
 

@@ -6,7 +6,7 @@ import ipaddress
 
 from starlette.types import Scope
 
-from app.core.clients import ClientIdentifier
+from app.http.clients import ClientIdentifier
 
 PROXY = [ipaddress.ip_network("10.0.0.0/8")]
 
