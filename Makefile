@@ -36,13 +36,15 @@ test: $(VENV)/.dev-installed $(TOOLS)/.installed
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-## lint: ruff (rules and format) and mypy --strict
+## lint: ruff (rules and format), mypy --strict, and the layers of app/ (import-linter)
 lint: $(VENV)/.dev-installed
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/python -m mypy

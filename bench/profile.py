@@ -45,7 +45,7 @@ COMPONENTS: list[tuple[str, Callable[[str], bool]]] = [
         "our middleware layers",
         lambda f: (
             f.startswith("app/middleware/")
-            or f in ("app/core/rate_limiter.py", "app/core/clients.py", "app/core/breaker.py")
+            or f in ("app/core/rate_limiter.py", "app/http/clients.py", "app/core/breaker.py")
         ),
     ),
     (

@@ -264,7 +264,7 @@ class _Ops(CollectionOps):
 class InMemoryRepository:
     """The `Repository` held in this process's memory: fast, simple, gone on restart.
 
-    Each method does what the `Repository` protocol (`app/db/base.py`) documents; what this
+    Each method does what the `Repository` protocol (`app/stores/records.py`) documents; what this
     backend adds is in the module docstring and in `export`, `restore` and `transaction`.
     """
 

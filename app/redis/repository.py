@@ -434,7 +434,7 @@ class _Transaction(CollectionOps):
 class RedisRepository:
     """The `Repository` kept in Redis, shared by every process that uses the same Redis.
 
-    Each method does what the `Repository` protocol (`app/db/base.py`) documents; how this
+    Each method does what the `Repository` protocol (`app/stores/records.py`) documents; how this
     backend keeps it true across processes is in the module docstring.
     """
 
