@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -19,47 +21,54 @@ from app.core.exceptions import StartupRefused, StoreUnavailable
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
 from app.core.loop_lag import LoopLagMonitor
-from app.core.rate_limiter import QuotaLimiter, RateLimiter
 from app.core.security import PasswordHasher, TokenCodec, derived_key
-from app.db.guarded import (
+from app.http.clients import ClientIdentifier
+from app.memory.event_log import MemoryEventLog
+from app.memory.guarded import (
     STORE_CALL_SECONDS,
     GuardedRepository,
     is_store_failure,
     is_store_retriable,
     refused,
 )
-from app.db.memory import InMemoryRepository
-from app.db.snapshots import SnapshotManager
-from app.http.clients import ClientIdentifier
+from app.memory.idempotency import MemoryKeys
+from app.memory.invalidation import MemoryInvalidation
+from app.memory.jobs import MemoryJobs
+from app.memory.login_throttle import MemoryFailures
+from app.memory.rate_limiter import MemoryRateLimiter
+from app.memory.repository import MemoryRepository
+from app.memory.revocations import MemoryRevocations
+from app.memory.snapshots import SnapshotManager
 from app.redis.backplane import Backplane
 from app.redis.chat import RedisRooms
 from app.redis.client import RedisClient
 from app.redis.connection import SentinelTarget
 from app.redis.event_log import RedisEventLog
 from app.redis.idempotency import RedisKeys
-from app.redis.invalidation import SharedInvalidation
+from app.redis.invalidation import RedisInvalidation
 from app.redis.jobs import RedisJobs
 from app.redis.login_throttle import RedisFailures
 from app.redis.rate_limiter import RedisRateLimiter
 from app.redis.repository import RedisRepository
 from app.redis.revocations import RedisRevocations
 from app.services.audit import AuditLog
-from app.services.auth import AuthService, TokenRevocations
+from app.services.auth import AuthService
 from app.services.breaker_events import BreakerEvents
 from app.services.cache import TTLCache
 from app.services.chat import ChatManager
-from app.services.events import EventBus, MemoryEventLog
+from app.services.events import EventBus
 from app.services.health import HealthChecker
-from app.services.idempotency import IdempotencyStore, MemoryKeys
+from app.services.idempotency import IdempotencyStore
 from app.services.login_throttle import LoginThrottle
 from app.services.process_pool import ProcessPool
-from app.services.scoring.service import MemoryJobs, ScoringService
+from app.services.scoring.service import ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
 from app.services.tickers import TickerDrops
 from app.services.users import USERS, UserService
 from app.stores.events import EventLog
 from app.stores.idempotency import KeyBackend
 from app.stores.jobs import JobStore, ResultBounds
+from app.stores.quotas import QuotaLimiter
 from app.stores.records import Repository
 from app.stores.revocations import Revocations
 
@@ -79,7 +88,7 @@ class Foundation:
     breakers: BreakerRegistry
     redis: RedisClient | None = None
     # The memory store as a dependency (APP_STORE=memory): nothing fails by itself, but it
-    # takes injected faults through the same pipeline as Redis (app/db/guarded.py).
+    # takes injected faults through the same pipeline as Redis (app/memory/guarded.py).
     store: Dependency | None = None
 
     @property
@@ -334,7 +343,7 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
     """In this process's memory (the default), or in Redis, shared by every replica."""
     if client is None:
         return Stores(
-            repository=InMemoryRepository(),
+            repository=MemoryRepository(),
             redis=None,
             backplane=None,
             idempotency=MemoryKeys(
@@ -344,7 +353,7 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
             jobs=MemoryJobs(
                 ttl_seconds=settings.scoring_job_ttl_seconds, bounds=result_bounds(settings)
             ),
-            revocations=TokenRevocations(),
+            revocations=MemoryRevocations(),
         )
     log.info("store_selected", store="redis", url=client.display_url)
     return Stores(
@@ -359,19 +368,34 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
     )
 
 
+def memory_login_throttle(
+    *,
+    attempts_per_minute: int,
+    failures_before_backoff: int,
+    max_entries: int = 100_000,
+    clock: Callable[[], float] = time.monotonic,
+) -> LoginThrottle:
+    """A login throttle whose state lives in this process."""
+    return LoginThrottle(
+        attempts=MemoryRateLimiter(attempts_per_minute, 60, clock=clock),
+        pairs=MemoryFailures(failures_before_backoff, max_entries, clock),
+        accounts=MemoryFailures(failures_before_backoff, max_entries, clock),
+    )
+
+
 def build_login_throttle(settings: Settings, redis: RedisClient | None) -> LoginThrottle:
     """Login attempts and back-offs: per process in memory, or shared by every replica in
     Redis (they protect accounts, which every replica serves)."""
     threshold = settings.login_failures_before_backoff
     if redis is None:
-        return LoginThrottle.in_memory(
+        return memory_login_throttle(
             attempts_per_minute=settings.login_attempts_per_minute,
             failures_before_backoff=threshold,
         )
     per_minute = settings.login_attempts_per_minute
     return LoginThrottle(
         attempts=RedisRateLimiter(
-            redis, per_minute, 60, fallback=RateLimiter(per_minute, 60), name="login"
+            redis, per_minute, 60, fallback=MemoryRateLimiter(per_minute, 60), name="login"
         ),
         pairs=RedisFailures(redis, kind="pair", threshold=threshold),
         accounts=RedisFailures(redis, kind="account", threshold=threshold),
@@ -380,7 +404,7 @@ def build_login_throttle(settings: Settings, redis: RedisClient | None) -> Login
 
 def build_rate_limiter(settings: Settings, redis: RedisClient | None) -> QuotaLimiter:
     """The request quota: per process in memory, or one per client across replicas."""
-    local = RateLimiter(settings.rate_limit_requests, settings.rate_limit_window_seconds)
+    local = MemoryRateLimiter(settings.rate_limit_requests, settings.rate_limit_window_seconds)
     if redis is None:
         return local
     return RedisRateLimiter(
@@ -438,7 +462,9 @@ def build_services(foundation: Foundation) -> AppServices:
         admin_email=settings.admin_email,
         publish=bus.publish,
         invalidate=(
-            SharedInvalidation(users_cache, stores.backplane) if stores.backplane else None
+            RedisInvalidation(users_cache, stores.backplane)
+            if stores.backplane
+            else MemoryInvalidation(users_cache)
         ),
     )
     chat = ChatManager(
@@ -469,7 +495,7 @@ def build_services(foundation: Foundation) -> AppServices:
         publish=bus.publish,
     )
     snapshots = None
-    if settings.snapshot_path and isinstance(repository, InMemoryRepository):
+    if settings.snapshot_path and isinstance(repository, MemoryRepository):
         snapshots = SnapshotManager(
             repository,
             settings.snapshot_path,

@@ -54,10 +54,10 @@ from app.core.exceptions import StartupRefused
 from app.core.lifecycle import Lifecycle
 from app.core.logging import configure_logging, get_logger
 from app.core.metrics import release_process_metrics
-from app.core.rate_limiter import RateLimiter
 from app.core.security import TokenCodec
 from app.http.clients import ClientIdentifier
 from app.http.routing import HTTP_METHODS
+from app.memory.rate_limiter import MemoryRateLimiter
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.circuit_breaker import CircuitBreakerMiddleware
 from app.middleware.head_limit import HeadLimitMiddleware
@@ -246,7 +246,7 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             ),
             Middleware(
                 RateLimitMiddleware,
-                limiter=RateLimiter(settings.light_rate_limit_requests, 60),
+                limiter=MemoryRateLimiter(settings.light_rate_limit_requests, 60),
                 client_key=clients.address_key,
                 only_paths=LIGHT_PATHS,
                 only_prefixes=(STATIC_PREFIX,),

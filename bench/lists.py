@@ -30,8 +30,8 @@ from passlib.context import CryptContext
 
 from app.core.clock import utc_now_iso
 from app.core.security import PasswordHasher
-from app.db.memory import InMemoryRepository
-from app.db.snapshots import FORMAT, FORMAT_VERSION
+from app.memory.repository import MemoryRepository
+from app.memory.snapshots import FORMAT, FORMAT_VERSION
 from app.services.users import _USERS_SPEC, USERS, new_credential_stamp
 from bench._server import running_server
 from bench._wrk import TASKSET, WRK, Round, median_round, wrk
@@ -56,7 +56,7 @@ POST = "POST (bcrypt 4 rounds)"
 
 async def _snapshot(users: int) -> bytes:
     """A snapshot holding `users` users, as the app itself would write it."""
-    repo = InMemoryRepository()
+    repo = MemoryRepository()
     repo.declare(_USERS_SPEC)
     password_hash = await PasswordHasher(rounds=BCRYPT_ROUNDS).hash("password123")
     now = utc_now_iso()

@@ -45,7 +45,7 @@ COMPONENTS: list[tuple[str, Callable[[str], bool]]] = [
         "our middleware layers",
         lambda f: (
             f.startswith("app/middleware/")
-            or f in ("app/core/rate_limiter.py", "app/http/clients.py", "app/core/breaker.py")
+            or f in ("app/memory/rate_limiter.py", "app/http/clients.py", "app/core/breaker.py")
         ),
     ),
     (
@@ -56,7 +56,7 @@ COMPONENTS: list[tuple[str, Callable[[str], bool]]] = [
     ("prometheus_client", lambda f: f.startswith("prometheus_client/")),
     (
         "the route, service, cache and repository",
-        lambda f: f.startswith(("app/api/", "app/services/", "app/db/")),
+        lambda f: f.startswith(("app/api/", "app/services/", "app/memory/")),
     ),
 ]
 _FRAME = re.compile(r"(.*?) \((.*?):\d+\)$")

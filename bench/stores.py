@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from app.db.memory import InMemoryRepository
+from app.memory.repository import MemoryRepository
 from app.redis.client import RedisClient
 from app.redis.repository import RedisRepository
 from app.services.users import _USERS_SPEC
@@ -181,7 +181,7 @@ async def _lists(users: int) -> dict[str, dict[str, float]]:
     with redis_server(8791, directory) as url:
         client = RedisClient(url, timeout_seconds=30, max_connections=64)
         stores: dict[str, Repository] = {
-            "memory": InMemoryRepository(),
+            "memory": MemoryRepository(),
             "redis": RedisRepository(client),
         }
         for store, repo in stores.items():

@@ -9,9 +9,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
-from app.core.rate_limiter import QuotaLimiter, RateLimitDecision
 from app.http.asgi import append_headers
 from app.http.problems import problem_response
+from app.stores.quotas import QuotaLimiter, RateLimitDecision
 
 log = get_logger(__name__)
 

@@ -23,7 +23,7 @@ from app.stores.invalidation import LocalCache
 log = get_logger(__name__)
 
 
-class SharedInvalidation:
+class RedisInvalidation:
     """Invalidates `cache` here and on every replica sharing the backplane."""
 
     def __init__(self, cache: LocalCache, backplane: Backplane) -> None:

@@ -18,8 +18,8 @@ from prometheus_client import Counter
 
 from app.core.exceptions import StoreUnavailable
 from app.core.logging import get_logger
-from app.core.rate_limiter import RateLimitDecision, RateLimiter, gcra_decision
 from app.redis.client import RedisClient
+from app.stores.quotas import LocalQuota, RateLimitDecision, gcra_decision
 
 log = get_logger(__name__)
 
@@ -53,7 +53,7 @@ class RedisRateLimiter:
         quota: int,
         window_seconds: float,
         *,
-        fallback: RateLimiter,
+        fallback: LocalQuota,
         fallback_seconds: float = 1.0,
         name: str = "ratelimit",
     ) -> None:

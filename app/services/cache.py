@@ -23,7 +23,7 @@ import contextlib
 import fnmatch
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -256,17 +256,3 @@ class TTLCache:
             "ttl_seconds": self.ttl,
             "stale_seconds": self.stale_seconds,
         }
-
-
-class LocalInvalidation:
-    """Invalidates one cache in this process (all there is with the memory store)."""
-
-    def __init__(self, cache: TTLCache) -> None:
-        self._cache = cache
-
-    async def __call__(self, keys: Sequence[str], patterns: Sequence[str] = ()) -> None:
-        """Drop `keys` and `patterns`."""
-        for key in keys:
-            self._cache.invalidate(key)
-        for pattern in patterns:
-            self._cache.invalidate_pattern(pattern)

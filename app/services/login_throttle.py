@@ -24,82 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Sized
-from dataclasses import dataclass
+from collections.abc import Sized
 
 from app.core.exceptions import TooManyRequests, Unauthorized
-from app.core.rate_limiter import QuotaLimiter, RateLimiter
-from app.stores.login_failures import FORGET_AFTER_SECONDS, MAX_BACKOFF_SECONDS, FailureBook
+from app.stores.login_failures import FailureBook
+from app.stores.quotas import QuotaLimiter
 
 # RFC 5321's longest path is 256 octets; an address longer than 254 cannot be delivered to.
 MAX_ACCOUNT_LENGTH = 254
-
-
-@dataclass(slots=True)
-class _Failures:
-    count: int
-    blocked_until: float
-    last: float
-
-
-def backoff_seconds(count: int, threshold: int) -> float:
-    """How long the `count`-th consecutive failure makes the next attempt wait."""
-    if count < threshold:
-        return 0.0
-    return min(MAX_BACKOFF_SECONDS, 2.0 ** (count - threshold))
-
-
-class MemoryFailures:
-    """`FailureBook` in this process: in the order of the last failure, forgotten when old, the
-    oldest first when full."""
-
-    def __init__(
-        self, threshold: int, max_entries: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._threshold = threshold
-        self._max_entries = max_entries
-        self._clock = clock
-        self._entries: OrderedDict[str, _Failures] = OrderedDict()
-
-    def __len__(self) -> int:
-        self._forget_old()
-        return len(self._entries)
-
-    async def state(self, key: str) -> tuple[bool, float]:
-        """Whether `key` failed lately, and the seconds left of its back-off."""
-        self._forget_old()
-        failures = self._entries.get(key)
-        if failures is None:
-            return False, 0.0
-        return True, failures.blocked_until - self._clock()
-
-    async def fail(self, key: str) -> None:
-        """One more failure of `key`."""
-        now = self._clock()
-        failures = self._entries.pop(key, None) or _Failures(0, 0.0, now)
-        failures.count += 1
-        failures.last = now
-        delay = backoff_seconds(failures.count, self._threshold)
-        if delay:
-            failures.blocked_until = now + delay
-        self._entries[key] = failures
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-        self._forget_old()
-
-    async def clear(self, key: str) -> None:
-        """Forget `key`."""
-        self._entries.pop(key, None)
-
-    def _forget_old(self) -> None:
-        horizon = self._clock() - FORGET_AFTER_SECONDS
-        while self._entries:
-            oldest = next(iter(self._entries.values()))
-            if oldest.last > horizon:
-                return
-            self._entries.popitem(last=False)
 
 
 class LoginThrottle:
@@ -115,22 +47,6 @@ class LoginThrottle:
         self._attempts = attempts
         self._pairs = pairs
         self._accounts = accounts
-
-    @classmethod
-    def in_memory(
-        cls,
-        *,
-        attempts_per_minute: int,
-        failures_before_backoff: int,
-        max_entries: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> LoginThrottle:
-        """A throttle whose state lives in this process."""
-        return cls(
-            attempts=RateLimiter(attempts_per_minute, 60, clock=clock),
-            pairs=MemoryFailures(failures_before_backoff, max_entries, clock),
-            accounts=MemoryFailures(failures_before_backoff, max_entries, clock),
-        )
 
     def entries(self) -> int:
         """Failure records held now in this process (accounts and address-account pairs)."""

@@ -26,7 +26,7 @@ from app.core.exceptions import (
 from app.core.logging import get_logger
 from app.core.security import PasswordHasher
 from app.schemas.users import public_json, public_view
-from app.services.cache import LocalInvalidation, TTLCache
+from app.services.cache import TTLCache
 from app.services.events import Publish
 from app.services.login_throttle import LoginThrottle
 from app.services.representations import RepresentationCache
@@ -129,8 +129,8 @@ class UserService:
         hasher: PasswordHasher,
         cache: TTLCache,
         *,
+        invalidate: Invalidate,
         publish: Publish | None = None,
-        invalidate: Invalidate | None = None,
         throttle: LoginThrottle | None = None,
         admin_email: str | None = None,
         now: Callable[[], datetime] = utc_now,
@@ -143,7 +143,7 @@ class UserService:
         # anyone registering it first would otherwise keep the next start from having an admin.
         self._admin_email = normalise_email(admin_email) if admin_email else None
         self.cache = cache
-        self._invalidations = invalidate or LocalInvalidation(cache)
+        self._invalidations = invalidate
         self._publish = publish
         self._now = now
         self._rendered = RepresentationCache(RENDERED_USERS)

@@ -1,24 +1,20 @@
-"""Where state lives: one interface module per stateful seam, each with two backends, one in
-this process and one in Redis (shared by every replica):
+"""Where state lives: one interface module per stateful seam here, and two backends that mirror
+each other module for module: app/memory (this process) and app/redis (shared by every replica).
 
-- records: `records.Repository`; `InMemoryRepository` (app/db/memory.py, made durable by
-  app/db/journal.py and app/db/snapshots.py), `RedisRepository` (app/redis/repository.py);
-- idempotency keys: `idempotency.KeyBackend`; `MemoryKeys` (app/services/idempotency.py),
-  `RedisKeys` (app/redis/idempotency.py);
-- events: `events.EventLog`; `MemoryEventLog` (app/services/events.py), `RedisEventLog`
-  (app/redis/event_log.py);
-- login failures: `login_failures.FailureBook`; `MemoryFailures`
-  (app/services/login_throttle.py), `RedisFailures` (app/redis/login_throttle.py);
-- scoring jobs: `jobs.JobStore`; `MemoryJobs` (app/services/scoring/service.py), `RedisJobs`
-  (app/redis/jobs.py);
-- logged-out tokens: `revocations.Revocations`; `TokenRevocations` (app/services/auth.py),
-  `RedisRevocations` (app/redis/revocations.py);
-- chat rooms: `chat_rooms.SharedRooms`; kept by the chat service itself in one process
-  (app/services/chat.py), `RedisRooms` (app/redis/chat.py);
-- cache invalidation: `invalidation.Invalidate`; `LocalInvalidation` (app/services/cache.py),
-  `SharedInvalidation` (app/redis/invalidation.py).
+| seam | interface | app/memory | app/redis |
+|---|---|---|---|
+| records | records.Repository | repository.MemoryRepository | repository.RedisRepository |
+| request quotas | quotas.QuotaLimiter | rate_limiter.MemoryRateLimiter | rate_limiter.RedisRateLimiter |
+| idempotency keys | idempotency.KeyBackend | idempotency.MemoryKeys | idempotency.RedisKeys |
+| events | events.EventLog | event_log.MemoryEventLog | event_log.RedisEventLog |
+| login failures | login_failures.FailureBook | login_throttle.MemoryFailures | login_throttle.RedisFailures |
+| scoring jobs | jobs.JobStore | jobs.MemoryJobs | jobs.RedisJobs |
+| logged-out tokens | revocations.Revocations | revocations.MemoryRevocations | revocations.RedisRevocations |
+| cache invalidation | invalidation.Invalidate | invalidation.MemoryInvalidation | invalidation.RedisInvalidation |
+| chat rooms | chat_rooms.SharedRooms | (rooms of one process: the chat service's own) | chat.RedisRooms |
 
-Services depend on these interfaces; the backends in app/db and app/redis depend on them and on
-app.core, never on a service (import-linter holds it: `[tool.importlinter]` in pyproject.toml).
+The memory records are made durable by app/memory/journal.py and app/memory/snapshots.py; Redis
+by its own persistence. Services depend on these interfaces only, and the backends on them and on
+app.core, never on a service: import-linter holds both (`[tool.importlinter]` in pyproject.toml).
 app/container.py picks the backends from `APP_STORE`.
-"""
+"""  # noqa: E501 - the table reads better whole

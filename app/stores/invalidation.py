@@ -1,6 +1,6 @@
 """The cache-invalidation interface (`Invalidate`): drop keys and patterns from this
-process's cache (`LocalInvalidation`, app/services/cache.py) or from every replica's
-(`SharedInvalidation`, app/redis/invalidation.py), which acts on a `LocalCache`.
+process's cache (`MemoryInvalidation`, app/services/cache.py) or from every replica's
+(`RedisInvalidation`, app/redis/invalidation.py), which acts on a `LocalCache`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class LocalCache(Protocol):
 
 
 class Invalidate(Protocol):
-    """Drop keys and glob patterns from a cache: this process's (`LocalInvalidation`), or
+    """Drop keys and glob patterns from a cache: this process's (`MemoryInvalidation`), or
     every replica's (`app/redis/invalidation.py`)."""
 
     async def __call__(self, keys: Sequence[str], patterns: Sequence[str] = ()) -> None: ...

@@ -28,3 +28,10 @@ class FailureBook(Protocol):
     async def clear(self, key: str) -> None:
         """Forget `key`'s failures."""
         ...
+
+
+def backoff_seconds(count: int, threshold: int) -> float:
+    """How long the `count`-th consecutive failure makes the next attempt wait."""
+    if count < threshold:
+        return 0.0
+    return min(MAX_BACKOFF_SECONDS, 2.0 ** (count - threshold))

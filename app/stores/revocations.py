@@ -1,4 +1,4 @@
-"""The logged-out-token store's interface (`Revocations`): `TokenRevocations`
+"""The logged-out-token store's interface (`Revocations`): `MemoryRevocations`
 (app/services/auth.py) or `RedisRevocations` (app/redis/revocations.py).
 """
 

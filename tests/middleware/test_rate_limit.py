@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from app.core.rate_limiter import RateLimiter
+from app.memory.rate_limiter import MemoryRateLimiter
 from app.middleware.rate_limit import RateLimitMiddleware
 
 
@@ -17,7 +17,7 @@ async def ok(scope: Scope, receive: Receive, send: Send) -> None:
 def _client(quota: int = 3) -> httpx.AsyncClient:
     app = RateLimitMiddleware(
         ok,
-        limiter=RateLimiter(quota, 60),
+        limiter=MemoryRateLimiter(quota, 60),
         client_key=lambda scope: dict(scope["headers"]).get(b"x-who", b"anon").decode(),
         exempt_paths=["/live"],
     )

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.core.rate_limiter import QuotaLimiter, RateLimiter
+from app.memory.rate_limiter import MemoryRateLimiter
 from app.redis.client import RedisClient
 from app.redis.rate_limiter import RedisRateLimiter
+from app.stores.quotas import QuotaLimiter
 from tests.redis_server import RedisServer
 
 
@@ -25,7 +26,7 @@ async def clients(redis_url: str) -> AsyncIterator[list[RedisClient]]:
 
 
 def _redis_limiter(client: RedisClient, quota: int, window: float) -> RedisRateLimiter:
-    return RedisRateLimiter(client, quota, window, fallback=RateLimiter(quota, window))
+    return RedisRateLimiter(client, quota, window, fallback=MemoryRateLimiter(quota, window))
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
@@ -33,7 +34,7 @@ async def test_a_burst_is_allowed_then_refused_with_the_same_fields(
     backend: str, clients: list[RedisClient]
 ) -> None:
     limiter: QuotaLimiter = (
-        RateLimiter(5, 10) if backend == "memory" else _redis_limiter(clients[0], 5, 10)
+        MemoryRateLimiter(5, 10) if backend == "memory" else _redis_limiter(clients[0], 5, 10)
     )
     decisions = [await limiter.acquire("a") for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
@@ -62,7 +63,9 @@ async def test_without_redis_it_limits_in_memory_and_comes_back(tmp_path: Path) 
     server = RedisServer(tmp_path)
     server.start()
     client = RedisClient(server.url, timeout_seconds=0.3, max_connections=4)
-    limiter = RedisRateLimiter(client, 3, 60, fallback=RateLimiter(3, 60), fallback_seconds=0.5)
+    limiter = RedisRateLimiter(
+        client, 3, 60, fallback=MemoryRateLimiter(3, 60), fallback_seconds=0.5
+    )
     try:
         assert (await limiter.acquire("a")).allowed
         server.kill()

@@ -6,8 +6,9 @@ import asyncio
 import json
 from pathlib import Path
 
+from app.memory.event_log import MemoryEventLog
 from app.services.audit import AuditLog
-from app.services.events import EventBus, MemoryEventLog
+from app.services.events import EventBus
 from app.stores.events import parse_event_id
 
 

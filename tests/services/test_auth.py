@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from app.container import memory_login_throttle
 from app.core.exceptions import Forbidden, TooManyRequests, Unauthorized, UnprocessableContent
 from app.core.security import PasswordHasher, TokenCodec
-from app.db.memory import InMemoryRepository
-from app.services.auth import AuthService, TokenRevocations
+from app.memory.invalidation import MemoryInvalidation
+from app.memory.repository import MemoryRepository
+from app.memory.revocations import MemoryRevocations
+from app.services.auth import AuthService
 from app.services.cache import TTLCache
-from app.services.login_throttle import LoginThrottle
 from app.services.users import UserService
 from tests.fakes import FakeClock
 
@@ -19,12 +21,19 @@ SECRET = "a-test-signing-key-of-at-least-32-bytes!"
 @pytest.fixture
 def users() -> UserService:
     cache = TTLCache(name="auth-test", ttl_seconds=60, max_entries=100)
-    return UserService(InMemoryRepository(), PasswordHasher(rounds=4), cache)
+    return UserService(
+        MemoryRepository(), PasswordHasher(rounds=4), cache, invalidate=MemoryInvalidation(cache)
+    )
 
 
 @pytest.fixture
 def auth(users: UserService) -> AuthService:
-    return AuthService(users, PasswordHasher(rounds=4), TokenCodec(SECRET, "HS256", 5))
+    return AuthService(
+        users,
+        PasswordHasher(rounds=4),
+        TokenCodec(SECRET, "HS256", 5),
+        revocations=MemoryRevocations(),
+    )
 
 
 async def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(
@@ -103,26 +112,30 @@ async def test_deactivate_then_reactivate_does_not_revive_old_tokens(
 async def test_a_token_never_acts_as_another_user_with_the_same_id(auth: AuthService) -> None:
     # Two stores, as before and after a restart without a snapshot: both give out id 1.
     before = UserService(
-        InMemoryRepository(),
+        MemoryRepository(),
         PasswordHasher(rounds=4),
-        TTLCache(name="b", ttl_seconds=60, max_entries=10),
+        cache_b := TTLCache(name="b", ttl_seconds=60, max_entries=10),
+        invalidate=MemoryInvalidation(cache_b),
     )
     after = UserService(
-        InMemoryRepository(),
+        MemoryRepository(),
         PasswordHasher(rounds=4),
-        TTLCache(name="a", ttl_seconds=60, max_entries=10),
+        cache_a := TTLCache(name="a", ttl_seconds=60, max_entries=10),
+        invalidate=MemoryInvalidation(cache_a),
     )
     codec = TokenCodec(SECRET, "HS256", 5)
     old = await before.create(email="old@example.com", name="Old", password="password123")
     token = (
-        await AuthService(before, PasswordHasher(rounds=4), codec).login(
-            "old@example.com", "password123"
-        )
+        await AuthService(
+            before, PasswordHasher(rounds=4), codec, revocations=MemoryRevocations()
+        ).login("old@example.com", "password123")
     ).token
     new = await after.create(email="new@example.com", name="New", password="password123")
     assert old.id == new.id
     with pytest.raises(Unauthorized):
-        await AuthService(after, PasswordHasher(rounds=4), codec).authenticate(token)
+        await AuthService(
+            after, PasswordHasher(rounds=4), codec, revocations=MemoryRevocations()
+        ).authenticate(token)
 
 
 async def test_logout_revokes_the_token_and_everywhere_revokes_all(
@@ -147,7 +160,7 @@ async def test_a_full_revocation_list_revokes_every_token_of_the_user(users: Use
         users,
         PasswordHasher(rounds=4),
         TokenCodec(SECRET, "HS256", 5),
-        revocations=TokenRevocations(max_tokens=0),
+        revocations=MemoryRevocations(max_tokens=0),
     )
     await users.create(email="g@example.com", name="G", password="password123")
     first = (await auth.login("g@example.com", "password123")).token
@@ -160,11 +173,15 @@ async def test_a_full_revocation_list_revokes_every_token_of_the_user(users: Use
 
 async def test_guesses_at_one_account_are_throttled_and_backed_off(users: UserService) -> None:
     clock = FakeClock()
-    throttle = LoginThrottle.in_memory(
+    throttle = memory_login_throttle(
         attempts_per_minute=100, failures_before_backoff=3, clock=clock
     )
     auth = AuthService(
-        users, PasswordHasher(rounds=4), TokenCodec(SECRET, "HS256", 5), throttle=throttle
+        users,
+        PasswordHasher(rounds=4),
+        TokenCodec(SECRET, "HS256", 5),
+        throttle=throttle,
+        revocations=MemoryRevocations(),
     )
     await users.create(email="h@example.com", name="H", password="password123")
     for _ in range(3):
@@ -189,11 +206,15 @@ async def test_failures_are_forgotten_and_names_too_long_are_not_remembered(
     users: UserService,
 ) -> None:
     clock = FakeClock()
-    throttle = LoginThrottle.in_memory(
+    throttle = memory_login_throttle(
         attempts_per_minute=100, failures_before_backoff=3, clock=clock
     )
     auth = AuthService(
-        users, PasswordHasher(rounds=4), TokenCodec(SECRET, "HS256", 5), throttle=throttle
+        users,
+        PasswordHasher(rounds=4),
+        TokenCodec(SECRET, "HS256", 5),
+        throttle=throttle,
+        revocations=MemoryRevocations(),
     )
     with pytest.raises(Unauthorized):
         await auth.login("x" * 255 + "@example.com", "guess", client_address="10.0.0.1")
@@ -206,11 +227,15 @@ async def test_failures_are_forgotten_and_names_too_long_are_not_remembered(
 
 
 async def test_one_address_gets_few_attempts_at_one_account(users: UserService) -> None:
-    throttle = LoginThrottle.in_memory(
+    throttle = memory_login_throttle(
         attempts_per_minute=2, failures_before_backoff=100, clock=FakeClock()
     )
     auth = AuthService(
-        users, PasswordHasher(rounds=4), TokenCodec(SECRET, "HS256", 5), throttle=throttle
+        users,
+        PasswordHasher(rounds=4),
+        TokenCodec(SECRET, "HS256", 5),
+        throttle=throttle,
+        revocations=MemoryRevocations(),
     )
     for _ in range(2):
         with pytest.raises(Unauthorized):

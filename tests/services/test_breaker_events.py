@@ -8,8 +8,9 @@ from typing import Any
 
 from app.core.breaker import BreakerConfig, BreakerRegistry
 from app.core.loop_lag import LoopLagMonitor
+from app.memory.event_log import MemoryEventLog
 from app.services.breaker_events import BreakerEvents
-from app.services.events import EventBus, MemoryEventLog
+from app.services.events import EventBus
 from tests.fakes import FakeClock
 
 CONFIG = BreakerConfig(window_size=4, min_calls=2, failure_rate=0.5, open_seconds=5)

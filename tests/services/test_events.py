@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from app.memory.event_log import MemoryEventLog
 from app.redis.client import RedisClient
 from app.redis.event_log import RedisEventLog
-from app.services.events import EventBus, Gap, MemoryEventLog, Subscription
+from app.services.events import EventBus, Gap, Subscription
 from app.stores.events import Event, format_event_id, parse_event_id
 
 BusFactory = Callable[..., Awaitable[EventBus]]

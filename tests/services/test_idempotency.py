@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.core.exceptions import AppError, Conflict, ServiceUnavailable
+from app.memory.idempotency import MemoryKeys
 from app.redis.client import RedisClient
 from app.redis.idempotency import RedisKeys
 from app.services.idempotency import (
@@ -16,7 +17,6 @@ from app.services.idempotency import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     IdempotencyStore,
-    MemoryKeys,
 )
 from app.stores.idempotency import KeyBackend, Outcome
 from tests.fakes import FakeClock

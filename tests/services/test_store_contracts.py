@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from app.memory.jobs import MemoryJobs
+from app.memory.login_throttle import MemoryFailures
+from app.memory.revocations import MemoryRevocations
 from app.redis.client import RedisClient
 from app.redis.jobs import RedisJobs
 from app.redis.login_throttle import RedisFailures
 from app.redis.revocations import RedisRevocations
-from app.services.auth import TokenRevocations
-from app.services.login_throttle import MemoryFailures
-from app.services.scoring.service import MemoryJobs
 from app.stores.jobs import JobStore, ResultBounds, ScoringJob
 from app.stores.login_failures import FailureBook
 from app.stores.revocations import Revocations
@@ -43,7 +43,7 @@ def _jobs(client: RedisClient | None, ttl: float) -> JobStore:
 
 
 def _revocations(client: RedisClient | None) -> Revocations:
-    return TokenRevocations() if client is None else RedisRevocations(client)
+    return MemoryRevocations() if client is None else RedisRevocations(client)
 
 
 async def test_a_job_is_saved_updated_and_read_back(backend: RedisClient | None) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from app.core.exceptions import Conflict, Forbidden, NotFound, PreconditionFailed
 from app.core.security import PasswordHasher
-from app.db.memory import InMemoryRepository
+from app.memory.invalidation import MemoryInvalidation
+from app.memory.repository import MemoryRepository
 from app.schemas.users import public_view
 from app.services.cache import TTLCache
 from app.services.users import User, UserService
@@ -35,7 +36,13 @@ def published() -> Recorder:
 @pytest.fixture
 def service(published: Recorder) -> UserService:
     cache = TTLCache(name="users-test", ttl_seconds=60, max_entries=100)
-    return UserService(InMemoryRepository(), PasswordHasher(rounds=4), cache, publish=published)
+    return UserService(
+        MemoryRepository(),
+        PasswordHasher(rounds=4),
+        cache,
+        invalidate=MemoryInvalidation(cache),
+        publish=published,
+    )
 
 
 async def _user(service: UserService, email: str = "u@example.com") -> User:

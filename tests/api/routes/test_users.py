@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.core.exceptions import StoreUnavailable
-from app.db.memory import InMemoryRepository
+from app.memory.repository import MemoryRepository
 from app.schemas.users import UserList
 from app.stores.records import Record
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
@@ -156,11 +156,11 @@ async def test_a_retry_after_a_lost_answer_replays_the_account_the_first_attempt
 ) -> None:
     # The store applies the first create and then fails to answer (a Redis timeout after the
     # write, a journal that could not be synced): the client hears 503 and retries.
-    real_create = InMemoryRepository.create
+    real_create = MemoryRepository.create
     lost: list[int] = []
 
     async def applied_then_lost(
-        self: InMemoryRepository, collection: str, data: Mapping[str, Any]
+        self: MemoryRepository, collection: str, data: Mapping[str, Any]
     ) -> Record:
         record = await real_create(self, collection, data)
         if str(data.get("email", "")).startswith("ghost") and not lost:
@@ -168,7 +168,7 @@ async def test_a_retry_after_a_lost_answer_replays_the_account_the_first_attempt
             raise StoreUnavailable("The store did not answer; retry shortly.")
         return record
 
-    monkeypatch.setattr(InMemoryRepository, "create", applied_then_lost)
+    monkeypatch.setattr(MemoryRepository, "create", applied_then_lost)
     body = {"email": "ghost@example.com", "name": "G", "password": "password123"}
     headers = {"Idempotency-Key": "ghost-1"}
     first = await client.post(USERS, json=body, headers=headers)

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from app.core.exceptions import Gone, NotFound, Overloaded, ValidationFailed
+from app.memory.jobs import MemoryJobs
 from app.redis.client import RedisClient
 from app.redis.jobs import RedisJobs
 from app.services.process_pool import ProcessPool
-from app.services.scoring.service import JOBS_TOPIC, MemoryJobs, ScoringService
+from app.services.scoring.service import JOBS_TOPIC, ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
 from app.stores.jobs import ResultBounds, ScoringJob
 from tests.fakes import FakeClock

@@ -15,18 +15,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-import app.db.journal as journal_module
-from app.db.journal import ID_BLOCK, JournalUnavailable, generation_path, generations
-from app.db.memory import InMemoryRepository
-from app.db.snapshots import SnapshotError, SnapshotManager
+import app.memory.journal as journal_module
+from app.memory.journal import ID_BLOCK, JournalUnavailable, generation_path, generations
+from app.memory.repository import MemoryRepository
+from app.memory.snapshots import SnapshotError, SnapshotManager
 from app.stores.records import CollectionSpec, UniqueField
 
 SPEC = CollectionSpec("users", unique=(UniqueField("email", case_insensitive=True),))
 NOTES = CollectionSpec("notes")
 
 
-def _repo() -> InMemoryRepository:
-    repository = InMemoryRepository()
+def _repo() -> MemoryRepository:
+    repository = MemoryRepository()
     repository.declare(SPEC)
     repository.declare(NOTES)
     return repository

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.rate_limiter import RateLimiter
+from app.memory.rate_limiter import MemoryRateLimiter
 from tests.fakes import FakeClock
 
 
@@ -14,7 +14,7 @@ def clock() -> FakeClock:
 
 
 def test_a_full_burst_is_allowed_then_refused(clock: FakeClock) -> None:
-    limiter = RateLimiter(5, 10, clock=clock)
+    limiter = MemoryRateLimiter(5, 10, clock=clock)
     decisions = [limiter.hit("a") for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
     assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0]
@@ -24,7 +24,7 @@ def test_a_full_burst_is_allowed_then_refused(clock: FakeClock) -> None:
 
 
 def test_tokens_come_back_at_the_steady_rate(clock: FakeClock) -> None:
-    limiter = RateLimiter(5, 10, clock=clock)
+    limiter = MemoryRateLimiter(5, 10, clock=clock)
     for _ in range(5):
         limiter.hit("a")
     clock.now += 1.9
@@ -36,7 +36,7 @@ def test_tokens_come_back_at_the_steady_rate(clock: FakeClock) -> None:
 
 
 def test_reset_counts_down_to_a_full_quota(clock: FakeClock) -> None:
-    limiter = RateLimiter(100, 60, clock=clock)
+    limiter = MemoryRateLimiter(100, 60, clock=clock)
     first = limiter.hit("a")
     assert (first.remaining, first.reset_seconds) == (99, 1)
     clock.now += 0.3  # half a token (one per 0.6 s) has come back: not yet a whole one
@@ -48,14 +48,14 @@ def test_reset_counts_down_to_a_full_quota(clock: FakeClock) -> None:
 
 
 def test_keys_are_independent(clock: FakeClock) -> None:
-    limiter = RateLimiter(1, 10, clock=clock)
+    limiter = MemoryRateLimiter(1, 10, clock=clock)
     assert limiter.hit("a").allowed
     assert not limiter.hit("a").allowed
     assert limiter.hit("b").allowed
 
 
 def test_idle_keys_are_dropped_after_a_window(clock: FakeClock) -> None:
-    limiter = RateLimiter(3, 10, clock=clock)
+    limiter = MemoryRateLimiter(3, 10, clock=clock)
     for key in ("a", "b", "c"):
         limiter.hit(key)
     assert len(limiter) == 3
@@ -65,7 +65,7 @@ def test_idle_keys_are_dropped_after_a_window(clock: FakeClock) -> None:
 
 
 def test_dropping_an_idle_key_does_not_change_its_answer(clock: FakeClock) -> None:
-    limiter = RateLimiter(3, 10, clock=clock)
+    limiter = MemoryRateLimiter(3, 10, clock=clock)
     for _ in range(3):
         limiter.hit("a")
     clock.now += 10
@@ -74,14 +74,14 @@ def test_dropping_an_idle_key_does_not_change_its_answer(clock: FakeClock) -> No
 
 
 def test_a_million_clients_cannot_grow_the_table_past_max_keys(clock: FakeClock) -> None:
-    limiter = RateLimiter(10, 60, max_keys=1000, clock=clock)
+    limiter = MemoryRateLimiter(10, 60, max_keys=1000, clock=clock)
     for i in range(100_000):
         limiter.hit(f"client-{i}")
     assert len(limiter) == 1000
 
 
 def test_refused_requests_do_not_push_the_reset_further(clock: FakeClock) -> None:
-    limiter = RateLimiter(2, 10, clock=clock)
+    limiter = MemoryRateLimiter(2, 10, clock=clock)
     limiter.hit("a")
     limiter.hit("a")
     for _ in range(50):
@@ -92,4 +92,4 @@ def test_refused_requests_do_not_push_the_reset_further(clock: FakeClock) -> Non
 
 def test_invalid_configuration_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
-        RateLimiter(0, 10)
+        MemoryRateLimiter(0, 10)

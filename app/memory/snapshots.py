@@ -13,7 +13,7 @@ Rules:
 - One process per snapshot path: a lock file (`<file>.lock`, `flock`) is held for the process's
   life; a second process pointed at the same path refuses to start. The lock is released by the
   kernel if the process dies, so a SIGKILL never leaves a stale lock.
-- With a journal (`app/db/journal.py`, on unless `journal_fsync` is None): every write between
+- With a journal (`app/memory/journal.py`, on unless `journal_fsync` is None): every write between
   two snapshots is in the journal; start-up loads the snapshot, replays the journal generations
   it names and later ones, and compacts them into a new snapshot. Each snapshot starts a new
   generation and deletes the ones it covers once it is on disk.
@@ -40,7 +40,7 @@ from app.core.clock import utc_now_iso
 from app.core.exceptions import StartupRefused
 from app.core.files import PRIVATE_MODE, private_opener
 from app.core.logging import get_logger
-from app.db.journal import (
+from app.memory.journal import (
     FsyncPolicy,
     Journal,
     JournalCorrupt,
@@ -49,7 +49,7 @@ from app.db.journal import (
     generations,
     read_generation,
 )
-from app.db.memory import InMemoryRepository
+from app.memory.repository import MemoryRepository
 
 log = get_logger(__name__)
 
@@ -78,7 +78,7 @@ class SnapshotManager:
 
     def __init__(
         self,
-        repository: InMemoryRepository,
+        repository: MemoryRepository,
         path: str,
         *,
         interval_seconds: float,

@@ -8,21 +8,21 @@ from pathlib import Path
 import orjson
 import pytest
 
-import app.db.snapshots as snapshots_module
-from app.db.memory import InMemoryRepository
-from app.db.snapshots import FORMAT, SnapshotError, SnapshotManager
+import app.memory.snapshots as snapshots_module
+from app.memory.repository import MemoryRepository
+from app.memory.snapshots import FORMAT, SnapshotError, SnapshotManager
 from app.stores.records import CollectionSpec, UniqueField
 
 SPEC = CollectionSpec("users", unique=(UniqueField("email", case_insensitive=True),))
 
 
-def _repo() -> InMemoryRepository:
-    repository = InMemoryRepository()
+def _repo() -> MemoryRepository:
+    repository = MemoryRepository()
     repository.declare(SPEC)
     return repository
 
 
-async def _filled(count: int = 3) -> InMemoryRepository:
+async def _filled(count: int = 3) -> MemoryRepository:
     repository = _repo()
     for i in range(count):
         await repository.create("users", {"email": f"u{i}@x.io"})

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
-from app.db.memory import InMemoryRepository
+from app.memory.repository import MemoryRepository
 from app.redis.client import RedisClient
 from app.redis.repository import RedisRepository
 from app.stores.records import CollectionSpec, Filter, Page, Repository, UniqueField
@@ -27,7 +27,7 @@ async def repo(request: pytest.FixtureRequest) -> AsyncIterator[Repository]:
     client = None
     repository: Repository  # assigning checks each backend satisfies the Protocol
     if request.param == "memory":
-        repository = InMemoryRepository()
+        repository = MemoryRepository()
     else:
         client = RedisClient(
             request.getfixturevalue("redis_url"), timeout_seconds=5.0, max_connections=64
@@ -292,7 +292,7 @@ async def test_transaction_is_isolated_from_readers_until_it_ends(repo: Reposito
 
 
 async def test_memory_readers_wait_for_a_transaction_lock() -> None:
-    repo = InMemoryRepository()
+    repo = MemoryRepository()
     repo.declare(PEOPLE)
     await repo.create("people", {"email": "a@x.io", "name": "A"})
     async with repo.transaction("people") as tx:

@@ -6,7 +6,7 @@ The rules that make it safe under concurrency:
 - a transaction takes its locks in sorted name order, so two transactions cannot deadlock;
 - ids come from a per-collection counter that only goes up (a rolled-back create does not give
   its id back, as with a database sequence), so an id is never reused; with a journal
-  (`app/db/journal.py`), ids are reserved in durable blocks, so not even a crash reuses one;
+  (`app/memory/journal.py`), ids are reserved in durable blocks, so not even a crash reuses one;
 - with a journal, every committed change is appended under the lock that made it, and the
   write returns once the journal has it (after the lock is released, so commits are batched);
 - data is deep-copied on the way in and on the way out: no caller ever holds a reference to a
@@ -29,7 +29,7 @@ from typing import Any
 from prometheus_client import Gauge
 
 from app.core.exceptions import DuplicateKey, RecordNotFound, UnknownCollection, VersionMismatch
-from app.db.journal import ID_BLOCK, Change, Journal, Replayed
+from app.memory.journal import ID_BLOCK, Change, Journal, Replayed
 from app.stores.records import (
     CollectionOps,
     CollectionSpec,
@@ -261,7 +261,7 @@ class _Ops(CollectionOps):
         return Page(items=copy.deepcopy(page.items), total=page.total)
 
 
-class InMemoryRepository:
+class MemoryRepository:
     """The `Repository` held in this process's memory: fast, simple, gone on restart.
 
     Each method does what the `Repository` protocol (`app/stores/records.py`) documents; what this
