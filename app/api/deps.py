@@ -25,6 +25,7 @@ from app.services.chat import ChatManager
 from app.services.events import EventBus
 from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
+from app.services.process_pool import ProcessPool
 from app.services.scoring.service import ScoringService
 from app.services.tickers import TickerDrops
 from app.services.users import User, UserService
@@ -94,6 +95,10 @@ async def _scoring(connection: HTTPConnection) -> ScoringService:
     return _services(connection).scoring
 
 
+async def _process_pool(connection: HTTPConnection) -> ProcessPool:
+    return _services(connection).process_pool
+
+
 async def _bus(connection: HTTPConnection) -> EventBus:
     return _services(connection).bus
 
@@ -151,6 +156,7 @@ UserServiceDep = Annotated[UserService, Depends(_users)]
 AuthServiceDep = Annotated[AuthService, Depends(_auth)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
 ScoringServiceDep = Annotated[ScoringService, Depends(_scoring)]
+ProcessPoolDep = Annotated[ProcessPool, Depends(_process_pool)]
 EventBusDep = Annotated[EventBus, Depends(_bus)]
 ChatDep = Annotated[ChatManager, Depends(_chat)]
 TickersDep = Annotated[TickerDrops, Depends(_tickers)]

@@ -18,8 +18,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -187,6 +189,18 @@ class ProcessPool:
         """The pids of the current workers (for tests and health)."""
         processes = getattr(self._executor, "_processes", None) or {}
         return sorted(processes)
+
+    def kill_worker(self) -> int | None:
+        """SIGKILL one worker, as the kernel's OOM killer or a crash would (a drill): the pool
+        is replaced when a task next meets it, and that task runs again on the new one. The
+        pid killed, or None if no worker is alive."""
+        pids = self.worker_pids()
+        if not pids:
+            return None
+        with contextlib.suppress(ProcessLookupError):  # it died by itself meanwhile
+            os.kill(pids[0], signal.SIGKILL)
+        log.warning("process_pool_worker_killed", pid=pids[0])
+        return pids[0]
 
     async def reserve_waiting(self) -> PoolSlot:
         """Admit one task, waiting for a free place (for background jobs, never for requests)."""

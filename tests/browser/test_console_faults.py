@@ -57,3 +57,21 @@ def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -
     )
     assert int(result.get_attribute("data-fresh") or 0) == 22
     page.wait_for_selector("#dep-table tr[data-dependency=store][data-state=closed]")
+
+
+def test_a_scoring_worker_killed_from_the_console_costs_no_request(
+    console_page: Console,
+) -> None:
+    page = console_page.open().page
+    assert page.locator("#dep-kill-worker").is_disabled()  # admin only
+    page.fill("#dep-password", ADMIN_PASSWORD)
+    page.click("#dep-signin button[type=submit]")
+    page.wait_for_selector("#dep-kill-worker:not([disabled])")
+    page.click("#dep-kill-worker")
+    page.wait_for_selector("#dep-result[data-killed]")
+    result = page.locator("#dep-result")
+    killed = result.get_attribute("data-killed")
+    # The CPU task sent after the kill was answered, by a worker of the replaced pool.
+    assert result.get_attribute("data-task") == "200", result.inner_text()
+    assert result.get_attribute("data-answered-by") not in ("", killed)
+    assert "ran again" in result.inner_text()

@@ -52,6 +52,8 @@ def test_every_operation_conforms_to_the_openapi_schema(
         "--exclude-operation-id", "admin-set_readiness",
         # Likewise an injected store outage (tested in tests/api/routes/test_faults.py).
         "--exclude-operation-id", "admin-inject_fault",
+        # And a killed scoring worker (tests/e2e/test_scoring.py kills one on purpose).
+        "--exclude-operation-id", "admin-kill_scoring_worker",
         "--header", f"Authorization: Bearer {token}",
         "--no-color",
     ]  # fmt: skip
@@ -62,7 +64,8 @@ def test_every_operation_conforms_to_the_openapi_schema(
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     report = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, report
-    # Every operation but the three streams, logout, the readiness drain and fault injection
+    # Every operation but the three streams, logout, the readiness drain, fault injection and
+    # the kill-a-worker drill
     # (the console's two lab routes included).
     assert "Tested: 33" in result.stdout, report
     assert "failures" not in result.stdout.splitlines()[-1], report

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import assert_problem
+from tests.e2e.helpers import admin_headers, assert_problem, new_user_with_token
 from tests.live_server import LiveServer
 
 SCORING = "/api/v1/scoring"
@@ -223,6 +223,35 @@ def test_a_task_whose_workers_are_killed_runs_again_and_the_pool_recovers(
     assert after.status_code == 200
     assert after.json()["worker_pid"] not in victims
     assert http.get("/ready").status_code == 200
+
+
+def test_the_kill_a_worker_drill_kills_one_for_real_and_nothing_is_lost(
+    http: httpx.Client,
+) -> None:
+    drill = "/api/v1/admin/scoring/kill-worker"
+    assert http.post(drill).status_code == 401
+    assert_problem(http.post(drill, headers=new_user_with_token(http)[1]), 403)
+    before = _pool_pids(http)
+    restarts = _pool_detail(http)["restarts"]
+    killed = http.post(drill, headers=admin_headers(http))
+    assert killed.status_code == 200, killed.text
+    assert killed.json()["killed_pid"] in before
+    for _ in range(100):  # the kernel reaps it
+        if not os.path.exists(f"/proc/{killed.json()['killed_pid']}/cmdline"):
+            break
+        time.sleep(0.05)
+    # The next task meets the broken pool: it is replaced and the task runs again on it.
+    after = http.post("/api/v1/cpu-intensive", json={"samples": 1000})
+    assert after.status_code == 200, after.text
+    assert after.json()["worker_pid"] not in before
+    assert _pool_detail(http)["restarts"] == restarts + 1
+    assert killed.json()["killed_pid"] not in _pool_pids(http)
+
+
+def _pool_detail(http: httpx.Client) -> dict[str, Any]:
+    checks = {c["name"]: c for c in http.get("/health/detailed").json()["checks"]}
+    detail: dict[str, Any] = checks["process_pool"]["detail"]
+    return detail
 
 
 def test_users_reads_are_cached_and_writes_are_seen_at_once(http: httpx.Client) -> None:

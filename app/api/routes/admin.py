@@ -2,6 +2,8 @@
 sees during a rollout (the Service stops sending it traffic; it keeps serving what reaches it).
 `/api/v1/admin/faults`: inject a fault into a dependency (Redis) for a while, to watch the
 breaker, the retries and the stale reads work (`app/core/faults.py`).
+`/api/v1/admin/scoring/kill-worker`: kill a scoring worker process for real, to watch the pool
+replace itself and the task that meets the dead worker run again.
 
 Admin only, and not mounted in production (`create_app` leaves the router out there): a drain
 button and a fault switch are teaching aids, not operations tools.
@@ -22,9 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from app.api.deps import API_PREFIX, CurrentUser, DependenciesDep, LifecycleDep
+from app.api.deps import API_PREFIX, CurrentUser, DependenciesDep, LifecycleDep, ProcessPoolDep
 from app.core.dependency import Dependency
-from app.core.exceptions import Forbidden, NotFound
+from app.core.exceptions import Conflict, Forbidden, NotFound
 from app.core.faults import MAX_FAULT_SECONDS
 from app.schemas.problem import problem_responses
 
@@ -131,3 +133,30 @@ async def clear_fault(
     _require_admin(actor.is_admin, "clear faults")
     _dependency(dependencies, dependency).faults.clear()
     return Response(status_code=204)
+
+
+class KilledWorker(BaseModel):
+    """The scoring worker a drill killed, and the pool's state right after."""
+
+    killed_pid: int
+    workers: int = Field(description="Workers the pool runs when whole.")
+    restarts: int = Field(
+        description="Times the pool was replaced so far (the next task adds one)."
+    )
+
+
+@router.post(
+    "/scoring/kill-worker",
+    response_model=KilledWorker,
+    responses=problem_responses(401, 403, 409),
+)
+async def kill_scoring_worker(actor: CurrentUser, pool: ProcessPoolDep) -> KilledWorker:
+    """SIGKILL one worker process of this replica's scoring pool, as an out-of-memory kill or
+    a crash would. Nothing is lost: the next task meets the broken pool, which is replaced,
+    and that task runs again on the new one (`restarts` and the `retried` tasks count it)."""
+    _require_admin(actor.is_admin, "kill scoring workers")
+    stats = pool.stats()
+    killed = pool.kill_worker()
+    if killed is None:
+        raise Conflict("No scoring worker is alive to kill; the pool is being replaced.")
+    return KilledWorker(killed_pid=killed, workers=stats["workers"], restarts=stats["restarts"])

@@ -54,7 +54,9 @@ async function signInAdmin(event) {
     setText("dep-result", `Sign-in refused: ${error.message}`);
     return;
   }
-  for (const button of $("dep-faults").querySelectorAll("[data-fault]")) button.disabled = false;
+  for (const button of $("dep-faults").querySelectorAll("[data-fault], [data-admin]")) {
+    button.disabled = false;
+  }
   setText("dep-result", "Signed in: pick a fault, then send traffic.");
 }
 
@@ -115,6 +117,28 @@ async function traffic() {
   refresh();
 }
 
+/** Kill one worker of the CPU pool for real, then send a CPU task and say who answered it. */
+async function killWorker() {
+  const killed = await call("POST", "/api/v1/admin/scoring/kill-worker", { token: tokens.admin });
+  if (!killed.ok) {
+    setText("dep-result", `Kill refused: ${describe(killed)}`);
+    return;
+  }
+  const pid = killed.body.killed_pid;
+  const task = await call("POST", "/api/v1/cpu-intensive", { json: { samples: 100000 } });
+  const out = $("dep-result");
+  out.dataset.killed = pid;
+  out.dataset.task = task.status;
+  out.dataset.answeredBy = task.ok ? task.body.worker_pid : "";
+  setText(
+    "dep-result",
+    task.ok
+      ? `Killed scoring worker ${pid}. The next CPU task met the broken pool, which was ` +
+          `replaced, and ran again: answered ${task.status} by worker ${task.body.worker_pid}.`
+      : `Killed scoring worker ${pid}; the next CPU task: ${describe(task)}`,
+  );
+}
+
 /** What each dependency's pipeline did since the server started, from one /metrics scrape. */
 function drawCounts(scrape) {
   const names = new Set((scrape.dependency_calls_total || []).map((s) => s.labels.dependency));
@@ -144,6 +168,7 @@ export function init() {
     button.addEventListener("click", () => inject(button.dataset.fault));
   }
   $("dep-traffic").addEventListener("click", traffic);
+  $("dep-kill-worker").addEventListener("click", killWorker);
   refresh();
   setInterval(refresh, 1000);
 }
