@@ -17,7 +17,8 @@ from app.core.breaker import BreakerRegistry
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
 from app.core.dependency import Dependency
-from app.core.exceptions import StartupRefused, StoreUnavailable
+from app.core.exceptions import Overloaded, StartupRefused, StoreUnavailable
+from app.core.faults import InjectedFault
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
 from app.core.loop_lag import LoopLagMonitor
@@ -90,14 +91,19 @@ class Foundation:
     # The memory store as a dependency (APP_STORE=memory): nothing fails by itself, but it
     # takes injected faults through the same pipeline as Redis (app/memory/guarded.py).
     store: Dependency | None = None
+    # The password-hashing threads as a dependency: a drill can slow them or make them fail.
+    hashing: Dependency | None = None
+
+    @property
+    def store_dependency(self) -> Dependency | None:
+        """The store's dependency: Redis, or the memory store."""
+        return self.redis.dependency if self.redis is not None else self.store
 
     @property
     def dependencies(self) -> tuple[Dependency, ...]:
-        """The dependencies reached through a resilience pipeline: Redis, or the memory
-        store."""
-        if self.redis is not None:
-            return (self.redis.dependency,)
-        return () if self.store is None else (self.store,)
+        """The dependencies reached through a resilience pipeline: Redis or the memory store,
+        and the password-hashing threads."""
+        return tuple(d for d in (self.store_dependency, self.hashing) if d is not None)
 
 
 def memory_store(settings: Settings, breakers: BreakerRegistry) -> Dependency | None:
@@ -113,6 +119,40 @@ def memory_store(settings: Settings, breakers: BreakerRegistry) -> Dependency | 
         refuse=refused,
         is_failure=is_store_failure,
         is_retriable=is_store_retriable,
+    )
+
+
+# Longer than any hash waits in a full queue (16 x 0.25 s over 2 threads at 12 rounds): only a
+# hashing that is really stalled (a starved CPU, an injected fault) times out.
+HASH_CALL_SECONDS = 10.0
+
+
+def _is_hashing_failure(exc: BaseException) -> bool:
+    # A full queue is load, not a failure of the threads: it must not open the breaker (one
+    # client's burst of logins would then lock everyone out).
+    return isinstance(exc, TimeoutError | InjectedFault)
+
+
+def _overloaded(detail: str, retry_after: int) -> Overloaded:
+    return Overloaded(detail, retry_after=retry_after)
+
+
+def _nothing() -> None:
+    """What the hashing probe runs: an answer as soon as a thread is free."""
+
+
+def hashing_dependency(settings: Settings, breakers: BreakerRegistry) -> Dependency:
+    """The `hashing` dependency: the password-hashing threads behind their own pipeline (its
+    probe is set once the threads exist)."""
+    return Dependency(
+        "hashing",
+        breakers,
+        max_in_flight=settings.hash_workers + settings.hash_queue,
+        timeout_seconds=HASH_CALL_SECONDS,
+        retries=0,
+        refuse=_overloaded,
+        is_failure=_is_hashing_failure,
+        wait_for_slot=False,
     )
 
 
@@ -423,8 +463,13 @@ def build_services(foundation: Foundation) -> AppServices:
     # Hashing has threads of its own: demo work or file I/O in the shared pool cannot starve
     # logins, and a flood of logins is shed (503) instead of queueing into timeouts.
     hashing = BoundedExecutor(
-        "password-hashing", workers=settings.hash_workers, queue=settings.hash_queue
+        "password-hashing",
+        workers=settings.hash_workers,
+        queue=settings.hash_queue,
+        dependency=foundation.hashing,
     )
+    if foundation.hashing is not None:
+        foundation.hashing.set_probe(lambda: hashing.submit(_nothing))
     hasher = PasswordHasher(rounds=settings.bcrypt_rounds, executor=hashing)
     event_log: EventLog
     if stores.redis is None:

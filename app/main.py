@@ -45,6 +45,7 @@ from app.container import (
     Foundation,
     build_rate_limiter,
     build_services,
+    hashing_dependency,
     memory_store,
     redis_client,
 )
@@ -268,7 +269,10 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             groups=breaker_groups(mounted_routers(settings)),
             # Writes to the store are refused here, before their body is read, while its
             # dependency breaker is open; reads go on to their stale-if-error fallback.
-            writes_need=dict.fromkeys(STORE_GROUPS, foundation.dependencies),
+            writes_need=dict.fromkeys(
+                STORE_GROUPS,
+                tuple(d for d in (foundation.store_dependency,) if d is not None),
+            ),
         ),
         # 10. Body limit (innermost): bodies over the limit get 413 before a handler reads them.
         Middleware(
@@ -390,6 +394,7 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         breakers=breakers,
         redis=redis_client(settings, breakers),
         store=memory_store(settings, breakers),
+        hashing=hashing_dependency(settings, breakers),
     )
     # Every breaker exists from the start, so `/resilience` and the console list them all.
     routers = mounted_routers(settings)

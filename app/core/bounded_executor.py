@@ -5,6 +5,11 @@ pool that password hashing needed, and every login timed out. A `BoundedExecutor
 of work threads of its own and a bound on what may wait for them: past `workers + queue` tasks
 it refuses at once with `Overloaded` (503 + Retry-After), which sheds load instead of letting
 requests pile up until they time out.
+
+With a `dependency`, every task goes through that dependency's pipeline (app/core/dependency.py):
+its breaker, its bulkhead (shedding at once, like the queue bound), the request's deadline, and
+the faults a drill injects; so a learner can make password hashing slow or fail and watch
+sign-ups and logins refused fast while everything else goes on.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from app.core.exceptions import Overloaded
+from app.core.dependency import Dependency
+from app.core.exceptions import Overloaded, ServiceUnavailable
+from app.core.faults import InjectedFault
 
 T = TypeVar("T")
 
@@ -22,8 +29,11 @@ T = TypeVar("T")
 class BoundedExecutor:
     """`workers` threads named `name`, admitting at most `workers + queue` tasks at once."""
 
-    def __init__(self, name: str, *, workers: int, queue: int) -> None:
+    def __init__(
+        self, name: str, *, workers: int, queue: int, dependency: Dependency | None = None
+    ) -> None:
         self.name = name
+        self.dependency = dependency
         self.workers = workers
         self.capacity = workers + queue
         self.rejected = 0
@@ -39,7 +49,25 @@ class BoundedExecutor:
         self._in_flight -= 1
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` in a thread of this executor, or raise `Overloaded` at once."""
+        """Run `fn(*args)` in a thread of this executor, or raise `Overloaded` at once (through
+        the dependency's pipeline, if there is one)."""
+        if self.dependency is None:
+            return await self.submit(fn, *args)
+        try:
+            return await self.dependency.call(
+                lambda timeout: asyncio.wait_for(self.submit(fn, *args), timeout)
+            )
+        except (TimeoutError, InjectedFault):
+            # The threads failed (a drill) or are stalled: a 503 the client may retry, never a
+            # 500. (A full queue is `Overloaded` already.)
+            raise ServiceUnavailable(
+                f"The {self.name} threads did not answer in time; retry shortly.",
+                headers={"Retry-After": "1"},
+            ) from None
+
+    async def submit(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in a thread of this executor, outside any pipeline (its probe), or
+        raise `Overloaded` at once."""
         if self._in_flight >= self.capacity:
             self.rejected += 1
             raise Overloaded(f"The {self.name} threads are all busy and their queue is full.")

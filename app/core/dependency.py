@@ -5,7 +5,9 @@ The pipeline, in the order a call meets it:
    calls fail at once, without touching the dependency. Only failures of the dependency count
    (`is_failure`); a cancelled call counts as nothing.
 2. **Bulkhead**: at most `max_in_flight` calls at once (for Redis, one per pooled connection).
-   One more waits for a slot, and the wait counts against its timeout: a healthy dependency
+   One more waits for a slot (unless `wait_for_slot` is off: then it is refused at once, for a
+   dependency with a queue of its own, such as the password-hashing threads), and the wait
+   counts against its timeout: a healthy dependency
    frees slots in microseconds, so a burst only queues briefly, while behind a stalled one the
    call is refused once its time is used up, having held no connection. A stall thus ties up
    at most `max_in_flight` calls to the dependency; what fails the rest fast is the breaker,
@@ -119,6 +121,7 @@ class Dependency:
         probe: Callable[[], Awaitable[object]] | None = None,
         probe_timeout_seconds: float = 1.0,
         probe_backoff_seconds: tuple[float, float] = (0.25, 4.0),
+        wait_for_slot: bool = True,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -134,6 +137,7 @@ class Dependency:
         )
         self.in_flight = 0
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._wait_for_slot = wait_for_slot
         self._refuse = refuse
         self._is_failure = is_failure
         self._is_retriable = is_retriable or is_failure
@@ -272,6 +276,8 @@ class Dependency:
         if not self._slots.locked():
             await self._slots.acquire()  # free: taken without waiting
             return 0.0
+        if not self._wait_for_slot:
+            return None  # a bulkhead that sheds at once (the work behind it queues already)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:

@@ -19,7 +19,7 @@ def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -
     page.wait_for_selector("#dep-faults [data-fault=outage]:not([disabled])")
     page.fill("#dep-seconds", "4")
     page.click("#dep-faults [data-fault=outage]")
-    page.wait_for_selector("#dep-result:text('Injected: outage for 4 s')")
+    page.wait_for_selector("#dep-result:text('Injected: outage into store for 4 s')")
     page.wait_for_selector("#dep-table tr[data-dependency=store] td[data-fault=outage]")
     page.wait_for_timeout(1_100)  # the reader's copy is now past its 1 s TTL
     page.click("#dep-traffic")
@@ -75,3 +75,19 @@ def test_a_scoring_worker_killed_from_the_console_costs_no_request(
     assert result.get_attribute("data-task") == "200", result.inner_text()
     assert result.get_attribute("data-answered-by") not in ("", killed)
     assert "ran again" in result.inner_text()
+
+
+def test_hashing_down_refuses_the_sign_ups_and_nothing_else(console_page: Console) -> None:
+    page = console_page.open().page
+    page.fill("#dep-password", ADMIN_PASSWORD)
+    page.click("#dep-signin button[type=submit]")
+    page.wait_for_selector("#dep-faults [data-target=hashing]:not([disabled])")
+    page.fill("#dep-seconds", "3")
+    page.click("#dep-faults [data-target=hashing]")
+    page.wait_for_selector("#dep-result:text('Injected: outage into hashing for 3 s')")
+    page.wait_for_selector("#dep-table tr[data-dependency=hashing] td[data-fault=outage]")
+    page.click("#dep-traffic")
+    page.wait_for_selector("#dep-result[data-refused]")
+    result = page.locator("#dep-result")
+    assert result.get_attribute("data-refused") == "2", result.inner_text()  # the sign-ups
+    assert result.get_attribute("data-fresh") == "20"  # the reads never noticed

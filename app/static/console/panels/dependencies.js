@@ -60,9 +60,9 @@ async function signInAdmin(event) {
   setText("dep-result", "Signed in: pick a fault, then send traffic.");
 }
 
-async function inject(kind) {
+async function inject(kind, target = "store") {
   const seconds = Math.min(300, Math.max(1, Number($("dep-seconds").value) || 20));
-  const answer = await call("PUT", "/api/v1/admin/faults/store", {
+  const answer = await call("PUT", `/api/v1/admin/faults/${target}`, {
     json: { ...FAULTS[kind], seconds },
     token: tokens.admin,
   });
@@ -72,7 +72,7 @@ async function inject(kind) {
   }
   setText(
     "dep-result",
-    answer.ok ? `Injected: ${kind} for ${seconds} s. Now send traffic.` : describe(answer),
+    answer.ok ? `Injected: ${kind} into ${target} for ${seconds} s. Now send traffic.` : describe(answer),
   );
   refresh();
 }
@@ -165,7 +165,7 @@ export function init() {
   onScrape(drawCounts);
   $("dep-signin").addEventListener("submit", signInAdmin);
   for (const button of $("dep-faults").querySelectorAll("[data-fault]")) {
-    button.addEventListener("click", () => inject(button.dataset.fault));
+    button.addEventListener("click", () => inject(button.dataset.fault, button.dataset.target));
   }
   $("dep-traffic").addEventListener("click", traffic);
   $("dep-kill-worker").addEventListener("click", killWorker);
