@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -60,6 +61,12 @@ def _metric(http: httpx.Client, name: str, **labels: str) -> float:
     return total
 
 
+def _redis_dependency(http: httpx.Client) -> dict[str, Any]:
+    dependencies = http.get("/api/v1/resilience").json()["dependencies"]
+    found: dict[str, Any] = next(d for d in dependencies if d["name"] == "redis")
+    return found
+
+
 def _redis_breaker(http: httpx.Client) -> str:
     breakers = http.get("/api/v1/resilience").json()["breakers"]
     return str(next(b for b in breakers if b["name"] == "redis")["state"])
@@ -107,7 +114,7 @@ def test_a_stalled_redis_serves_stale_reads_refuses_writes_and_recovers_by_probe
         assert 'detail="stale-if-error"' in status
         assert int(stale.headers["age"]) >= 0
     _until(lambda: _redis_breaker(http) == "open", 50)
-    [redis] = http.get("/api/v1/resilience").json()["dependencies"]
+    redis = _redis_dependency(http)
     assert redis["name"] == "redis"
     assert redis["probing"] is True  # PING with backoff until Redis answers
 
@@ -203,12 +210,12 @@ def test_an_injected_outage_runs_the_real_pipeline_and_ends_by_itself(
         {"kind": "meteor", "seconds": 5},
     ):
         assert http.put(faults, json=bad, headers=admin).status_code == 422, bad
-    assert http.get("/api/v1/resilience").json()["dependencies"][0]["fault"] is None
+    assert _redis_dependency(http)["fault"] is None
 
     injected = http.put(faults, json=body, headers=admin)
     assert injected.status_code == 200
     assert injected.json()["fault"]["kind"] == "outage"
-    [redis] = http.get("/api/v1/resilience").json()["dependencies"]
+    redis = _redis_dependency(http)
     assert redis["fault"]["kind"] == "outage"
     assert 0 < redis["fault"]["seconds_left"] <= 3
     assert _metric(http, "faults_active", dependency="redis", kind="outage") == 1
@@ -226,7 +233,7 @@ def test_an_injected_outage_runs_the_real_pipeline_and_ends_by_itself(
     assert write.json()["type"] == "/problems/circuit-open"
 
     # It ends by itself; the probe then finds Redis answering and the reads are fresh again.
-    _until(lambda: http.get("/api/v1/resilience").json()["dependencies"][0]["fault"] is None, 60)
+    _until(lambda: _redis_dependency(http)["fault"] is None, 60)
     assert _metric(http, "faults_active", dependency="redis", kind="outage") == 0
     pages = iter(range(1, 1000))
     _until(
