@@ -48,15 +48,15 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
     results: dict[str, list[Round]] = {"full": [], "bare": [], "fastapi": [], "peer": []}
-    pinned = {"cpu": 0} if TASKSET else {}
+    pinned = 0 if TASKSET else None  # the CPU the server is pinned to
     with (
-        running_server("app", 8770, CHAIN_ENV, ready_path=PATH, **pinned) as (_, full_url),
-        running_server("bench.bare_app", 8771, CHAIN_ENV, ready_path=PATH, **pinned) as (
+        running_server("app", 8770, CHAIN_ENV, ready_path=PATH, cpu=pinned) as (_, full_url),
+        running_server("bench.bare_app", 8771, CHAIN_ENV, ready_path=PATH, cpu=pinned) as (
             _,
             bare_url,
         ),
-        running_server("bench.fastapi_baseline", 8772, CHAIN_ENV, **pinned) as (_, fastapi_url),
-        running_server("bench.peer_stack", 8773, CHAIN_ENV, **pinned) as (_, peer_url),
+        running_server("bench.fastapi_baseline", 8772, CHAIN_ENV, cpu=pinned) as (_, fastapi_url),
+        running_server("bench.peer_stack", 8773, CHAIN_ENV, cpu=pinned) as (_, peer_url),
     ):
         servers = {"full": full_url, "bare": bare_url, "fastapi": fastapi_url, "peer": peer_url}
         for url in servers.values():

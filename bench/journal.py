@@ -64,11 +64,11 @@ def _cost(rounds: int, seconds: int) -> dict[str, Round]:
     script = Path(tempfile.mkdtemp()) / "patch.lua"
     script.write_text(PATCH_SCRIPT)
     results: dict[str, list[Round]] = {p: [] for p in POLICIES}
-    pinned = {"cpu": 0} if TASKSET else {}
+    pinned = 0 if TASKSET else None  # the CPU the server is pinned to
     for i in range(rounds):
         for number, policy in enumerate(POLICIES):
             directory = Path(tempfile.mkdtemp())
-            with running_server("app", 8870 + number, _env(policy, directory), **pinned) as (
+            with running_server("app", 8870 + number, _env(policy, directory), cpu=pinned) as (
                 _,
                 base,
             ):

@@ -102,17 +102,17 @@ def _measure(users: int, rounds: int, seconds: int, connections: int) -> dict[st
     print(f"{users} users: snapshot written in {time.perf_counter() - started:.1f} s", flush=True)
     script = directory / "post.lua"
     script.write_text(POST_SCRIPT)
-    pinned = {"cpu": 0} if TASKSET else {}
+    pinned = 0 if TASKSET else None  # the CPU the server is pinned to
     results: dict[str, list[Round]] = {name: [] for name in (*LISTS, POST)}
     with (
         running_server(
-            "app", 8792, {**CHAIN_ENV, "APP_SNAPSHOT_PATH": str(cached_snapshot)}, **pinned
+            "app", 8792, {**CHAIN_ENV, "APP_SNAPSHOT_PATH": str(cached_snapshot)}, cpu=pinned
         ) as (_, cached),
         running_server(
             "app",
             8793,
             {**CHAIN_ENV, **UNCACHED, "APP_SNAPSHOT_PATH": str(uncached_snapshot)},
-            **pinned,
+            cpu=pinned,
         ) as (_, uncached),
     ):
         base = {"cached": cached, "uncached": uncached}

@@ -103,8 +103,8 @@ def main() -> None:
     env = {"APP_MAX_CONNECTIONS": "2048"}
     if args.probe_port:
         env["APP_PROBE_PORT"] = str(args.probe_port)
-    pinned = {"cpu": 0} if TASKSET else {}
-    with running_server("app", 8890, env, **pinned) as (_, base):
+    pinned = 0 if TASKSET else None  # the CPU the server is pinned to
+    with running_server("app", 8890, env, cpu=pinned) as (_, base):
         probe_base = f"http://127.0.0.1:{args.probe_port}" if args.probe_port else base
         httpx.get(base + "/api/v1/users/1").raise_for_status()
         print(f"{'connections':>11} {'2xx/s':>8} {'refused/s':>9} {'of peak':>7}  "

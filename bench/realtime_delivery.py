@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 from httpx_sse import aconnect_sse
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from bench._server import running_server
 
@@ -82,7 +82,7 @@ async def ws_round(base: str, pid: int, clients: int, events: int) -> tuple[floa
     per_connection = (_rss_kib(pid) - before) / clients
     latencies: list[float] = []
 
-    async def receive(ws) -> None:  # noqa: ANN001
+    async def receive(ws: ClientConnection) -> None:
         received = 0
         while received < events:
             frame = json.loads(await ws.recv())

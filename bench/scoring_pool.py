@@ -122,7 +122,7 @@ async def _drive(base: str, path: str, body: bytes, seconds: float) -> tuple[flo
                     answered += 1
 
         async def probe() -> list[float]:
-            latencies = []
+            latencies: list[float] = []
             while time.monotonic() < deadline:
                 start = time.perf_counter()
                 await client.get("/live")
@@ -130,7 +130,9 @@ async def _drive(base: str, path: str, body: bytes, seconds: float) -> tuple[flo
                 await asyncio.sleep(0.02)
             return latencies
 
-        *_, latencies = await asyncio.gather(*(load() for _ in range(8)), probe())
+        probing = asyncio.ensure_future(probe())
+        await asyncio.gather(*(load() for _ in range(8)))
+        latencies = await probing
     return _pct(latencies, 0.5), _pct(latencies, 0.99), answered
 
 

@@ -71,7 +71,7 @@ def _seed(base: str, users: int) -> None:
 
 
 def _http(rounds: int, seconds: int, connections: int, seed: int) -> dict[str, dict[str, Round]]:
-    pinned = {"cpu": 0} if TASKSET else {}
+    pinned = 0 if TASKSET else None  # the CPU the server is pinned to
     results: dict[str, dict[str, list[Round]]] = {p: {"memory": [], "redis": []} for p in PATHS}
     script = Path(tempfile.mkdtemp()) / "post.lua"
     script.write_text(POST_SCRIPT)
@@ -90,7 +90,7 @@ def _http(rounds: int, seconds: int, connections: int, seed: int) -> dict[str, d
         ):
             env = {**APP_ENV, **(redis_env if store == "redis" else {})}
             env.update(uncached if cache == "uncached" else {})
-            _, base = stack.enter_context(running_server("app", 8780 + port, env, **pinned))
+            _, base = stack.enter_context(running_server("app", 8780 + port, env, cpu=pinned))
             servers[(store, cache)] = base
         # The two Redis servers share one dataset: seed it once.
         for (store, cache), base in servers.items():
@@ -224,8 +224,8 @@ def main() -> None:
         )
     print()
     print(f"{f'list at {args.users} users (ms)':32} {'memory':>8} {'redis':>8}")
-    for name, by_store in lists.items():
-        print(f"{name:32} {by_store['memory']:8.2f} {by_store['redis']:8.2f}")
+    for name, timings in lists.items():
+        print(f"{name:32} {timings['memory']:8.2f} {timings['redis']:8.2f}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
@@ -10,7 +12,7 @@ from fastapi.responses import StreamingResponse
 async def test_large_json_is_gzipped_and_event_streams_are_not(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    async def events():
+    async def events() -> AsyncIterator[str]:
         for i in range(3):
             yield f"id: {i}\ndata: {'x' * 2000}\n\n"
 

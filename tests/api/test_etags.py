@@ -28,7 +28,7 @@ def test_if_none_match_list_star_and_weak_forms() -> None:
 def test_if_match_versions_use_strong_comparison_for_this_record_only() -> None:
     assert if_match_versions(None, 5) is None
     assert if_match_versions("*", 5) is None
-    assert if_match_versions('"5-1", "5-3"', 5) == {1, 3}
+    assert if_match_versions('"5-1", "5-3"', 5) == frozenset({1, 3})
     assert if_match_versions('W/"5-3"', 5) == frozenset()
     assert if_match_versions('"6-3"', 5) == frozenset()
     assert if_match_versions("garbage", 5) == frozenset()

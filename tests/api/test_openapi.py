@@ -11,7 +11,8 @@ import pytest
 
 @pytest.fixture
 async def document(client: httpx.AsyncClient) -> dict[str, Any]:
-    return (await client.get("/openapi.json")).json()
+    found: dict[str, Any] = (await client.get("/openapi.json")).json()
+    return found
 
 
 async def test_errors_are_documented_as_problem_json_only(document: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,13 +20,15 @@ import pytest
 from tests.live_server import ROOT, LiveServer
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "build" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[playwright_sync.Browser]:
+def browser() -> Iterator[Browser]:
     """One headless Chromium per test module. Not per session: Playwright's sync API keeps an
     event loop running in this thread while it is open, and the in-process tests that run next
     in the same worker start loops of their own."""
@@ -45,7 +48,7 @@ def browser() -> Iterator[playwright_sync.Browser]:
 class Console:
     """A console page under watch: what went wrong on it is collected for `assert_clean`."""
 
-    page: playwright_sync.Page
+    page: Page
     origin: str
     errors: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
@@ -77,9 +80,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def watch(
-    page: playwright_sync.Page, base_url: str, *, expected_errors: tuple[str, ...] = ()
-) -> Console:
+def watch(page: Page, base_url: str, *, expected_errors: tuple[str, ...] = ()) -> Console:
     """Start watching `page` for errors and requests that leave `base_url`'s origin.
 
     `expected_errors`: substrings of console errors a test provokes on purpose (a 429 the
@@ -88,7 +89,7 @@ def watch(
     console = Console(page, base_url)
     ws_origin = base_url.replace("http://", "ws://", 1)
 
-    def on_console(message: playwright_sync.ConsoleMessage) -> None:
+    def on_console(message: ConsoleMessage) -> None:
         if message.type == "error" and not any(e in message.text for e in expected_errors):
             console.errors.append(message.text)
 
@@ -107,7 +108,7 @@ def watch(
 
 @pytest.fixture
 def console_page(
-    browser: playwright_sync.Browser, live_server: LiveServer, request: pytest.FixtureRequest
+    browser: Browser, live_server: LiveServer, request: pytest.FixtureRequest
 ) -> Iterator[Console]:
     """A fresh page on the module's server, checked for errors and foreign requests after the
     test (a module lists the errors it provokes in `EXPECTED_ERRORS`)."""

@@ -8,7 +8,7 @@ import pytest
 
 from app.core.breaker import BreakerConfig, BreakerRegistry, BreakerState, CircuitBreaker
 from app.core.exceptions import CircuitOpenError
-from tests.fakes import BREAKER_CONFIG, FakeClock
+from tests.fakes import BREAKER_CONFIG, FakeClock, state_of
 
 CONFIG = BREAKER_CONFIG
 
@@ -25,21 +25,21 @@ def _call(breaker: CircuitBreaker, failure: bool) -> None:
 def _open(breaker: CircuitBreaker) -> None:
     for _ in range(3):
         _call(breaker, failure=True)
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
 
 
 def test_stays_closed_below_the_minimum_number_of_calls(breaker: CircuitBreaker) -> None:
     _call(breaker, True)
     _call(breaker, True)
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
 
 
 def test_opens_when_the_failure_rate_reaches_the_threshold(breaker: CircuitBreaker) -> None:
     _call(breaker, False)
     _call(breaker, True)
-    assert breaker.state is BreakerState.CLOSED  # 1 of 2: below min_calls
+    assert state_of(breaker) is BreakerState.CLOSED  # 1 of 2: below min_calls
     _call(breaker, True)
-    assert breaker.state is BreakerState.OPEN  # 2 of 3 >= 0.5
+    assert state_of(breaker) is BreakerState.OPEN  # 2 of 3 >= 0.5
 
 
 def test_window_slides_so_old_failures_age_out(breaker: CircuitBreaker) -> None:
@@ -47,7 +47,7 @@ def test_window_slides_so_old_failures_age_out(breaker: CircuitBreaker) -> None:
     for _ in range(4):
         _call(breaker, False)
     _call(breaker, True)
-    assert breaker.state is BreakerState.CLOSED  # window [F, F, F, T]: 1 of 4
+    assert state_of(breaker) is BreakerState.CLOSED  # window [F, F, F, T]: 1 of 4
 
 
 def test_open_refuses_with_seconds_until_half_open(
@@ -73,16 +73,16 @@ def test_half_open_after_the_wait_with_limited_trials(
 ) -> None:
     _open(breaker)
     clock.now += 10
-    assert breaker.state is BreakerState.HALF_OPEN
+    assert state_of(breaker) is BreakerState.HALF_OPEN
     first, second = breaker.acquire(), breaker.acquire()
     assert first.trial
     assert second.trial
     with pytest.raises(CircuitOpenError):
         breaker.acquire()  # only two trials at a time
     breaker.record(first, failure=False)
-    assert breaker.state is BreakerState.HALF_OPEN
+    assert state_of(breaker) is BreakerState.HALF_OPEN
     breaker.record(second, failure=False)
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.snapshot()["calls_in_window"] == 0
 
 
@@ -91,7 +91,7 @@ def test_a_failed_trial_reopens(breaker: CircuitBreaker, clock: FakeClock) -> No
     clock.now += 10
     trial = breaker.acquire()
     breaker.record(trial, failure=True)
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
     with pytest.raises(CircuitOpenError) as err:
         breaker.acquire()
     assert err.value.retry_after == 10
@@ -105,14 +105,14 @@ def test_an_abandoned_trial_frees_its_slot(breaker: CircuitBreaker, clock: FakeC
     third = breaker.acquire()
     breaker.record(second, failure=False)
     breaker.record(third, failure=False)
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
 
 
 def test_results_from_an_earlier_state_are_ignored(breaker: CircuitBreaker) -> None:
     slow = breaker.acquire()  # started while closed
     _open(breaker)
     breaker.record(slow, failure=False)
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
 
 
 async def test_async_with_counts_exceptions_and_passes_them_on(breaker: CircuitBreaker) -> None:
@@ -120,7 +120,7 @@ async def test_async_with_counts_exceptions_and_passes_them_on(breaker: CircuitB
         with pytest.raises(ConnectionError):
             async with breaker:
                 raise ConnectionError("dependency down")
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
     with pytest.raises(CircuitOpenError):
         async with breaker:
             pytest.fail("must not run while open")
@@ -149,7 +149,7 @@ async def test_cancellation_is_not_a_failure(breaker: CircuitBreaker) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.snapshot()["calls_in_window"] == 0
 
 

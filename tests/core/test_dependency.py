@@ -15,6 +15,7 @@ from app.core.breaker import BreakerConfig, BreakerRegistry, BreakerState
 from app.core.dependency import Dependency
 from app.core.exceptions import DeadlineExceeded
 from app.core.retry_budget import RetryBudget
+from tests.fakes import state_of
 
 
 class Refused(Exception):
@@ -72,7 +73,7 @@ async def _open(dependency: Dependency, backend: Backend) -> None:
     for _ in range(4):
         with pytest.raises(Outage):
             await dependency.call(backend.work)
-    assert dependency.breaker.state is BreakerState.OPEN
+    assert state_of(dependency.breaker) is BreakerState.OPEN
 
 
 async def test_an_open_breaker_refuses_without_calling_and_says_when_to_retry() -> None:
@@ -97,7 +98,7 @@ async def test_errors_the_dependency_answers_with_never_open_its_breaker() -> No
     for _ in range(10):
         with pytest.raises(Answered):
             await dependency.call(answered_error)
-    assert dependency.breaker.state is BreakerState.CLOSED
+    assert state_of(dependency.breaker) is BreakerState.CLOSED
     await dependency.close()
 
 
@@ -107,7 +108,7 @@ async def test_the_probe_half_opens_the_breaker_as_soon_as_the_dependency_answer
     await _open(dependency, backend)
     await asyncio.sleep(0.1)
     assert backend.pings >= 2  # probing, with backoff, while it is down
-    assert dependency.breaker.state is BreakerState.OPEN
+    assert state_of(dependency.breaker) is BreakerState.OPEN
     assert dependency.snapshot()["probing"] is True
     backend.down = False
     for _ in range(100):
@@ -115,10 +116,10 @@ async def test_the_probe_half_opens_the_breaker_as_soon_as_the_dependency_answer
             break
         await asyncio.sleep(0.01)
     # Half-open after a probe, not after the 600 s open period; two trials close it.
-    assert dependency.breaker.state is BreakerState.HALF_OPEN
+    assert state_of(dependency.breaker) is BreakerState.HALF_OPEN
     assert await dependency.call(backend.work) == "ok"
     assert await dependency.call(backend.work) == "ok"
-    assert dependency.breaker.state is BreakerState.CLOSED
+    assert state_of(dependency.breaker) is BreakerState.CLOSED
     assert dependency.snapshot()["probing"] is False
     await dependency.close()
 
@@ -135,7 +136,7 @@ async def test_a_failed_trial_reopens_and_probing_starts_again() -> None:
     backend.down = True
     with pytest.raises(Outage):
         await dependency.call(backend.work)
-    assert dependency.breaker.state is BreakerState.OPEN
+    assert state_of(dependency.breaker) is BreakerState.OPEN
     pings = backend.pings
     await asyncio.sleep(0.1)
     assert backend.pings > pings
@@ -174,7 +175,7 @@ async def test_the_bulkhead_queues_a_burst_briefly_and_refuses_behind_a_stall() 
     assert [await task for task in held] == ["late", "late"]
     assert dependency.in_flight == 0
     # Refusals by the bulkhead are not the dependency failing: the breaker stays closed.
-    assert dependency.breaker.state is BreakerState.CLOSED
+    assert state_of(dependency.breaker) is BreakerState.CLOSED
     await dependency.close()
 
 
@@ -293,7 +294,7 @@ async def test_a_call_cut_short_by_the_deadline_is_not_the_dependency_failing() 
                 await dependency.call(slow)
     finally:
         deadline.end(token)
-    assert dependency.breaker.state is BreakerState.CLOSED
+    assert state_of(dependency.breaker) is BreakerState.CLOSED
     await dependency.close()
 
 

@@ -10,6 +10,7 @@ import pytest
 from app.core.breaker import BreakerConfig, BreakerRegistry, BreakerState
 from app.core.dependency import Dependency
 from app.core.faults import FaultSlot, InjectedFault
+from tests.fakes import state_of
 
 
 class Refused(Exception):
@@ -44,14 +45,14 @@ async def test_an_outage_fails_every_call_and_every_probe_until_it_ends() -> Non
     for _ in range(4):
         with pytest.raises(InjectedFault):
             await dependency.call(_answer)
-    assert dependency.breaker.state is BreakerState.OPEN
+    assert state_of(dependency.breaker) is BreakerState.OPEN
     await asyncio.sleep(0.1)
     assert probes == []  # the probe went through the fault: it never reached the dependency
-    assert dependency.breaker.state is BreakerState.OPEN
+    assert state_of(dependency.breaker) is BreakerState.OPEN
     await asyncio.sleep(0.35)  # the fault has ended by itself; the next probe answers
     assert dependency.faults.fault is None
     assert probes
-    assert dependency.breaker.state is BreakerState.HALF_OPEN
+    assert state_of(dependency.breaker) is BreakerState.HALF_OPEN
     await dependency.close()
 
 

@@ -8,6 +8,7 @@ process's arguments.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -89,9 +90,15 @@ def _named_primary(pods: list[Pod]) -> int | None:
             address = _client(pod.sentinel_port).sentinel_get_master_addr_by_name(MASTER)
         except redis.RedisError:
             continue
-        if address:
+        if isinstance(address, tuple | list):
             return int(address[1])
     return None
+
+
+def _has_other_sentinels(port: int) -> bool:
+    """The sentinel on `port` knows both others (so a failover can be agreed)."""
+    state = _client(port).sentinel_master(MASTER)
+    return isinstance(state, dict) and int(state["num-other-sentinels"]) == 2
 
 
 @pytest.fixture
@@ -138,11 +145,7 @@ def test_the_pods_elect_fail_over_and_the_old_primary_rejoins_as_a_replica(
     assert first.role() == "master"
     assert [pod.role() for pod in others] == ["slave", "slave"]
     for pod in pods:
-        _wait_for(
-            lambda pod=pod: (
-                int(_client(pod.sentinel_port).sentinel_master(MASTER)["num-other-sentinels"]) == 2
-            )
-        )
+        _wait_for(functools.partial(_has_other_sentinels, pod.sentinel_port))
     assert _named_primary(pods) == first.redis_port
     _client(first.redis_port).set("written-before", "1")
     _wait_for(lambda: all(_client(p.redis_port).get("written-before") for p in others))

@@ -27,14 +27,15 @@ def register(
         USERS, json={"email": email or unique_email(), "name": name, "password": password}
     )
     assert response.status_code == 201, response.text
-    return response.json()
+    created: dict[str, Any] = response.json()
+    return created
 
 
 def login(http: httpx.Client, email: str, password: str) -> str:
     """The bearer token for these credentials."""
     response = http.post(TOKEN, data={"username": email, "password": password})
     assert response.status_code == 200, response.text
-    return response.json()["access_token"]
+    return str(response.json()["access_token"])
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -64,4 +65,5 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
         assert body.get(field), f"problem without {field}: {body}"
     assert body["request_id"] == response.headers["x-request-id"]
     assert body["instance"] == response.request.url.path
-    return body
+    problem: dict[str, Any] = body
+    return problem

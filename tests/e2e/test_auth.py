@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -59,7 +60,10 @@ def test_unknown_email_and_wrong_password_get_the_same_answer(http: httpx.Client
     for response in (wrong, unknown):
         assert_problem(response, 401)
         assert response.headers["www-authenticate"] == "Bearer"
-    strip = lambda r: {k: v for k, v in r.json().items() if k != "request_id"}
+
+    def strip(response: httpx.Response) -> dict[str, Any]:
+        return {k: v for k, v in response.json().items() if k != "request_id"}
+
     assert strip(wrong) == strip(unknown)
 
 

@@ -82,7 +82,7 @@ def test_out_of_range_delay_gets_422_stating_the_range(http: httpx.Client) -> No
 
 def _flaky_state(http: httpx.Client) -> str:
     breakers = {b["name"]: b for b in http.get("/api/v1/resilience").json()["breakers"]}
-    return breakers["flaky"]["state"]
+    return str(breakers["flaky"]["state"])
 
 
 def test_breaker_opens_refuses_half_opens_and_closes_over_http(http: httpx.Client) -> None:

@@ -45,6 +45,15 @@ async def _frame(ws: ClientConnection, event: str, name: str) -> dict[str, Any]:
             return frame
 
 
+async def _joined(ws: ClientConnection) -> ClientConnection:
+    """`ws` once its join is done: the server answers a ping only after it (a socket is open
+    before the join has claimed the name and registered the member)."""
+    await ws.send(json.dumps({"type": "ping"}))
+    while json.loads(await asyncio.wait_for(ws.recv(), 10)).get("type") != "pong":
+        pass
+    return ws
+
+
 async def _join(server: LiveServer, room: str, name: str) -> tuple[ClientConnection | None, int]:
     """A joined socket, or None with the close code the join got."""
     ws = await connect(_ws(server, room, name))
@@ -74,8 +83,8 @@ async def test_a_member_whose_replica_was_killed_rejoins_on_another_at_once(
     pair: tuple[LiveServer, LiveServer],
 ) -> None:
     doomed, survivor = pair
-    ann = await connect(_ws(doomed, "leases", "ann"))
-    bob = await connect(_ws(survivor, "leases", "bob"))
+    ann = await _joined(await connect(_ws(doomed, "leases", "ann")))
+    bob = await _joined(await connect(_ws(survivor, "leases", "bob")))
     await _frame(ann, "join", "bob")
     doomed.process.send_signal(signal.SIGKILL)
     doomed.process.wait(10)
@@ -98,8 +107,8 @@ async def test_the_others_hear_a_member_of_a_killed_replica_leave_when_its_lease
     pair: tuple[LiveServer, LiveServer],
 ) -> None:
     doomed, survivor = pair
-    eve = await connect(_ws(doomed, "expiry", "eve"))
-    fay = await connect(_ws(survivor, "expiry", "fay"))
+    eve = await _joined(await connect(_ws(doomed, "expiry", "eve")))
+    fay = await _joined(await connect(_ws(survivor, "expiry", "fay")))
     await _frame(eve, "join", "fay")
     doomed.process.send_signal(signal.SIGKILL)
     doomed.process.wait(10)
@@ -113,8 +122,8 @@ async def test_a_member_who_left_during_a_redis_pause_rejoins_and_never_hears_10
 ) -> None:
     a, b = pair
     assert module_redis.process is not None
-    cleo = await connect(_ws(a, "pause", "cleo"))
-    dan = await connect(_ws(b, "pause", "dan"))
+    cleo = await _joined(await connect(_ws(a, "pause", "cleo")))
+    dan = await _joined(await connect(_ws(b, "pause", "dan")))
     await _frame(cleo, "join", "dan")
     module_redis.process.send_signal(signal.SIGSTOP)
     try:

@@ -123,7 +123,8 @@ async def test_1000_clients_vanish_mid_sse_and_mid_websocket(
         writer.write(request)
         await writer.drain()
         await reader.readuntil(b"retry:")  # the stream is open and subscribed
-        return writer.get_extra_info("socket").dup()
+        sock: socket.socket = writer.get_extra_info("socket").dup()
+        return sock
 
     sockets = []
     for start in range(0, 1000, 100):

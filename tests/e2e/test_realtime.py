@@ -40,7 +40,8 @@ def _ws_url(server: LiveServer, room: str, name: str) -> str:
 
 
 async def _recv(ws: ClientConnection) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(ws.recv(), 5))
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    return frame
 
 
 async def _closed_code(ws: ClientConnection) -> int | None:
@@ -60,7 +61,7 @@ def _wait_until(predicate: Any, timeout: float = 5.0) -> bool:
         if predicate():
             return True
         time.sleep(0.05)
-    return predicate()
+    return bool(predicate())
 
 
 # --- SSE ---------------------------------------------------------------------------------------
@@ -140,7 +141,8 @@ async def test_200_sse_clients_all_receive_one_published_event(live_server: Live
                     ready.set()
                 async for sse in iterator:
                     if sse.event == "fanout.test":
-                        return json.loads(sse.data)
+                        data: dict[str, Any] = json.loads(sse.data)
+                        return data
             raise AssertionError("stream ended early")
 
         listeners = [asyncio.create_task(listen()) for _ in range(200)]
@@ -209,7 +211,7 @@ async def test_an_sse_client_that_never_reads_is_let_go(live_server: LiveServer)
         async def stuck_subscribers() -> int:
             checks = (await http.get("/health/detailed")).json()["checks"]
             bus = next(c["detail"] for c in checks if c["name"] == "event_bus")
-            return bus["subscribers"].get("stuck.*", 0)
+            return int(bus["subscribers"].get("stuck.*", 0))
 
         for _ in range(50):
             if await stuck_subscribers() == 1:
@@ -408,7 +410,7 @@ async def test_500_clients_that_vanish_leave_no_connections(live_server: LiveSer
 
         async def connections() -> int:
             checks = (await http.get("/health/detailed")).json()["checks"]
-            return next(c["detail"]["connections"] for c in checks if c["name"] == "chat")
+            return int(next(c["detail"]["connections"] for c in checks if c["name"] == "chat"))
 
         assert await connections() >= 500
         for ws in clients:

@@ -104,7 +104,8 @@ class Listener:
 def _publish(http: httpx.Client, topic: str, data: Any) -> dict[str, Any]:
     response = http.post(EVENTS, json={"topic": topic, "data": data})
     assert response.status_code == 202, response.text
-    return response.json()
+    published: dict[str, Any] = response.json()
+    return published
 
 
 def test_an_event_published_on_a_reaches_a_subscriber_on_b(clients: list[httpx.Client]) -> None:

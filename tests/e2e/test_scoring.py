@@ -36,7 +36,8 @@ def _records(n: int, features: int = 3, seed: int = 1) -> list[dict[str, Any]]:
 
 def _pool_pids(http: httpx.Client) -> list[int]:
     checks = {c["name"]: c for c in http.get("/health/detailed").json()["checks"]}
-    return checks["process_pool"]["detail"]["pids"]
+    pids: list[int] = checks["process_pool"]["detail"]["pids"]
+    return pids
 
 
 def test_score_small_dataset_by_hand(http: httpx.Client) -> None:
@@ -183,7 +184,7 @@ async def test_200_concurrent_requests_shed_load_and_the_loop_stays_free(
             )
 
         results = await asyncio.gather(probe(), *(one() for _ in range(200)))
-    responses: list[httpx.Response] = results[1:]
+    responses = [r for r in results[1:] if r is not None]
     codes = Counter(r.status_code for r in responses)
     assert set(codes) <= {200, 503}, codes
     assert codes[200] >= 4

@@ -17,7 +17,8 @@ from tests.live_server import ROOT, TEST_ENV, free_port, start_server
 
 
 def _users(http: httpx.Client) -> list[dict[str, object]]:
-    return http.get(USERS, params={"limit": 100}).json()["items"]
+    items: list[dict[str, object]] = http.get(USERS, params={"limit": 100}).json()["items"]
+    return items
 
 
 def test_data_survives_a_restart_with_the_same_ids_and_etags(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -157,7 +158,7 @@ def test_two_megabyte_body_gets_413_and_creates_nothing(http: httpx.Client) -> N
 def test_chunked_body_without_length_over_limit_gets_413(http: httpx.Client) -> None:
     before = _snapshot(http)
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         yield b'{"email": "chunk@example.com", "name": "'
         for _ in range(40):
             yield b"x" * 65536
@@ -279,7 +280,7 @@ def test_list_pages_filters_and_sorts(http: httpx.Client) -> None:
         {"limit": "x"},
     ],
 )
-def test_bad_list_parameters_get_422(http: httpx.Client, params: dict[str, object]) -> None:
+def test_bad_list_parameters_get_422(http: httpx.Client, params: dict[str, str | int]) -> None:
     body = assert_problem(http.get(USERS, params=params), 422)
     assert body["errors"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-import app.memory.journal as journal_module
 from app.memory.journal import ID_BLOCK, JournalUnavailable, generation_path, generations
 from app.memory.repository import MemoryRepository
 from app.memory.snapshots import SnapshotError, SnapshotManager
@@ -32,10 +32,10 @@ def _repo() -> MemoryRepository:
     return repository
 
 
-async def _opened(path: Path, **options: object) -> SnapshotManager:
+async def _opened(path: Path, **options: Any) -> SnapshotManager:
     manager = SnapshotManager(
         _repo(), str(path), interval_seconds=60, journal_fsync="everysec", **options
-    )  # type: ignore[arg-type]
+    )
     await manager.load()
     return manager
 
@@ -177,7 +177,7 @@ async def test_fsync_policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         synced.append(fd)
         real_fsync(fd)
 
-    monkeypatch.setattr(journal_module.os, "fsync", counting)
+    monkeypatch.setattr(os, "fsync", counting)
     for policy, expected in (("always", True), ("everysec", False), ("no", False)):
         path = tmp_path / policy / "snap.json"
         path.parent.mkdir()
@@ -201,10 +201,10 @@ async def test_a_failed_journal_write_refuses_writes_and_fails_readiness(
     def disk_full(fd: int, data: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(journal_module.os, "write", disk_full)
+    monkeypatch.setattr(os, "write", disk_full)
     with pytest.raises(JournalUnavailable):
         await repo.update("users", 1, {"name": "maybe"})
-    monkeypatch.setattr(journal_module.os, "write", real_write)
+    monkeypatch.setattr(os, "write", real_write)
     with pytest.raises(JournalUnavailable):
         await repo.create("users", {"email": "after@x.io"})  # refused before it changes anything
     assert await repo.count("users") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -64,9 +65,10 @@ async def test_mutating_a_returned_record_does_not_change_the_store(repo: Reposi
 
 
 async def test_mutating_the_input_after_create_does_not_change_the_store(repo: Repository) -> None:
-    data = {"email": "a@x.io", "name": "A", "tags": ["x"]}
+    tags = ["x"]
+    data: dict[str, Any] = {"email": "a@x.io", "name": "A", "tags": tags}
     await repo.create("people", data)
-    data["tags"].append("y")
+    tags.append("y")
     data["name"] = "B"
     stored = await repo.get("people", 1)
     assert stored is not None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+import aiofiles.os
 import orjson
 import pytest
 
-import app.memory.snapshots as snapshots_module
 from app.memory.repository import MemoryRepository
 from app.memory.snapshots import FORMAT, SnapshotError, SnapshotManager
 from app.stores.records import CollectionSpec, UniqueField
@@ -69,7 +69,7 @@ async def test_a_crash_between_write_and_rename_leaves_the_old_snapshot(
     async def killed(*args: object) -> None:
         raise KeyboardInterrupt  # stands in for SIGKILL: nothing after this point runs
 
-    monkeypatch.setattr(snapshots_module.aiofiles.os, "replace", killed)
+    monkeypatch.setattr(aiofiles.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         await manager.write()
     manager.release()
@@ -91,7 +91,7 @@ async def test_a_full_disk_keeps_the_old_snapshot_and_reports_failure(
     async def disk_full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(snapshots_module.aiofiles.os, "replace", disk_full)
+    monkeypatch.setattr(aiofiles.os, "replace", disk_full)
     assert await manager.write() is False
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".snap.json.tmp-*"))

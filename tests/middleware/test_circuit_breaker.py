@@ -4,7 +4,7 @@ is in."""
 from __future__ import annotations
 
 import httpx
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.breaker import (
     BreakerRegistry,
@@ -17,7 +17,7 @@ from tests.fakes import BREAKER_CONFIG, FakeClock
 CONFIG = BREAKER_CONFIG
 
 
-def _status_app(answers: list[int | str]):
+def _status_app(answers: list[int | str]) -> ASGIApp:
     """Answers each call with the next status; "dependency" is a 500 in which the app reports
     a failed dependency, "crash" raises as a bug would."""
 

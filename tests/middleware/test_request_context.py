@@ -36,7 +36,7 @@ async def test_valid_incoming_request_id_is_kept() -> None:
 @pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "semi;colon", "ünï"])
 async def test_invalid_incoming_request_id_is_replaced(bad: str) -> None:
     async with _client(ok_app) as client:
-        response = await client.get("/", headers={"X-Request-ID": bad.encode("utf-8")})
+        response = await client.get("/", headers={b"X-Request-ID": bad.encode("utf-8")})
     rid = response.headers["x-request-id"]
     assert rid != bad
     assert len(rid) == 32

@@ -8,6 +8,7 @@ import re
 import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer
 
@@ -63,7 +64,7 @@ def test_a_host_the_service_is_not_served_under_is_refused(
     async def handshake() -> int:
         try:
             async with connect(
-                url, origin="http://attacker.example:8000", additional_headers=rebound
+                url, origin=Origin("http://attacker.example:8000"), additional_headers=rebound
             ):
                 return 101
         except InvalidStatus as refused_handshake:

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from tests.live_server import LiveServer
 from tests.security.defaults import SHIPPED_BOUNDS
@@ -26,7 +27,7 @@ def _url(server: LiveServer, room: str, name: str) -> str:
 
 async def test_a_page_of_another_site_cannot_open_a_socket(live_server: LiveServer) -> None:
     with pytest.raises(InvalidStatus) as refused:
-        await connect(_url(live_server, "r", "m"), origin="https://evil.example")
+        await connect(_url(live_server, "r", "m"), origin=Origin("https://evil.example"))
     assert refused.value.response.status_code == 403
 
 
@@ -39,7 +40,8 @@ async def test_allowed_origins_and_non_browsers_connect(
     room = f"ok-{request.node.callspec.id}"
     if origin == "same":
         origin = live_server.base_url
-    async with connect(_url(live_server, room, "m"), origin=origin) as ws:
+    allowed = Origin(origin) if origin is not None else None
+    async with connect(_url(live_server, room, "m"), origin=allowed) as ws:
         await ws.send('{"type": "ping"}')
         assert "pong" in await ws.recv()
 

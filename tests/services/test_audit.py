@@ -23,7 +23,7 @@ async def test_events_become_json_lines_and_stop_flushes(tmp_path: Path) -> None
     await audit.stop()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["data"]["id"] for line in lines] == [0, 1, 2, 3, 4]
-    positions = [parse_event_id(line["id"]) for line in lines]
+    positions = [_position(line["id"]) for line in lines]
     assert positions == sorted(positions)
     assert len(set(positions)) == 5
     assert all(line["topic"] == "user.created" and line["ts"] for line in lines)
@@ -56,3 +56,9 @@ async def test_an_unwritable_path_keeps_events_and_never_blocks_publishing(tmp_p
     assert audit.written == 0
     await audit.stop()  # logs the failure, does not raise
     assert len(audit._buffer) == 3
+
+
+def _position(event_id: str) -> tuple[int, int]:
+    position = parse_event_id(event_id)
+    assert position is not None, event_id
+    return position

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from tests.fakes import FakeClock
 
 class FakeConnection:
     def __init__(self, *, hang: bool = False, broken: bool = False) -> None:
-        self.sent: list[dict] = []
+        self.sent: list[dict[str, Any]] = []
         self.closed_with: tuple[int, str | None] | None = None
         self.hang = hang
         self.broken = broken

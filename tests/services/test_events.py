@@ -67,7 +67,7 @@ async def test_each_subscriber_gets_events_in_publish_order(make_bus: BusFactory
 async def test_ids_are_ordered_positions_and_events_have_timestamps(make_bus: BusFactory) -> None:
     bus = await make_bus()
     events = [await bus.publish("t", None) for _ in range(3)]
-    positions = [parse_event_id(e.id) for e in events]
+    positions = [_position(e.id) for e in events]
     assert positions == sorted(positions)
     assert len(set(positions)) == 3
     assert [format_event_id(p) for p in positions if p] == [e.id for e in events]
@@ -269,3 +269,9 @@ async def test_recent_history_reads_only_what_it_needs_on_redis(redis_url: str) 
     assert len(await bus.history("*", 1000)) == 450
     await bus.close()
     await client.close()
+
+
+def _position(event_id: str) -> tuple[int, int]:
+    position = parse_event_id(event_id)
+    assert position is not None, event_id
+    return position

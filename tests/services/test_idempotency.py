@@ -8,16 +8,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.core.exceptions import AppError, Conflict, ServiceUnavailable
+from app.core.exceptions import (
+    AppError,
+    Conflict,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    ServiceUnavailable,
+)
 from app.memory.idempotency import MemoryKeys
 from app.redis.client import RedisClient
 from app.redis.idempotency import RedisKeys
-from app.services.idempotency import (
-    REPLAYED_HEADER,
-    IdempotencyKeyInFlight,
-    IdempotencyKeyReused,
-    IdempotencyStore,
-)
+from app.services.idempotency import REPLAYED_HEADER, IdempotencyStore
 from app.stores.idempotency import KeyBackend, Outcome
 from tests.fakes import FakeClock
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,13 +25,13 @@ RECORDS = [
 
 
 def _score(
-    records: list[dict[str, object]], weights: dict[str, float], method: str, **extra: object
-) -> dict:
+    records: Sequence[Mapping[str, Any]], weights: dict[str, float], method: str, **extra: object
+) -> dict[str, Any]:
     body = {"records": records, "weights": weights, "method": method, **extra}
     return score(json.dumps(body).encode(), LIMITS)
 
 
-def _scores(result: dict) -> dict[str, float]:
+def _scores(result: dict[str, Any]) -> dict[str, float]:
     return {r["id"]: r["score"] for r in result["results"]}
 
 
@@ -121,7 +123,7 @@ def test_statistics_match_pandas() -> None:
     )
 
 
-def _errors(body: object, limits: ScoringLimits = LIMITS) -> list[dict[str, object]]:
+def _errors(body: object, limits: ScoringLimits = LIMITS) -> list[dict[str, Any]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     with pytest.raises(ValidationFailed) as err:
         score(raw, limits)
