@@ -5,18 +5,29 @@ The users cache's TTL is 1 s here, so the copy turns stale within the test."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tests.browser.conftest import Console
 from tests.live_server import ADMIN_PASSWORD
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 SERVER_ENV = {"APP_CACHE_TTL_SECONDS": "1"}
 EXPECTED_ERRORS = ("status of 503 (Service Unavailable)",)
 
 
-def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -> None:
+def _signed_in(console_page: Console) -> Page:
+    """The console, its dependency step signed in as the admin (the drill buttons enabled)."""
     page = console_page.open().page
     page.fill("#dep-password", ADMIN_PASSWORD)
     page.click("#dep-signin button[type=submit]")
-    page.wait_for_selector("#dep-faults [data-fault=outage]:not([disabled])")
+    page.wait_for_selector("#dep-kill-worker:not([disabled])")
+    return page
+
+
+def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -> None:
+    page = _signed_in(console_page)
     page.fill("#dep-seconds", "4")
     page.click("#dep-faults [data-fault=outage]")
     page.wait_for_selector("#dep-result:text('Injected: outage into store for 4 s')")
@@ -62,11 +73,8 @@ def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -
 def test_a_scoring_worker_killed_from_the_console_costs_no_request(
     console_page: Console,
 ) -> None:
-    page = console_page.open().page
-    assert page.locator("#dep-kill-worker").is_disabled()  # admin only
-    page.fill("#dep-password", ADMIN_PASSWORD)
-    page.click("#dep-signin button[type=submit]")
-    page.wait_for_selector("#dep-kill-worker:not([disabled])")
+    assert console_page.open().page.locator("#dep-kill-worker").is_disabled()  # admin only
+    page = _signed_in(console_page)
     page.click("#dep-kill-worker")
     page.wait_for_selector("#dep-result[data-killed]")
     result = page.locator("#dep-result")
@@ -78,10 +86,7 @@ def test_a_scoring_worker_killed_from_the_console_costs_no_request(
 
 
 def test_hashing_down_refuses_the_sign_ups_and_nothing_else(console_page: Console) -> None:
-    page = console_page.open().page
-    page.fill("#dep-password", ADMIN_PASSWORD)
-    page.click("#dep-signin button[type=submit]")
-    page.wait_for_selector("#dep-faults [data-target=hashing]:not([disabled])")
+    page = _signed_in(console_page)
     page.fill("#dep-seconds", "3")
     page.click("#dep-faults [data-target=hashing]")
     page.wait_for_selector("#dep-result:text('Injected: outage into hashing for 3 s')")
