@@ -71,7 +71,7 @@ def _exit_with_parent(parent: int) -> None:
     # A worker whose supervisor is gone (killed outright) stops too, as a drained worker
     # would, instead of holding the port with nobody to restart or stop it.
     while os.getppid() == parent:
-        time.sleep(1.0)
+        time.sleep(1.0)  # blocking-ok: a daemon thread of its own, never the event loop
     os.kill(os.getpid(), signal.SIGTERM)
 
 
