@@ -17,7 +17,7 @@ from app.core.breaker import BreakerRegistry
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
 from app.core.dependency import Dependency
-from app.core.exceptions import Overloaded, StartupRefused, StoreUnavailable
+from app.core.exceptions import Overloaded, StartupRefused, StoreUnavailable, WorkerCrashed
 from app.core.faults import InjectedFault
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
@@ -91,8 +91,10 @@ class Foundation:
     # The memory store as a dependency (APP_STORE=memory): nothing fails by itself, but it
     # takes injected faults through the same pipeline as Redis (app/memory/guarded.py).
     store: Dependency | None = None
-    # The password-hashing threads as a dependency: a drill can slow them or make them fail.
+    # The password-hashing threads and the CPU worker pool as dependencies: a drill can slow
+    # them or make them fail.
     hashing: Dependency | None = None
+    process_pool: Dependency | None = None
 
     @property
     def store_dependency(self) -> Dependency | None:
@@ -102,8 +104,9 @@ class Foundation:
     @property
     def dependencies(self) -> tuple[Dependency, ...]:
         """The dependencies reached through a resilience pipeline: Redis or the memory store,
-        and the password-hashing threads."""
-        return tuple(d for d in (self.store_dependency, self.hashing) if d is not None)
+        the password-hashing threads and the CPU worker pool."""
+        chosen = (self.store_dependency, self.hashing, self.process_pool)
+        return tuple(d for d in chosen if d is not None)
 
 
 def memory_store(settings: Settings, breakers: BreakerRegistry) -> Dependency | None:
@@ -152,6 +155,28 @@ def hashing_dependency(settings: Settings, breakers: BreakerRegistry) -> Depende
         retries=0,
         refuse=_overloaded,
         is_failure=_is_hashing_failure,
+        wait_for_slot=False,
+    )
+
+
+def _is_pool_failure(exc: BaseException) -> bool:
+    # A worker that died under a task twice, or a drill. Never a task's own time limit or its
+    # input's error: one client's dataset must not open the breaker for everyone.
+    return isinstance(exc, WorkerCrashed | InjectedFault)
+
+
+def process_pool_dependency(settings: Settings, breakers: BreakerRegistry) -> Dependency:
+    """The `process_pool` dependency: the CPU workers behind their own pipeline (the pool
+    admits tasks itself; its probe is set once the pool exists)."""
+    return Dependency(
+        "process_pool",
+        breakers,
+        max_in_flight=settings.process_pool_workers + settings.effective_process_pool_queue,
+        # The task's own limit and the request's deadline are kept by the pool (`_run`).
+        timeout_seconds=3600.0,
+        retries=0,
+        refuse=_overloaded,
+        is_failure=_is_pool_failure,
         wait_for_slot=False,
     )
 
@@ -528,7 +553,10 @@ def build_services(foundation: Foundation) -> AppServices:
         queue_limit=settings.effective_process_pool_queue,
         task_timeout=settings.scoring_task_timeout_seconds,
         warm_up=warm_up,
+        dependency=foundation.process_pool,
     )
+    if foundation.process_pool is not None:
+        foundation.process_pool.set_probe(lambda: pool.probe())
     scoring = ScoringService(
         pool,
         ScoringLimits(

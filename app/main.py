@@ -47,6 +47,7 @@ from app.container import (
     build_services,
     hashing_dependency,
     memory_store,
+    process_pool_dependency,
     redis_client,
 )
 from app.core.breaker import BreakerConfig, BreakerRegistry
@@ -395,6 +396,7 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
         redis=redis_client(settings, breakers),
         store=memory_store(settings, breakers),
         hashing=hashing_dependency(settings, breakers),
+        process_pool=process_pool_dependency(settings, breakers),
     )
     # Every breaker exists from the start, so `/resilience` and the console list them all.
     routers = mounted_routers(settings)

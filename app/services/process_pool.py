@@ -24,7 +24,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -32,7 +32,15 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Gauge
 
 from app.core import deadline
-from app.core.exceptions import DeadlineExceeded, Overloaded, TaskTimedOut, WorkerCrashed
+from app.core.dependency import Dependency
+from app.core.exceptions import (
+    DeadlineExceeded,
+    Overloaded,
+    ServiceUnavailable,
+    TaskTimedOut,
+    WorkerCrashed,
+)
+from app.core.faults import InjectedFault
 from app.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -104,11 +112,34 @@ class PoolSlot:
         self.abandon()
 
     async def run(self, fn: Callable[..., T], *args: Any, time_limit: float | None = None) -> T:
-        """Run `fn(*args)` in a worker (once per slot)."""
+        """Run `fn(*args)` in a worker (once per slot), through the pool's dependency pipeline
+        if it has one."""
         if self._submitted:
             raise RuntimeError("a pool slot runs one task")
         self._submitted = True
-        return await self._pool._run(self, fn, args, time_limit)
+        dependency = self._pool.dependency
+        if dependency is None:
+            return await self._pool._run(self, fn, args, time_limit)
+        started = False
+
+        def start(_: float) -> Awaitable[T]:
+            # The task keeps its own limits (`_run`, which gives its place back however it
+            # ends): the pipeline adds the breaker, the drills and the metrics.
+            nonlocal started
+            started = True
+            return self._pool._run(self, fn, args, time_limit)
+
+        try:
+            return await dependency.call(start)
+        except BaseException as exc:
+            if not started:
+                self._free()  # refused (breaker, deadline) or failed by a drill: never ran
+            if isinstance(exc, InjectedFault):
+                raise ServiceUnavailable(
+                    "The scoring workers did not answer (a drill); retry shortly.",
+                    headers={"Retry-After": "1"},
+                ) from None
+            raise
 
 
 class ProcessPool:
@@ -121,7 +152,9 @@ class ProcessPool:
         task_timeout: float,
         *,
         warm_up: Callable[[], int] | None = None,
+        dependency: Dependency | None = None,
     ) -> None:
+        self.dependency = dependency
         self.workers = workers
         self._warm_up = warm_up
         self.queue_limit = queue_limit
@@ -189,6 +222,12 @@ class ProcessPool:
         """The pids of the current workers (for tests and health)."""
         processes = getattr(self._executor, "_processes", None) or {}
         return sorted(processes)
+
+    async def probe(self) -> None:
+        """A trivial task through the pool, outside its pipeline (the recovery probe): it
+        answers once a worker is free and alive."""
+        with self.reserve(count_rejection=False) as slot:
+            await self._run(slot, os.getpid, (), None)
 
     def kill_worker(self) -> int | None:
         """SIGKILL one worker, as the kernel's OOM killer or a crash would (a drill): the pool

@@ -38,7 +38,11 @@ async def test_an_injected_store_outage_fails_fast_then_ends_by_itself(
 ) -> None:
     admin = await _admin(client)
     assert (await client.get(FAULTS, headers=admin)).json() == {
-        "faults": [{"dependency": "store", "fault": None}, {"dependency": "hashing", "fault": None}]
+        "faults": [
+            {"dependency": "store", "fault": None},
+            {"dependency": "hashing", "fault": None},
+            {"dependency": "process_pool", "fault": None},
+        ]
     }
     injected = await client.put(
         f"{FAULTS}/store", json={"kind": "outage", "seconds": 2}, headers=admin
@@ -142,3 +146,27 @@ async def test_hashing_down_refuses_sign_ups_fast_while_reads_go_on(
             break
         await asyncio.sleep(0.1)
     assert again.status_code == 201, again.text
+
+
+async def test_the_worker_pool_down_refuses_cpu_work_fast_and_nothing_else(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await _admin(client)
+    injected = await client.put(
+        f"{FAULTS}/process_pool", json={"kind": "outage", "seconds": 2}, headers=admin
+    )
+    assert injected.status_code == 200, injected.text
+    for _ in range(3):
+        refused = await client.post("/api/v1/cpu-intensive", json={"samples": 1000})
+        assert refused.status_code == 503, refused.text
+        assert "retry-after" in refused.headers
+    assert (await client.get("/api/v1/users")).status_code == 200
+    # No place of the pool was kept by the refused tasks: once the drill ends, CPU work runs.
+    for _ in range(100):
+        answered = await client.post("/api/v1/cpu-intensive", json={"samples": 1000})
+        if answered.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert answered.status_code == 200, answered.text
+    detail = {c["name"]: c for c in (await client.get("/health/detailed")).json()["checks"]}
+    assert detail["process_pool"]["detail"]["in_flight"] == 0
