@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,14 @@ BENCH_ENV = {
     "APP_LOGIN_ATTEMPTS_PER_MINUTE": "10000",
     "APP_SHUTDOWN_DRAIN_SECONDS": "0",
 }
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextmanager

@@ -34,8 +34,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench._server import machine, running_server
-from tests.live_server import free_port
+from bench._server import free_port, machine, running_server
 
 MASTER = "mymaster"
 USERS = "/api/v1/users"
