@@ -1,5 +1,5 @@
 """The composition root: every long-lived object of a running app, built from settings in one
-place, started and closed in order by the lifespan (`app/main.py`), and handed to requests as
+place, started and closed in order by the lifespan (`app/lifespan.py`), and handed to requests as
 the lifespan's typed state, which `app/api/deps.py` reads."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from app.core.bounded_executor import BoundedExecutor
-from app.core.breaker import BreakerRegistry
+from app.core.breaker import BreakerConfig, BreakerRegistry
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
 from app.core.dependency import Dependency
@@ -178,6 +178,40 @@ def process_pool_dependency(settings: Settings, breakers: BreakerRegistry) -> De
         refuse=_overloaded,
         is_failure=_is_pool_failure,
         wait_for_slot=False,
+    )
+
+
+def build_foundation(settings: Settings, lifecycle: Lifecycle | None = None) -> Foundation:
+    """What the middleware chain and the server need before the lifespan runs, from
+    `settings`: tokens, client keys, the breakers, and each dependency's pipeline."""
+    tokens = TokenCodec(
+        settings.jwt_secret_key,
+        settings.jwt_algorithm,
+        settings.jwt_expire_minutes,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    breakers = BreakerRegistry(
+        BreakerConfig(
+            window_size=settings.breaker_window_size,
+            min_calls=settings.breaker_min_calls,
+            failure_rate=settings.breaker_failure_rate,
+            open_seconds=settings.breaker_open_seconds,
+            half_open_calls=settings.breaker_half_open_calls,
+        )
+    )
+    return Foundation(
+        settings=settings,
+        lifecycle=lifecycle or Lifecycle(),
+        tokens=tokens,
+        clients=ClientIdentifier(
+            trusted_proxies=settings.trusted_proxies, token_subject=tokens.subject_or_none
+        ),
+        breakers=breakers,
+        redis=redis_client(settings, breakers),
+        store=memory_store(settings, breakers),
+        hashing=hashing_dependency(settings, breakers),
+        process_pool=process_pool_dependency(settings, breakers),
     )
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from app.main import several_workers
+from app.lifespan import several_workers
 from tests.live_server import ROOT, TEST_ENV, free_port
 
 

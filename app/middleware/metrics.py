@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.paths import NO_PATHS, Paths
 from app.http.routing import HTTP_METHODS, route_template
 
 # From a few milliseconds (a cached read) to the 10 s request timeout and a little past it.
@@ -45,7 +46,7 @@ _IN_PROGRESS_BY_METHOD = {m: IN_PROGRESS.labels(method=m) for m in (*_KNOWN_METH
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request except the ones in `skip_paths` (`/metrics`).
+    """Counts and times every HTTP request except the `skip` paths (`/metrics`).
 
     The route label is the matched template, and one shared value for unmatched paths, so a
     scan of random URLs cannot create unbounded series. The status defaults to 500 and is
@@ -56,11 +57,11 @@ class MetricsMiddleware:
         self,
         app: ASGIApp,
         *,
-        skip_paths: Collection[str] = (),
+        skip: Paths = NO_PATHS,
         stream_routes: Collection[str] = (),
     ) -> None:
         self.app = app
-        self.skip_paths = frozenset(skip_paths)
+        self.skip = skip
         self.stream_routes = frozenset(stream_routes)
         # labels() validates and locks on every call; the label sets are few and bounded
         # (known methods x route templates x status codes), so keep their children.
@@ -81,7 +82,7 @@ class MetricsMiddleware:
         return series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.skip_paths:
+        if scope["type"] != "http" or scope["path"] in self.skip:
             await self.app(scope, receive, send)
             return
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"

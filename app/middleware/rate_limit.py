@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
 from app.http.asgi import append_headers
+from app.http.paths import NO_PATHS, Paths
 from app.http.problems import problem_response
 from app.stores.quotas import QuotaLimiter, RateLimitDecision
 
@@ -38,9 +39,9 @@ def _fields(name: str, policy: str, decision: RateLimitDecision) -> tuple[tuple[
 class RateLimitMiddleware:
     """Refuses requests past a client's quota with a 429 problem and `Retry-After`.
 
-    Every counted request's answer carries the rate-limit fields; `exempt_paths` (probes,
-    metrics, docs) and paths under `exempt_prefixes` (static files) are neither counted nor
-    given the fields. With `only_paths` / `only_prefixes` the layer counts those paths alone
+    Every counted request's answer carries the rate-limit fields; the `exempt` paths (probes,
+    metrics, docs, static files) are neither counted nor given the fields. With `only` the
+    layer counts those paths alone
     (a policy of its own, `policy_name`, for cheap reads that need a looser bound); without
     `advertise`, only a refusal carries the fields. The client key comes from
     `client_key` (the token subject when a valid bearer token is sent, else the client address
@@ -53,33 +54,24 @@ class RateLimitMiddleware:
         *,
         limiter: QuotaLimiter,
         client_key: Callable[[Scope], str],
-        exempt_paths: Collection[str] = (),
-        exempt_prefixes: tuple[str, ...] = (),
-        only_paths: Collection[str] = (),
-        only_prefixes: tuple[str, ...] = (),
+        exempt: Paths = NO_PATHS,
+        only: Paths | None = None,
         policy_name: str = POLICY_NAME,
         advertise: bool = True,
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.client_key = client_key
-        self.exempt_paths = frozenset(exempt_paths)
-        self.exempt_prefixes = exempt_prefixes
-        self.only_paths = frozenset(only_paths)
-        self.only_prefixes = only_prefixes
-        self.selective = bool(only_paths or only_prefixes)
+        self.exempt = exempt
+        self.only = only
         self.name = policy_name
         self.advertise = advertise
         self.policy = _policy(policy_name, limiter)
 
     def _counts(self, path: str) -> bool:
-        if self.selective:
-            return path in self.only_paths or bool(
-                self.only_prefixes and path.startswith(self.only_prefixes)
-            )
-        return path not in self.exempt_paths and not (
-            self.exempt_prefixes and path.startswith(self.exempt_prefixes)
-        )
+        if self.only is not None:
+            return path in self.only
+        return path not in self.exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._counts(scope["path"]):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import get_logger
 from app.http.asgi import append_headers, get_header
+from app.http.paths import NO_PATHS, Paths
 from app.http.problems import REQUEST_ID_SCOPE_KEY, internal_error_response
 from app.http.routing import route_template
 
@@ -45,12 +46,12 @@ class RequestContextMiddleware:
         *,
         show_error_detail: bool = False,
         client_address: Callable[[Scope], str] | None = None,
-        quiet_paths: Collection[str] = (),
+        quiet: Paths = NO_PATHS,
     ) -> None:
         self.app = app
         self.show_error_detail = show_error_detail
         self.client_address = client_address
-        self.quiet_paths = frozenset(quiet_paths)
+        self.quiet = quiet
         # Per instance rather than per module: loggers are cached on first use, and an app
         # built after logging was reconfigured must log the new way.
         self.access_log = get_logger("app.access")
@@ -98,7 +99,7 @@ class RequestContextMiddleware:
         finally:
             duration_ms = round((time.perf_counter() - start) * 1000, 2)
             path = scope.get("path", "")
-            log = self.access_log.debug if path in self.quiet_paths else self.access_log.info
+            log = self.access_log.debug if path in self.quiet else self.access_log.info
             client = self.client_address(scope) if self.client_address else None
             log(
                 "request",

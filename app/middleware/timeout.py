@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
 
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core import deadline as request_deadline
 from app.core.exceptions import ProblemType
 from app.core.logging import get_logger
+from app.http.paths import NO_PATHS, Paths
 from app.http.problems import problem_response
 from app.http.routing import route_template
 
@@ -31,15 +31,13 @@ class TimeoutMiddleware:
     started (a stream, SSE) the timeout is switched off: a started stream is never cut.
     """
 
-    def __init__(
-        self, app: ASGIApp, *, timeout_seconds: float, exempt_paths: Collection[str] = ()
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, timeout_seconds: float, exempt: Paths = NO_PATHS) -> None:
         self.app = app
         self.timeout_seconds = timeout_seconds
-        self.exempt_paths = frozenset(exempt_paths)
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         started = False

@@ -9,10 +9,11 @@ probes and `/metrics` answer any `Host`: Kubernetes and Prometheus address pods 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.http.paths import NO_PATHS, Paths
 from app.http.problems import refuse
 
 
@@ -42,14 +43,14 @@ class HostPatterns:
 
 class TrustedHostMiddleware:
     """400 problem details for HTTP, a refused handshake for WebSockets, when `Host` is not
-    allowed; `exempt_paths` answer any `Host`."""
+    allowed; the `exempt` paths answer any `Host`."""
 
     def __init__(
-        self, app: ASGIApp, *, allowed_hosts: Sequence[str], exempt_paths: Collection[str] = ()
+        self, app: ASGIApp, *, allowed_hosts: Sequence[str], exempt: Paths = NO_PATHS
     ) -> None:
         self.app = app
         self.hosts = HostPatterns(allowed_hosts)
-        self.exempt_paths = frozenset(exempt_paths)
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hosts.any or scope["type"] not in ("http", "websocket"):
@@ -60,7 +61,7 @@ class TrustedHostMiddleware:
             if name == b"host":
                 host = value.decode("latin-1")
                 break
-        if self.hosts.allows(host) or scope["path"] in self.exempt_paths:
+        if self.hosts.allows(host) or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         await refuse(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from app.http.paths import Paths
 from app.memory.rate_limiter import MemoryRateLimiter
 from app.middleware.rate_limit import RateLimitMiddleware
 
@@ -19,7 +20,7 @@ def _client(quota: int = 3) -> httpx.AsyncClient:
         ok,
         limiter=MemoryRateLimiter(quota, 60),
         client_key=lambda scope: dict(scope["headers"]).get(b"x-who", b"anon").decode(),
-        exempt_paths=["/live"],
+        exempt=Paths(["/live"]),
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 

@@ -8,6 +8,7 @@ import structlog
 from starlette.types import Receive, Scope, Send
 
 from app.core.logging import configure_logging
+from app.http.paths import Paths
 from app.middleware.request_context import RequestContextMiddleware
 
 
@@ -72,7 +73,7 @@ async def test_access_log_line_has_route_status_and_request_id() -> None:
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars]
     ) as events:
-        async with _client(ok_app, quiet_paths=["/live"]) as client:
+        async with _client(ok_app, quiet=Paths(["/live"])) as client:
             response = await client.get("/hello", headers={"X-Request-ID": "req-1"})
             await client.get("/live")
     assert response.status_code == 204

@@ -9,6 +9,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from app.core import deadline
+from app.http.paths import Paths
 from app.middleware.timeout import TimeoutMiddleware
 
 
@@ -50,7 +51,7 @@ async def test_exempt_paths_are_never_timed_out() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = TimeoutMiddleware(slow, timeout_seconds=0.1, exempt_paths=["/ready"])
+    app = TimeoutMiddleware(slow, timeout_seconds=0.1, exempt=Paths(["/ready"]))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         assert (await c.get("/ready")).status_code == 200
         assert (await c.get("/other")).status_code == 504

@@ -1,0 +1,92 @@
+"""The lifespan: build and start the services, create the admin, turn ready; on the way out,
+turn unready first, then close everything in reverse order."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.container import AppState, Foundation, build_services
+from app.core.config import DEV_ADMIN_PASSWORD
+from app.core.exceptions import StartupRefused
+from app.core.logging import get_logger
+from app.core.metrics import release_process_metrics
+
+log = get_logger(__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    # Our own refusals explain themselves; anything else is named by its type as well.
+    if isinstance(exc, StartupRefused):  # SnapshotError is one
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def several_workers() -> str | None:
+    """How this process is one of several serving workers, or None: a process started by a
+    supervisor's `multiprocessing` (`uvicorn --workers N`), or `WEB_CONCURRENCY` above 1 (what
+    uvicorn and gunicorn read for their worker count)."""
+    concurrency = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if concurrency.isdigit() and int(concurrency) > 1:
+        return f"WEB_CONCURRENCY={concurrency}"
+    if multiprocessing.parent_process() is not None:
+        return "a worker process started by a supervisor (uvicorn --workers, say)"
+    return None
+
+
+def lifespan(foundation: Foundation) -> Callable[[FastAPI], AbstractAsyncContextManager[AppState]]:
+    """The app's lifespan over `foundation`: its state is the services, which requests read
+    through `app/api/deps.py`."""
+
+    @asynccontextmanager
+    async def run(_: FastAPI) -> AsyncIterator[AppState]:
+        settings = foundation.settings
+        if settings.store == "memory" and (workers := several_workers()) is not None:
+            reason = (
+                f"APP_STORE=memory keeps the data in this process, and this is {workers}: "
+                "each worker would serve a dataset of its own. Run one worker (python -m app), "
+                "or share the data with APP_STORE=redis"
+            )
+            log.error("startup_failed", reason=reason)
+            raise StartupRefused(reason)
+        services = build_services(foundation)
+        try:
+            await services.start()
+        except Exception as exc:
+            # Stop whatever did start (worker processes, tasks) before the process exits.
+            log.error("startup_failed", reason=_reason(exc))
+            await services.close()
+            raise
+        try:
+            admin = await services.users.ensure_admin(
+                email=settings.admin_email,
+                password=settings.admin_password,
+                reset_password=settings.admin_reset_password,
+                # Production must not run with an admin anyone can look up in this repository.
+                forbidden_password=DEV_ADMIN_PASSWORD if settings.env == "production" else None,
+            )
+            foundation.lifecycle.mark_started()
+            log.info(
+                "startup_complete",
+                env=settings.env,
+                version=__version__,
+                admin_id=admin.id,
+                # Where a learner finds the console (and the API), said once at start.
+                console=f"http://{settings.host}:{settings.port}/",
+            )
+            yield {"services": services}
+        except StartupRefused as exc:
+            log.error("startup_failed", reason=_reason(exc))
+            raise
+        finally:
+            foundation.lifecycle.begin_shutdown()
+            await services.close()
+            release_process_metrics()
+            log.info("shutdown_complete")
+
+    return run
