@@ -24,6 +24,7 @@ from app.core.logging import get_logger
 from app.core.loop_lag import LoopLagMonitor
 from app.core.security import PasswordHasher, TokenCodec, derived_key
 from app.http.clients import ClientIdentifier
+from app.http.representations import RepresentationCache
 from app.memory.event_log import MemoryEventLog
 from app.memory.guarded import (
     STORE_CALL_SECONDS,
@@ -74,6 +75,9 @@ from app.stores.records import Repository
 from app.stores.revocations import Revocations
 
 log = get_logger(__name__)
+
+# Rendered public JSON kept per user version: about 200 bytes each, so at most ~1 MB.
+RENDERED_USERS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +231,8 @@ class AppServices:
     auth: AuthService
     idempotency: IdempotencyStore
     users_cache: TTLCache
+    # Users' JSON, rendered once per version (app/api/representations.py renders into it).
+    rendered_users: RepresentationCache
     process_pool: ProcessPool
     hashing: BoundedExecutor
     thread_pool: ThreadPoolExecutor
@@ -644,6 +650,7 @@ def build_services(foundation: Foundation) -> AppServices:
             in_flight_seconds=2 * settings.request_timeout_seconds,
         ),
         users_cache=users_cache,
+        rendered_users=RepresentationCache(RENDERED_USERS),
         process_pool=pool,
         hashing=hashing,
         thread_pool=ThreadPoolExecutor(

@@ -11,8 +11,8 @@ uvicorn times out idle keep-alive connections, but:
   while uvicorn discards what it sends: here the rest of the body must arrive within
   `head_timeout`, or the connection is closed;
 - uvicorn's cap (`limit_concurrency`) counts every open connection and answers *every* request
-  503 once there are that many, logging a warning for each: at 3,000 connections over a cap of
-  2,048, 29,236 of 30,114 requests were refused and useful throughput fell to 145 req/s. Here
+  503 once there are that many, logging a warning for each, so useful throughput collapses
+  past the cap (docs/benchmarks.md, "Overload: goodput and probes past the connection cap"). Here
   the cap is on connections, decided once when a connection opens: the first `cap` are served
   without a per-request check; the next `PROBE_RESERVE` are served only the probe paths (so
   Kubernetes does not restart a server that is only busy); past those, a connection is not

@@ -20,6 +20,7 @@ from app.core.connection_quota import ConnectionQuota
 from app.core.dependency import Dependency
 from app.core.exceptions import ShuttingDown, Unauthorized
 from app.core.lifecycle import Lifecycle
+from app.http.representations import RepresentationCache
 from app.services.auth import AuthService
 from app.services.chat import ChatManager
 from app.services.events import EventBus
@@ -44,71 +45,76 @@ _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 # a users GET more than its own work did (bench/chain_layers.py).
 
 
-def _services(connection: HTTPConnection) -> AppServices:
+def app_services(connection: HTTPConnection) -> AppServices:
+    """The app's services, from the lifespan's state: for the one fast path that reads them
+    without `Depends` (`get_user` in app/api/routes/users.py) and for the dependencies here."""
     return cast("HTTPConnection[AppState]", connection).state["services"]
 
 
 async def _settings(connection: HTTPConnection) -> Settings:
-    return _services(connection).foundation.settings
+    return app_services(connection).foundation.settings
 
 
 async def _lifecycle(connection: HTTPConnection) -> Lifecycle:
-    return _services(connection).foundation.lifecycle
+    return app_services(connection).foundation.lifecycle
 
 
 async def _breakers(connection: HTTPConnection) -> BreakerRegistry:
-    return _services(connection).foundation.breakers
+    return app_services(connection).foundation.breakers
 
 
 async def _dependencies(connection: HTTPConnection) -> list[Dependency]:
-    return list(_services(connection).foundation.dependencies)
+    return list(app_services(connection).foundation.dependencies)
 
 
 async def _health(connection: HTTPConnection) -> HealthChecker:
-    return _services(connection).health
+    return app_services(connection).health
 
 
 def store_name(connection: HTTPConnection) -> str:
     """The dependency the users service reads through: `redis`, or the memory `store`."""
-    dependencies = _services(connection).foundation.dependencies
+    dependencies = app_services(connection).foundation.dependencies
     return dependencies[0].name if dependencies else "store"
 
 
-def user_service(connection: HTTPConnection) -> UserService:
-    """The user service, for the one route that reads it without `Depends` (see users.py)."""
-    return _services(connection).users
+async def _store_name(connection: HTTPConnection) -> str:
+    return store_name(connection)
 
 
 async def _users(connection: HTTPConnection) -> UserService:
-    return _services(connection).users
+    return app_services(connection).users
+
+
+async def _rendered_users(connection: HTTPConnection) -> RepresentationCache:
+    return app_services(connection).rendered_users
 
 
 async def _auth(connection: HTTPConnection) -> AuthService:
-    return _services(connection).auth
+    return app_services(connection).auth
 
 
 async def _idempotency(connection: HTTPConnection) -> IdempotencyStore:
-    return _services(connection).idempotency
+    return app_services(connection).idempotency
 
 
 async def _scoring(connection: HTTPConnection) -> ScoringService:
-    return _services(connection).scoring
+    return app_services(connection).scoring
 
 
 async def _process_pool(connection: HTTPConnection) -> ProcessPool:
-    return _services(connection).process_pool
+    return app_services(connection).process_pool
 
 
 async def _bus(connection: HTTPConnection) -> EventBus:
-    return _services(connection).bus
+    return app_services(connection).bus
 
 
 async def _chat(connection: HTTPConnection) -> ChatManager:
-    return _services(connection).chat
+    return app_services(connection).chat
 
 
 async def _tickers(connection: HTTPConnection) -> TickerDrops:
-    return _services(connection).tickers
+    return app_services(connection).tickers
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +126,13 @@ class StreamAdmission:
 
 
 async def _sse_admission(connection: HTTPConnection) -> StreamAdmission:
-    services = _services(connection)
+    services = app_services(connection)
     address = services.foundation.clients.client_address(connection.scope)
     return StreamAdmission(services.sse_quota, address)
 
 
 async def _ws_admission(connection: HTTPConnection) -> StreamAdmission:
-    services = _services(connection)
+    services = app_services(connection)
     address = services.foundation.clients.client_address(connection.scope)
     return StreamAdmission(services.ws_quota, address)
 
@@ -135,7 +141,7 @@ async def _client_key(connection: HTTPConnection) -> str:
     # The key selects what a client owns (its scoring jobs, its idempotency keys): a token
     # that is signed but logged out, or whose credentials changed, must select nothing, so
     # it is checked as a login would be, and anything less than a valid token is the address.
-    clients = _services(connection).foundation.clients
+    clients = app_services(connection).foundation.clients
     key = clients.client_key(connection.scope)
     if key.startswith("ip:") or await viewer(connection) is not None:
         return key
@@ -143,7 +149,7 @@ async def _client_key(connection: HTTPConnection) -> str:
 
 
 async def _client_address(connection: HTTPConnection) -> str:
-    return _services(connection).foundation.clients.client_address(connection.scope)
+    return app_services(connection).foundation.clients.client_address(connection.scope)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -153,6 +159,8 @@ BreakersDep = Annotated[BreakerRegistry, Depends(_breakers)]
 DependenciesDep = Annotated[list[Dependency], Depends(_dependencies)]
 HealthDep = Annotated[HealthChecker, Depends(_health)]
 UserServiceDep = Annotated[UserService, Depends(_users)]
+RenderedUsers = Annotated[RepresentationCache, Depends(_rendered_users)]
+StoreName = Annotated[str, Depends(_store_name)]
 AuthServiceDep = Annotated[AuthService, Depends(_auth)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(_idempotency)]
 ScoringServiceDep = Annotated[ScoringService, Depends(_scoring)]
@@ -199,7 +207,7 @@ async def viewer(connection: HTTPConnection) -> User | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     try:
-        return await _services(connection).auth.authenticate(token.strip())
+        return await app_services(connection).auth.authenticate(token.strip())
     except Unauthorized:
         return None
 

@@ -1,4 +1,5 @@
-"""OpenAPI additions FastAPI cannot infer: bodies that routes read raw."""
+"""OpenAPI additions FastAPI cannot infer: bodies that routes read raw, parameters that routes
+read by hand."""
 
 from __future__ import annotations
 
@@ -33,6 +34,31 @@ def document_raw_body_models(app: FastAPI, models: Sequence[type[BaseModel]]) ->
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def answered_with(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """`responses` documenting a 200 body of `model` for a route that builds its `Response`
+    itself (to set `ETag`, or send bytes already rendered), which `response_model` would not
+    be used for."""
+    return {200: {"model": model, "description": "Successful Response"}}
+
+
+def hand_read_parameters(*parameters: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` documenting parameters a route reads by hand (not through `Header` or
+    `Query`), so the schema shows them as a declared parameter would."""
+    return {"parameters": list(parameters)}
+
+
+def header_parameter(name: str, description: str) -> dict[str, Any]:
+    """An optional header, documented as FastAPI documents `Header("")`."""
+    schema = {"type": "string", "title": name, "description": description, "default": ""}
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
 
 
 def operation_id(route: APIRoute) -> str:

@@ -25,11 +25,10 @@ from app.core.exceptions import (
 )
 from app.core.logging import get_logger
 from app.core.security import PasswordHasher
-from app.schemas.users import public_json, public_view
+from app.schemas.users import public_view
 from app.services.cache import TTLCache
 from app.services.events import Publish
 from app.services.login_throttle import LoginThrottle
-from app.services.representations import RepresentationCache
 from app.stores.invalidation import Invalidate
 from app.stores.records import CollectionSpec, Filter, Record, Repository, UniqueField
 
@@ -103,10 +102,6 @@ def new_credential_stamp() -> str:
     return secrets.token_urlsafe(16)
 
 
-# Rendered public JSON kept per user version: about 200 bytes each, so at most ~1 MB.
-RENDERED_USERS = 4096
-
-
 def _user_key(user_id: int) -> str:
     return f"users:{user_id}"
 
@@ -146,16 +141,7 @@ class UserService:
         self._invalidations = invalidate
         self._publish = publish
         self._now = now
-        self._rendered = RepresentationCache(RENDERED_USERS)
         repository.declare(_USERS_SPEC)
-
-    def public_json(self, user: User, *, full: bool = False) -> bytes:
-        """The user's JSON (every field when `full`, else the public ones), rendered once per
-        version (it was a tenth of a users GET)."""
-        # The update time as well as the version: a store emptied and refilled (a Redis
-        # FLUSHALL) can reuse an id and a version, never with the same microsecond.
-        key = (user.id, user.version, user.updated_at, full)
-        return self._rendered.get_or_render(key, lambda: public_json(user, full=full))
 
     async def _announce(self, topic: str, user: User | None, user_id: int) -> None:
         # The public view only (no email, no role): events reach anonymous SSE clients and the

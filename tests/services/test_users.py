@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +10,6 @@ from app.core.exceptions import Conflict, Forbidden, NotFound, PreconditionFaile
 from app.core.security import PasswordHasher
 from app.memory.invalidation import MemoryInvalidation
 from app.memory.repository import MemoryRepository
-from app.schemas.users import public_view
 from app.services.cache import TTLCache
 from app.services.users import User, UserService
 
@@ -68,30 +64,6 @@ async def test_reads_are_cached_and_writes_invalidate_them(service: UserService)
     updated = await service.update(user.id, {"name": "New"}, actor=user)
     assert (await service.get(user.id)).name == "New"
     assert updated.version == 2
-
-
-async def test_the_public_json_is_rendered_once_per_version_and_follows_every_write(
-    service: UserService,
-) -> None:
-    user = await _user(service)
-    first = service.public_json(await service.get(user.id))
-    assert json.loads(first) == public_view(user)
-    assert service.public_json(await service.get(user.id)) is first  # kept, not rendered again
-    await service.update(user.id, {"name": "Renamed"}, actor=user)
-    renamed = json.loads(service.public_json(await service.get(user.id)))
-    assert renamed["name"] == "Renamed"
-    assert b"password" not in first
-    assert b"$2b$" not in first
-
-
-async def test_a_reused_id_and_version_never_serve_another_users_json(
-    service: UserService,
-) -> None:
-    # A store emptied and refilled (a Redis FLUSHALL) can hand out id 1 at version 1 again.
-    ada = await _user(service, "ada@example.com")
-    service.public_json(ada)
-    other = dataclasses.replace(ada, name="Someone else", updated_at=datetime.now(UTC))
-    assert json.loads(service.public_json(other))["name"] == "Someone else"
 
 
 async def test_a_list_page_is_cached_until_a_write(service: UserService) -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import HealthDep, LifecycleDep, SettingsDep, Viewer
+from app.api.openapi import hand_read_parameters
 from app.core.exceptions import Forbidden, ProblemType, Unauthorized
 from app.http.problems import problem_response
 from app.schemas.problem import problem_responses
@@ -43,7 +44,7 @@ _VERBOSE = {
     "/ready",
     summary="Readiness",
     responses=problem_responses(503),
-    openapi_extra={"parameters": [_VERBOSE]},
+    openapi_extra=hand_read_parameters(_VERBOSE),
 )
 async def ready(request: Request, lifecycle: LifecycleDep, health: HealthDep) -> Response:
     """200 once start-up finished and every critical component works; 503 before that and

@@ -15,16 +15,22 @@ from app.api.deps import (
     IdempotencyDep,
     IdempotencyKey,
     IfMatch,
+    RenderedUsers,
+    StoreName,
     UserServiceDep,
     Viewer,
+    app_services,
     sees_private_fields,
     store_name,
-    user_service,
     viewer,
 )
 from app.api.etags import entity_tag, if_match_versions, if_none_match_hits
+from app.api.openapi import answered_with, hand_read_parameters, header_parameter
+from app.api.representations import user_json
 from app.api.stale import stale_marks
+from app.container import AppServices
 from app.core.exceptions import Conflict, Forbidden, StoreUnavailable
+from app.http.representations import RepresentationCache
 from app.http.routing import HTTP_METHODS
 from app.schemas.problem import problem_responses
 from app.schemas.users import (
@@ -38,33 +44,12 @@ from app.schemas.users import (
     user_list_json,
 )
 from app.services.idempotency import REPLAYED_HEADER
-from app.services.users import User, UserService
+from app.services.users import User
 from app.stores.idempotency import Outcome
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 ITEM_METHODS = ", ".join(m for m in HTTP_METHODS if m != "POST")
-# The single-user read is the API's hot path, so it reads its service and `If-None-Match` from
-# the request instead of through `Depends` and `Header`: FastAPI resolves those anew on every
-# request, and for this route that cost more than the read (139 against 158 us per request
-# for the whole chain in process; 4,500 against 4,000 requests/s served, docs/benchmarks.md).
-# Every other route uses dependencies. The header is documented by hand, as `Header` would.
-IF_NONE_MATCH_PARAMETER = {
-    "parameters": [
-        {
-            "name": "If-None-Match",
-            "in": "header",
-            "required": False,
-            "description": "304 if current.",
-            "schema": {
-                "type": "string",
-                "title": "If-None-Match",
-                "description": "304 if current.",
-                "default": "",
-            },
-        }
-    ]
-}
 UserId = Annotated[int, Path(ge=1, le=2**53, description="A positive integer id.")]
 
 
@@ -73,53 +58,62 @@ def _tag(user: User) -> str:
 
 
 def _user_response(
-    users: UserService, user: User, tag: str | None = None, *, full: bool = True
+    rendered: RepresentationCache, user: User, tag: str | None = None, *, full: bool = True
 ) -> Response:
     # Writes answer their owner or an admin: every field. Reads show email and role only to
     # them (`full`); the representation depends on the token, so caches must key on it.
-    body = users.public_json(user, full=full)
     return Response(
-        body,
+        user_json(rendered, user, full=full),
         media_type="application/json",
         headers={"ETag": tag or _tag(user), "Vary": "Authorization"},
     )
 
 
-# Declared first: FastAPI tries a router's routes in declaration order, twice per request (to
-# pick the router, then the route), and every route tried before this one cost the hot path
-# about 2 us (133 against 141 us per request in process).
+# --- The fast path ------------------------------------------------------------------------
+# The single-user read is the API's hot path, so it is tuned, and the only route here that
+# is: it reads its services and `If-None-Match` from the request (`app_services`) instead of
+# through `Depends` and `Header`, which FastAPI resolves anew on every request (the cost is
+# measured in docs/benchmarks.md), documents that header by hand, and is declared first,
+# because FastAPI tries a router's routes in declaration order. Every other route below is
+# FastAPI as its documentation teaches it.
+IF_NONE_MATCH = header_parameter("If-None-Match", "304 if current.")
+
+
 @router.get(
     "/{user_id}",
-    response_model=UserOut,
-    responses={304: {"description": "Not modified (If-None-Match)"}, **problem_responses(404, 422)},
+    responses={
+        **answered_with(UserOut),
+        304: {"description": "Not modified (If-None-Match)"},
+        **problem_responses(404, 422),
+    },
     summary="Get a user",
-    openapi_extra=IF_NONE_MATCH_PARAMETER,
+    openapi_extra=hand_read_parameters(IF_NONE_MATCH),
 )
 async def get_user(user_id: UserId, request: Request) -> Response:
     """One user, with its `ETag`; `If-None-Match` with the current tag gets 304. `email` and
     `role` are shown to the user themself and to admins (a bearer token), to no one else."""
-    users = user_service(request)
+    services = app_services(request)
     try:
-        user = await users.get(user_id)
+        user = await services.users.get(user_id)
     except StoreUnavailable:
-        return await _stale_user(request, users, user_id)
+        return await _stale_user(request, services, user_id)
     tag = _tag(user)
     if if_none_match_hits(request.headers.get("if-none-match", ""), tag):
         return Response(status_code=304, headers={"ETag": tag, "Vary": "Authorization"})
     full = "authorization" in request.headers and sees_private_fields(
         await viewer(request), user_id
     )
-    return _user_response(users, user, tag, full=full)
+    return _user_response(services.rendered_users, user, tag, full=full)
 
 
-async def _stale_user(request: Request, users: UserService, user_id: int) -> Response:
+async def _stale_user(request: Request, services: AppServices, user_id: int) -> Response:
     """The store failed: this replica's last copy of the user, marked stale, if it has one
     young enough (`APP_STALE_IF_ERROR_SECONDS`); else the 503 stands."""
-    found = users.cached_copy(user_id)
+    found = services.users.cached_copy(user_id)
     if found is None:
         raise StoreUnavailable("The shared store did not answer; retry shortly.")
     user, age = found
-    marks = stale_marks(age, users.cache.ttl, store_name(request))
+    marks = stale_marks(age, services.users.cache.ttl, store_name(request))
     tag = _tag(user)
     if if_none_match_hits(request.headers.get("if-none-match", ""), tag):
         return Response(status_code=304, headers={"ETag": tag, "Vary": "Authorization", **marks})
@@ -131,9 +125,12 @@ async def _stale_user(request: Request, users: UserService, user_id: int) -> Res
             full = sees_private_fields(await viewer(request), user_id)
         except StoreUnavailable:
             full = False
-    response = _user_response(users, user, tag, full=full)
+    response = _user_response(services.rendered_users, user, tag, full=full)
     response.headers.update(marks)
     return response
+
+
+# --- The rest of the API ------------------------------------------------------------------
 
 
 @router.post(
@@ -189,8 +186,9 @@ async def create_user(
     "", response_model=UserList, responses=problem_responses(403, 422), summary="List users"
 )
 async def list_users(
-    request: Request,
     users: UserServiceDep,
+    rendered: RenderedUsers,
+    store: StoreName,
     reader: Viewer,
     skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -217,9 +215,9 @@ async def list_users(
         if found is None:
             raise
         page, age = found
-        headers.update(stale_marks(age, users.cache.ttl, store_name(request)))
+        headers.update(stale_marks(age, users.cache.ttl, store))
     items = [
-        users.public_json(user, full=sees_private_fields(reader, user.id)) for user in page.items
+        user_json(rendered, user, full=sees_private_fields(reader, user.id)) for user in page.items
     ]
     body = user_list_json(items, page.total, skip, limit)
     return Response(body, media_type="application/json", headers=headers)
@@ -229,7 +227,7 @@ async def list_users(
     "/{user_id}",
     responses=problem_responses(404, 422),
     summary="User headers only",
-    openapi_extra=IF_NONE_MATCH_PARAMETER,
+    openapi_extra=hand_read_parameters(IF_NONE_MATCH),
 )
 async def head_user(user_id: UserId, request: Request) -> Response:
     """The headers GET would send, without the body."""
@@ -249,8 +247,10 @@ async def user_options(user_id: UserId) -> Response:
 
 @router.put(
     "/{user_id}",
-    response_model=UserOut,
-    responses=problem_responses(401, 403, 404, 409, 412, 413, 422),
+    responses={
+        **answered_with(UserOut),
+        **problem_responses(401, 403, 404, 409, 412, 413, 422),
+    },
     summary="Replace a user",
 )
 async def replace_user(
@@ -258,6 +258,7 @@ async def replace_user(
     payload: UserReplace,
     actor: CurrentUser,
     users: UserServiceDep,
+    rendered: RenderedUsers,
     if_match: IfMatch = None,
 ) -> Response:
     """Replace `email`, `name` and `is_active` (owner or admin)."""
@@ -269,13 +270,15 @@ async def replace_user(
         actor=actor,
         expected_versions=if_match_versions(if_match, user_id),
     )
-    return _user_response(users, user)
+    return _user_response(rendered, user)
 
 
 @router.patch(
     "/{user_id}",
-    response_model=UserOut,
-    responses=problem_responses(401, 403, 404, 409, 412, 413, 422),
+    responses={
+        **answered_with(UserOut),
+        **problem_responses(401, 403, 404, 409, 412, 413, 422),
+    },
     summary="Change some fields of a user",
 )
 async def update_user(
@@ -283,6 +286,7 @@ async def update_user(
     payload: UserUpdate,
     actor: CurrentUser,
     users: UserServiceDep,
+    rendered: RenderedUsers,
     client_address: ClientAddress,
     if_match: IfMatch = None,
 ) -> Response:
@@ -299,7 +303,7 @@ async def update_user(
         current_password=current_password,
         client_address=client_address,
     )
-    return _user_response(users, user)
+    return _user_response(rendered, user)
 
 
 @router.delete(

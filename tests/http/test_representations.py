@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.representations import RepresentationCache
+from app.http.representations import RepresentationCache
 
 
 def test_a_body_is_rendered_once_per_key() -> None:
