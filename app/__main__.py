@@ -142,7 +142,8 @@ def build_server(
     say; `probes=False` leaves the probe port to another process (one of several workers);
     `on_started` is called once the app has started and the socket is served."""
     # We choose uvicorn's `websockets` implementation on purpose (see ws= below and
-    # ARCHITECTURE.md); its deprecation notice would greet every start. Revisit on upgrades.
+    # docs/internals.md, "Realtime"); its deprecation notice would greet every start.
+    # Revisit on upgrades.
     warnings.filterwarnings("ignore", message="The `websockets` implementation is deprecated")
     lifecycle = Lifecycle()
     app = factory(settings, lifecycle)
