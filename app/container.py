@@ -243,6 +243,7 @@ class AppServices:
     ws_quota: ConnectionQuota
     audit: AuditLog | None
     snapshots: SnapshotManager | None
+    revocations: Revocations
     health: HealthChecker
     breaker_events: BreakerEvents
     loop_lag: LoopLagMonitor
@@ -270,6 +271,9 @@ class AppServices:
             # First: a snapshot that cannot be used stops start-up before anything else runs.
             await self.snapshots.load()
             self.snapshots.start()
+        if isinstance(self.revocations, MemoryRevocations):
+            # After the snapshot: the logouts it kept hold again before any request is served.
+            await self.revocations.restore()
         await self.process_pool.start()
         self.users_cache.start_cleanup(max(1.0, self.foundation.settings.cache_ttl_seconds))
         if self.audit is not None:
@@ -447,8 +451,9 @@ def result_bounds(settings: Settings) -> ResultBounds:
 def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
     """In this process's memory (the default), or in Redis, shared by every replica."""
     if client is None:
+        repository = MemoryRepository()
         return Stores(
-            repository=MemoryRepository(),
+            repository=repository,
             redis=None,
             backplane=None,
             idempotency=MemoryKeys(
@@ -458,7 +463,8 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
             jobs=MemoryJobs(
                 ttl_seconds=settings.scoring_job_ttl_seconds, bounds=result_bounds(settings)
             ),
-            revocations=MemoryRevocations(),
+            # Durable with the repository (APP_SNAPSHOT_PATH): a logout outlives a restart.
+            revocations=MemoryRevocations(records=repository),
         )
     log.info("store_selected", store="redis", url=client.display_url)
     return Stores(
@@ -675,5 +681,6 @@ def build_services(foundation: Foundation) -> AppServices:
             else None
         ),
         snapshots=snapshots,
+        revocations=stores.revocations,
         health=health,
     )

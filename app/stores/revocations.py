@@ -1,5 +1,5 @@
 """The logged-out-token store's interface (`Revocations`): `MemoryRevocations`
-(app/services/auth.py) or `RedisRevocations` (app/redis/revocations.py).
+(app/memory/revocations.py) or `RedisRevocations` (app/redis/revocations.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import httpx
 from tests.live_server import ADMIN_EMAIL, ADMIN_PASSWORD
 
 USERS = "/api/v1/users"
+AUTH = "/api/v1/auth"
 TOKEN = "/api/v1/auth/token"
 _counter = itertools.count(1)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.helpers import USERS, admin_headers
+from tests.e2e.helpers import AUTH, USERS, admin_headers
 from tests.live_server import ROOT, TEST_ENV, free_port, start_server
 
 
@@ -21,7 +21,7 @@ def _users(http: httpx.Client) -> list[dict[str, object]]:
     return items
 
 
-def test_data_survives_a_restart_with_the_same_ids_and_etags(tmp_path: Path) -> None:
+def test_data_and_logouts_survive_a_restart_with_the_same_ids_and_etags(tmp_path: Path) -> None:
     snapshot = tmp_path / "data" / "snapshot.json"
     snapshot.parent.mkdir()
     env = {"APP_SNAPSHOT_PATH": str(snapshot)}
@@ -37,6 +37,11 @@ def test_data_survives_a_restart_with_the_same_ids_and_etags(tmp_path: Path) -> 
         http.delete(f"{USERS}/3", headers=admin)
         before = _users(http)
         etags = {u["id"]: http.get(f"{USERS}/{u['id']}").headers["etag"] for u in before}
+        # A logged-out token must stay out after the restart, as its account stays in.
+        logged_out = admin_headers(http)
+        assert http.post(f"{AUTH}/logout", headers=logged_out).status_code == 204
+        assert http.get(f"{AUTH}/me", headers=logged_out).status_code == 401
+        kept = admin_headers(http)
     assert server.stop() in (0, -signal.SIGTERM)
     assert "snapshot_written" in server.log_text()
 
@@ -55,6 +60,8 @@ def test_data_survives_a_restart_with_the_same_ids_and_etags(tmp_path: Path) -> 
                 USERS, params={"email": "admin@example.com"}, headers=admin_headers(http)
             ).json()
             assert found["total"] == 1
+            assert http.get(f"{AUTH}/me", headers=logged_out).status_code == 401
+            assert http.get(f"{AUTH}/me", headers=kept).status_code == 200
     finally:
         again.stop()
 
