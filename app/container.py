@@ -17,7 +17,14 @@ from app.core.breaker import BreakerConfig, BreakerRegistry
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
 from app.core.dependency import Dependency
-from app.core.exceptions import Overloaded, StartupRefused, StoreUnavailable, WorkerCrashed
+from app.core.exceptions import (
+    BreakerOpen,
+    Overloaded,
+    SimulatedFailure,
+    StartupRefused,
+    StoreUnavailable,
+    WorkerCrashed,
+)
 from app.core.faults import InjectedFault
 from app.core.lifecycle import Lifecycle
 from app.core.logging import get_logger
@@ -59,6 +66,7 @@ from app.services.breaker_events import BreakerEvents
 from app.services.cache import TTLCache
 from app.services.chat import ChatManager
 from app.services.events import EventBus
+from app.services.flaky_upstream import SimulatedUpstream
 from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
 from app.services.login_throttle import LoginThrottle
@@ -99,6 +107,8 @@ class Foundation:
     # them or make them fail.
     hashing: Dependency | None = None
     process_pool: Dependency | None = None
+    # The flaky demo's simulated upstream, when demos are served.
+    flaky: Dependency | None = None
 
     @property
     def store_dependency(self) -> Dependency | None:
@@ -108,8 +118,8 @@ class Foundation:
     @property
     def dependencies(self) -> tuple[Dependency, ...]:
         """The dependencies reached through a resilience pipeline: Redis or the memory store,
-        the password-hashing threads and the CPU worker pool."""
-        chosen = (self.store_dependency, self.hashing, self.process_pool)
+        the password-hashing threads, the CPU worker pool and the flaky demo's upstream."""
+        chosen = (self.store_dependency, self.hashing, self.process_pool, self.flaky)
         return tuple(d for d in chosen if d is not None)
 
 
@@ -216,6 +226,34 @@ def build_foundation(settings: Settings, lifecycle: Lifecycle | None = None) -> 
         store=memory_store(settings, breakers),
         hashing=hashing_dependency(settings, breakers),
         process_pool=process_pool_dependency(settings, breakers),
+        flaky=flaky_dependency(settings, breakers),
+    )
+
+
+def _is_upstream_failure(exc: BaseException) -> bool:
+    return isinstance(exc, SimulatedFailure | InjectedFault)
+
+
+def _breaker_open(detail: str, retry_after: int) -> BreakerOpen:
+    return BreakerOpen(detail, retry_after=retry_after)
+
+
+def flaky_dependency(settings: Settings, breakers: BreakerRegistry) -> Dependency | None:
+    """The `flaky` dependency (the flaky demo's simulated upstream) when demos are served. No
+    recovery probe: the upstream fails only when a request asks it to, so its breaker waits
+    its open period, as a classic breaker does, for the learner to watch."""
+    if not settings.serves_demos:
+        return None
+    return Dependency(
+        "flaky",
+        breakers,
+        max_in_flight=64,
+        timeout_seconds=1.0,
+        retries=0,
+        refuse=_overloaded,
+        refuse_open=_breaker_open,
+        is_failure=_is_upstream_failure,
+        wait_for_slot=False,
     )
 
 
@@ -248,6 +286,7 @@ class AppServices:
     breaker_events: BreakerEvents
     loop_lag: LoopLagMonitor
     tickers: TickerDrops
+    flaky_upstream: SimulatedUpstream | None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -667,6 +706,9 @@ def build_services(foundation: Foundation) -> AppServices:
         breaker_events=BreakerEvents(foundation.breakers, bus),
         loop_lag=LoopLagMonitor(),
         tickers=TickerDrops(),
+        flaky_upstream=(
+            SimulatedUpstream(foundation.flaky) if foundation.flaky is not None else None
+        ),
         chat=chat,
         sse_quota=ConnectionQuota(settings.sse_max_streams_per_client),
         ws_quota=ConnectionQuota(settings.ws_max_connections_per_client),

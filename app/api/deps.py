@@ -18,12 +18,13 @@ from app.core.breaker import BreakerRegistry
 from app.core.config import Settings
 from app.core.connection_quota import ConnectionQuota
 from app.core.dependency import Dependency
-from app.core.exceptions import ShuttingDown, Unauthorized
+from app.core.exceptions import NotFound, ShuttingDown, Unauthorized
 from app.core.lifecycle import Lifecycle
 from app.http.representations import RepresentationCache
 from app.services.auth import AuthService
 from app.services.chat import ChatManager
 from app.services.events import EventBus
+from app.services.flaky_upstream import SimulatedUpstream
 from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
 from app.services.process_pool import ProcessPool
@@ -113,6 +114,13 @@ async def _chat(connection: HTTPConnection) -> ChatManager:
     return app_services(connection).chat
 
 
+async def _flaky_upstream(connection: HTTPConnection) -> SimulatedUpstream:
+    upstream = app_services(connection).flaky_upstream
+    if upstream is None:  # demos are off, and so is the router that asks
+        raise NotFound("The resilience demos are not served here.")
+    return upstream
+
+
 async def _tickers(connection: HTTPConnection) -> TickerDrops:
     return app_services(connection).tickers
 
@@ -168,6 +176,7 @@ ProcessPoolDep = Annotated[ProcessPool, Depends(_process_pool)]
 EventBusDep = Annotated[EventBus, Depends(_bus)]
 ChatDep = Annotated[ChatManager, Depends(_chat)]
 TickersDep = Annotated[TickerDrops, Depends(_tickers)]
+FlakyUpstreamDep = Annotated[SimulatedUpstream, Depends(_flaky_upstream)]
 SseAdmission = Annotated[StreamAdmission, Depends(_sse_admission)]
 WsAdmission = Annotated[StreamAdmission, Depends(_ws_admission)]
 ClientKey = Annotated[str, Depends(_client_key)]

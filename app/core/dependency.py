@@ -116,6 +116,7 @@ class Dependency:
         retry_backoff_seconds: tuple[float, float] = (0.025, 0.25),
         retry_budget: RetryBudget | None = None,
         refuse: Refuse,
+        refuse_open: Refuse | None = None,
         is_failure: Callable[[BaseException], bool],
         is_retriable: Callable[[BaseException], bool] | None = None,
         probe: Callable[[], Awaitable[object]] | None = None,
@@ -139,6 +140,8 @@ class Dependency:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._wait_for_slot = wait_for_slot
         self._refuse = refuse
+        # What an open breaker's refusal raises; by default the same as a full bulkhead's.
+        self._refuse_open = refuse_open or refuse
         self._is_failure = is_failure
         self._is_retriable = is_retriable or is_failure
         self._probe = probe
@@ -220,7 +223,7 @@ class Dependency:
             permit = self.breaker.acquire()
         except CircuitOpenError as exc:
             self._outcomes["rejected_open"].inc()
-            raise self._refuse(
+            raise self._refuse_open(
                 f"{self.name} is failing; its circuit breaker refuses calls until it answers "
                 "again.",
                 self.retry_after(exc.retry_after),

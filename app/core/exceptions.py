@@ -15,20 +15,26 @@
     │   │   ├── ValidationFailed     422 with `errors` (validation outside FastAPI)
     │   │   └── IdempotencyKeyReused
     │   ├── WorkerCrashed            500 (a process-pool worker died; retrying is safe)  *
-    │   ├── SimulatedFailure         500 (the flaky demo's simulated dependency)         *
+    │   ├── SimulatedFailure         500 (the flaky demo's simulated upstream)
     │   ├── ServiceUnavailable       503
     │   │   ├── Overloaded           503 + Retry-After: capacity is full, shed on purpose
     │   │   ├── ShuttingDown         503 + Retry-After: this instance is draining
-    │   │   └── StoreUnavailable     503 + Retry-After: the shared store (Redis) failed  *
-    │   └── TaskTimedOut             504 (a CPU task overran)                            *
-    │   ├── StoreUnavailable ...
-    │   │   └── JournalUnavailable   the memory store's journal cannot be written
+    │   │   ├── BreakerOpen          503 + Retry-After: a dependency's breaker refused
+    │   │   └── StoreUnavailable     503 + Retry-After: the store failed
+    │   │       ├── RedisUnavailable     (app/redis/client.py) Redis did not answer
+    │   │       └── JournalUnavailable   (app/memory/journal.py) the journal cannot be written
+    │   ├── TaskTimedOut             504 (a CPU task overran)                            *
+    │   ├── DeadlineExceeded         504: too little of the request's time was left
     │   └── ReplayedError            an earlier answer (4xx) replayed for an Idempotency-Key
     ├── StartupRefused               the service will not start as configured (a clear message)
-    │   └── SnapshotError            (db/snapshots.py) the snapshot or journal is unusable
+    │   └── SnapshotError            (app/memory/snapshots.py) the snapshot is unusable
     ├── SettingsError                an environment variable holds an invalid setting
     ├── CircuitOpenError             a breaker refused a call (the caller answers 503)
     ├── InvalidTokenError            a token is malformed, expired or not ours (the caller: 401)
+    ├── InjectedFault                (app/core/faults.py) a drill's outage (ConnectionError)
+    ├── NotReplicated                (app/redis/client.py) too few replicas (RedisError)
+    ├── JournalCorrupt               (app/memory/journal.py) a bad journal line (ValueError)
+    ├── PayloadTooLarge              (app/middleware/body_limit.py) 413 (HTTPException)
     ├── ChatJoinRefused              a chat join refused (the route closes the socket)
     │   ├── NameTaken                1008: a connected member holds the name
     │   │   └── NameHeldBriefly      1013: its holder is gone and the name is coming back
@@ -39,9 +45,11 @@
         ├── VersionMismatch
         └── UnknownCollection
 
-* a dependency failure: the only answers a circuit breaker counts (`dependency_failure`).
+* a dependency failure: the only answers a route group's circuit breaker counts
+(`dependency_failure`); a dependency's own breaker counts the failures its pipeline sees.
 Nothing a client can cause with its own input is one, so no client can open a breaker for
-everyone else.
+everyone else. The classes defined elsewhere are named with their module; a test holds this
+tree to the code.
 
 This module imports nothing of the web stack: services raise these errors, worker processes
 raise and pickle them, and `app/api/errors.py` turns them into problem details.
@@ -203,11 +211,11 @@ class WorkerCrashed(AppError):
 
 
 class SimulatedFailure(AppError):
-    """The failure `/demo/flaky` produces on purpose."""
+    """The failure the flaky demo's simulated upstream produces on purpose (its own breaker,
+    the `flaky` dependency's, counts it)."""
 
     status = 500
     type = ProblemType.SIMULATED_FAILURE
-    dependency_failure = True
 
 
 class ServiceUnavailable(AppError):
@@ -233,6 +241,15 @@ class ShuttingDown(ServiceUnavailable):
             "The server is shutting down; reconnect to another instance.",
             headers={"Retry-After": "1"},
         )
+
+
+class BreakerOpen(ServiceUnavailable):
+    """A dependency's circuit breaker refused the call: it has been failing."""
+
+    type = ProblemType.CIRCUIT_OPEN
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
 class StoreUnavailable(ServiceUnavailable):

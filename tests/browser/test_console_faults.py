@@ -1,7 +1,8 @@
 """The console's failing-dependency lesson in real Chromium: an admin injects a store outage,
 the traffic it sends gets stale reads and refused writes, the dependency table shows the
 breaker open and the fault, and everything is fresh again once the fault ends by itself.
-The users cache's TTL is 1 s here, so the copy turns stale within the test."""
+A pool outage refuses a scoring job from the CPU step while the API goes on. The users
+cache's TTL is 1 s here, so the copy turns stale within the test."""
 
 from __future__ import annotations
 
@@ -21,9 +22,17 @@ def _signed_in(console_page: Console) -> Page:
     """The console, its dependency step signed in as the admin (the drill buttons enabled)."""
     page = console_page.open().page
     page.fill("#dep-password", ADMIN_PASSWORD)
-    page.click("#dep-signin button[type=submit]")
-    page.wait_for_selector("#dep-kill-worker:not([disabled])")
-    return page
+    # Another test may have just drilled the hashing threads: a login is refused (503) until
+    # its fault ends and its breaker's probe lets calls through again.
+    for _ in range(40):
+        page.click("#dep-signin button[type=submit]")
+        page.wait_for_selector(
+            "#dep-kill-worker:not([disabled]), #dep-result:text('Sign-in refused')"
+        )
+        if page.locator("#dep-kill-worker").is_enabled():
+            return page
+        page.wait_for_timeout(500)
+    raise AssertionError(page.locator("#dep-result").inner_text())
 
 
 def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -> None:
@@ -96,3 +105,21 @@ def test_hashing_down_refuses_the_sign_ups_and_nothing_else(console_page: Consol
     result = page.locator("#dep-result")
     assert result.get_attribute("data-refused") == "2", result.inner_text()  # the sign-ups
     assert result.get_attribute("data-fresh") == "20"  # the reads never noticed
+
+
+def test_scoring_workers_down_refuses_cpu_work_and_nothing_else(console_page: Console) -> None:
+    page = _signed_in(console_page)
+    page.fill("#dep-seconds", "5")
+    page.click("#dep-faults [data-target=process_pool]")
+    page.wait_for_selector("#dep-result:text('Injected: outage into process_pool for 5 s')")
+    page.wait_for_selector("#dep-table tr[data-dependency=process_pool] td[data-fault=outage]")
+    # The CPU step's job is refused at once, with the pipeline's 503 ...
+    page.click("#cpu-submit")
+    page.wait_for_selector("#cpu-status:text-matches('^503: ')")
+    page.wait_for_selector("#cpu-submit:not([disabled])")
+    # ... while the API's reads and writes never notice.
+    page.click("#dep-traffic")
+    page.wait_for_selector("#dep-result[data-refused]")
+    result = page.locator("#dep-result")
+    assert result.get_attribute("data-refused") == "0", result.inner_text()
+    assert result.get_attribute("data-fresh") == "22"

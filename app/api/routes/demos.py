@@ -1,19 +1,17 @@
-"""Resilience demos: a flaky route behind its own breaker, a slow route, and the live state of
+"""Resilience demos: a flaky upstream behind its own breaker, a slow route, and the live state of
 the resilience layers. Three routers, because each sits differently in the chain: the flaky
-route has a breaker of its own, `/resilience` is behind none."""
+route's breaker is its upstream's (the `flaky` dependency), `/resilience` is behind none."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import API_PREFIX, BreakersDep, DependenciesDep, SettingsDep
-from app.core.exceptions import SimulatedFailure
+from app.api.deps import API_PREFIX, BreakersDep, DependenciesDep, FlakyUpstreamDep, SettingsDep
 from app.core.logging import get_logger
 from app.schemas.problem import problem_responses
 
@@ -29,12 +27,12 @@ resilience_router = APIRouter(prefix=API_PREFIX, tags=TAGS)
     "/flaky", summary="Fails at a chosen rate", responses=problem_responses(422, 500, 503)
 )
 async def flaky(
+    upstream: FlakyUpstreamDep,
     failure_rate: Annotated[float, Query(ge=0, le=1, description="Chance of a 500, 0-1.")] = 0.5,
 ) -> dict[str, Any]:
-    """Answers 500 with probability `failure_rate`; enough failures open its breaker (503)."""
-    if random.random() < failure_rate:  # noqa: S311 - a demo, not cryptography
-        raise SimulatedFailure(f"Simulated failure (failure_rate={failure_rate:g}).")
-    return {"status": "ok", "failure_rate": failure_rate}
+    """Calls a simulated upstream that fails (500) with probability `failure_rate`; enough
+    failures open its breaker, which then refuses calls at once (503 `circuit-open`)."""
+    return await upstream.fetch(failure_rate)
 
 
 @router.get("/slow", summary="Waits, maybe past the timeout", responses=problem_responses(422, 504))

@@ -42,6 +42,7 @@ async def test_an_injected_store_outage_fails_fast_then_ends_by_itself(
             {"dependency": "store", "fault": None},
             {"dependency": "hashing", "fault": None},
             {"dependency": "process_pool", "fault": None},
+            {"dependency": "flaky", "fault": None},
         ]
     }
     injected = await client.put(

@@ -72,7 +72,12 @@ async function inject(kind, target = "store") {
   }
   setText(
     "dep-result",
-    answer.ok ? `Injected: ${kind} into ${target} for ${seconds} s. Now send traffic.` : describe(answer),
+    answer.ok
+      ? `Injected: ${kind} into ${target} for ${seconds} s. ` +
+          (target === "process_pool"
+            ? "Now submit a scoring job (step 7), and send traffic."
+            : "Now send traffic.")
+      : describe(answer),
   );
   refresh();
 }
