@@ -9,8 +9,10 @@ the admin) while, in turn:
 - stall: stopped for 10 s, then resumed;
 - crash: killed (SIGKILL), started again after 3 s (AOF: nothing acknowledged is lost).
 Per fault it prints, for the fault's window: GETs answered 200 (fresh and stale), GET p99,
-writes refused and their p99, 500s, `/live` failures; and after Redis is back: the time until
-the last answer that was not fresh (stale, 503 or 500), and req/s against the baseline; and
+writes refused and their p99, 500s, `/live` failures; the same once the breaker is open
+(from the first answer given without Redis: GETs answered, GET and 503 p50/p99); and after
+Redis is back: the time until the last answer that was not fresh (stale, 503 or 500), and
+req/s against the baseline; and
 attempts at Redis per call during the fault (retries included: the retry budget keeps it at
 most about 1.1).
 
@@ -178,6 +180,12 @@ async def _live(base: str, recorder: Recorder) -> None:
             await asyncio.sleep(0.1)
 
 
+def _p50(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    return sorted(values)[len(values) // 2] * 1000
+
+
 def _p99(values: list[float]) -> float:
     if not values:
         return float("nan")
@@ -217,6 +225,15 @@ async def _scenario(
     after = [a for a in answers if a.at >= back]
     gets = [a for a in during if a.method == "GET"]
     writes = [a for a in during if a.method == "PATCH"]
+    # Once the pipeline answers without Redis (a stale read or a refusal came back), its
+    # breaker is open: what clients see from then on is the fallback's cost, not the timeouts
+    # of the first wave.
+    fallbacks = [
+        a.at + a.seconds for a in during if a.status == 503 or (a.status == 200 and not a.fresh)
+    ]
+    opened = min(fallbacks) if fallbacks else back
+    open_gets = [a for a in gets if a.at >= opened]
+    open_refusals = [a for a in during if a.at >= opened and a.status == 503]
     not_fresh = [a.at for a in after if not (a.fresh or (a.method == "PATCH" and a.status == 200))]
     recovery = (max(not_fresh) - back) if not_fresh else 0.0
     tail = [a for a in after if a.at >= back + args.after - 5]
@@ -229,6 +246,12 @@ async def _scenario(
         "GET p99 ms": f"{_p99([a.seconds for a in gets]):.1f}",
         "writes 503": f"{sum(a.status == 503 for a in writes)}/{len(writes)}",
         "503 p99 ms": f"{_p99([a.seconds for a in during if a.status == 503]):.1f}",
+        "open after s": f"{opened - fault_start:.1f}",
+        "once open: GET 200": f"{sum(a.status == 200 for a in open_gets)}/{len(open_gets)}",
+        "GET p50/p99 ms": f"{_p50([a.seconds for a in open_gets]):.1f}/"
+        f"{_p99([a.seconds for a in open_gets]):.1f}",
+        "503 p50/p99 ms": f"{_p50([a.seconds for a in open_refusals]):.1f}/"
+        f"{_p99([a.seconds for a in open_refusals]):.1f}",
         "500s": str(sum(a.status == 500 for a in answers)),
         "/live fails": str(len(recorder.live_failures)),
         "fresh again after s": f"{recovery:.1f}",

@@ -42,6 +42,10 @@ TEST_ENV = {
     "APP_WS_MAX_CONNECTIONS_PER_CLIENT": "10000",
     "APP_CHAT_MAX_ROOM_MEMBERS": "10000",
     "APP_MAX_CONNECTIONS": "10000",
+    # One CPU worker per server (the default is one per core): every server and in-process app
+    # spawns its pool at start, and each worker imports numpy and pandas. Tests of the pool's
+    # concurrency set two themselves.
+    "APP_PROCESS_POOL_WORKERS": "1",
 }
 
 
