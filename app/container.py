@@ -10,8 +10,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from opentelemetry.trace import Tracer
+
+from app import __version__
 from app.core.bounded_executor import BoundedExecutor
 from app.core.breaker import BreakerConfig, BreakerRegistry
 from app.core.config import Settings
@@ -82,6 +85,9 @@ from app.stores.quotas import QuotaLimiter
 from app.stores.records import Repository
 from app.stores.revocations import Revocations
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 log = get_logger(__name__)
 
 # Rendered public JSON kept per user version: about 200 bytes each, so at most ~1 MB.
@@ -109,6 +115,16 @@ class Foundation:
     process_pool: Dependency | None = None
     # The flaky demo's simulated upstream, when demos are served.
     flaky: Dependency | None = None
+    # With tracing on (APP_TRACING_ENABLED or OTEL_EXPORTER_OTLP_ENDPOINT): the app's own
+    # provider, exporting over OTLP/HTTP (app/core/trace_export.py), and its tracer.
+    tracer_provider: TracerProvider | None = None
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """The app's tracer when tracing is on, else None (nothing traces)."""
+        if self.tracer_provider is None:
+            return None
+        return self.tracer_provider.get_tracer("resilient-api", __version__)
 
     @property
     def store_dependency(self) -> Dependency | None:
@@ -214,6 +230,12 @@ def build_foundation(settings: Settings, lifecycle: Lifecycle | None = None) -> 
             half_open_calls=settings.breaker_half_open_calls,
         )
     )
+    provider = None
+    if settings.traces:
+        from app.core.trace_export import build_tracer_provider  # the SDK only when tracing
+
+        provider = build_tracer_provider(__version__)
+    tracer = provider.get_tracer("resilient-api", __version__) if provider is not None else None
     return Foundation(
         settings=settings,
         lifecycle=lifecycle or Lifecycle(),
@@ -222,11 +244,12 @@ def build_foundation(settings: Settings, lifecycle: Lifecycle | None = None) -> 
             trusted_proxies=settings.trusted_proxies, token_subject=tokens.subject_or_none
         ),
         breakers=breakers,
-        redis=redis_client(settings, breakers),
+        redis=redis_client(settings, breakers, tracer),
         store=memory_store(settings, breakers),
         hashing=hashing_dependency(settings, breakers),
         process_pool=process_pool_dependency(settings, breakers),
         flaky=flaky_dependency(settings, breakers),
+        tracer_provider=provider,
     )
 
 
@@ -456,7 +479,9 @@ class Stores:
     revocations: Revocations
 
 
-def redis_client(settings: Settings, breakers: BreakerRegistry) -> RedisClient | None:
+def redis_client(
+    settings: Settings, breakers: BreakerRegistry, tracer: Tracer | None = None
+) -> RedisClient | None:
     """The process's Redis connection pool when APP_STORE=redis, else None; its breaker
     ("redis") lives in `breakers` with the others."""
     if settings.store != "redis":
@@ -476,6 +501,7 @@ def redis_client(settings: Settings, breakers: BreakerRegistry) -> RedisClient |
         max_in_flight=settings.redis_max_in_flight or settings.redis_max_connections,
         sentinel=sentinel,
         min_replicas_ack=settings.redis_min_replicas_ack,
+        tracer=tracer,
     )
 
 

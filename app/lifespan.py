@@ -3,6 +3,7 @@ turn unready first, then close everything in reverse order."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 from collections.abc import AsyncIterator, Callable
@@ -86,6 +87,9 @@ def lifespan(foundation: Foundation) -> Callable[[FastAPI], AbstractAsyncContext
         finally:
             foundation.lifecycle.begin_shutdown()
             await services.close()
+            if foundation.tracer_provider is not None:
+                # The last batch of spans, from a thread: at most the export timeout.
+                await asyncio.to_thread(foundation.tracer_provider.shutdown)
             release_process_metrics()
             log.info("shutdown_complete")
 

@@ -46,11 +46,13 @@ from app.middleware.metrics import MetricsMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.request_context import RequestContextMiddleware
 from app.middleware.timeout import TimeoutMiddleware
+from app.middleware.tracing import TracingMiddleware, trace_context_trust
 from app.middleware.trusted_host import TrustedHostMiddleware
 from app.schemas.problem import Problem, problem_responses
 
 # FastAPI's native OpenTelemetry hooks asked three global providers on every request whether
-# they were configured; the app's metrics are Prometheus and its logs structlog, so they are off.
+# they were configured: off. The app's metrics are Prometheus, its logs structlog, and its
+# traces (when on) come from its own tracing layer below, with the app's own provider.
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 # Documented on every API route: the answers the chain itself can give.
 CHAIN_RESPONSES = problem_responses(422, 429, 500, 503, 504)
@@ -87,6 +89,18 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
         ),
         # 2. GZip: bodies over 1 KB for clients that accept it; never text/event-stream.
         Middleware(GZipMiddleware, minimum_size=1000),
+    ]
+    if foundation.tracer is not None:
+        # 2b. Tracing (only when on): a server span per request, named by its route; the
+        #     layers below, the handler and its Redis calls continue it, and logs name it.
+        chain.append(
+            Middleware(
+                TracingMiddleware,
+                tracer=foundation.tracer,
+                continue_context=trace_context_trust(settings.trace_context_from, clients),
+            )
+        )
+    chain += [
         # 3. Request context: request id, one access-log line, last-resort 500 problem.
         Middleware(
             RequestContextMiddleware,
@@ -167,7 +181,7 @@ def create_app(settings: Settings | None = None, *, lifecycle: Lifecycle | None 
     `lifecycle` lets the server that runs the app see its readiness and start its drain.
     """
     settings = settings or get_settings()
-    configure_logging(settings.log_level, settings.effective_log_format)
+    configure_logging(settings.log_level, settings.effective_log_format, trace_ids=settings.traces)
     foundation = build_foundation(settings, lifecycle)
     # Every breaker exists from the start, so `/resilience` and the console list them all.
     mounts = mounted_routers(settings)

@@ -13,6 +13,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.exceptions import SettingsError
+from app.core.tracing import tracing_wanted
 
 # Development defaults let `make run` start with no `.env`; production refuses them.
 DEV_JWT_SECRET_KEY = "dev-only-insecure-jwt-secret-change-me-0123456789"  # noqa: S105
@@ -74,6 +75,12 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["console", "json"] | None = None  # None: console in development
+    # OpenTelemetry traces over OTLP/HTTP (app/core/tracing.py); also on when an OTLP endpoint
+    # is set the standard way (OTEL_EXPORTER_OTLP_ENDPOINT). Off: the hot path pays nothing.
+    tracing_enabled: bool = False
+    # Whose W3C `traceparent` a request's span continues: trusted proxies' only (a client could
+    # otherwise choose trace ids and force sampling), anyone's, or nobody's.
+    trace_context_from: Literal["proxies", "anyone", "nobody"] = "proxies"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -360,6 +367,12 @@ class Settings(BaseSettings):
     def serves_demos(self) -> bool:
         """The demo routes are served (`APP_DEMOS_ENABLED`, else everywhere but production)."""
         return self.demos_enabled if self.demos_enabled is not None else self.env != "production"
+
+    @property
+    def traces(self) -> bool:
+        """Whether traces are made and exported (`APP_TRACING_ENABLED`, or an OTLP endpoint in
+        the standard variables, unless `OTEL_SDK_DISABLED=true`)."""
+        return tracing_wanted(self.tracing_enabled)
 
     @property
     def effective_log_format(self) -> Literal["console", "json"]:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import orjson
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
@@ -108,8 +109,20 @@ class _UtcTimestamp:
         return event
 
 
-def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
-    """Send structlog events and standard-library records to stderr in one format.
+def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """`trace_id` and `span_id` of the span running now, when there is one (tracing on)."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict["trace_id"] = format(context.trace_id, "032x")
+        event_dict["span_id"] = format(context.span_id, "016x")
+    return event_dict
+
+
+def configure_logging(
+    level: str, fmt: Literal["console", "json"], *, trace_ids: bool = False
+) -> None:
+    """Send structlog events and standard-library records to stderr in one format; with
+    `trace_ids` (tracing on), every line written inside a span names its trace and span.
 
     Safe to call more than once (each app built in tests calls it); the last call wins for
     loggers bound after it.
@@ -121,6 +134,8 @@ def configure_logging(level: str, fmt: Literal["console", "json"]) -> None:
         _UtcTimestamp(),
         redact_secrets,
     ]
+    if trace_ids:
+        shared.append(add_trace_ids)
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)

@@ -47,6 +47,12 @@ class ClientIdentifier:
     def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(address in network for network in self._trusted)
 
+    def peer_is_trusted_proxy(self, scope: Scope) -> bool:
+        """Whether the direct peer is one of the trusted proxies."""
+        client = scope.get("client")
+        peer_ip = _parse_ip(client[0]) if client else None
+        return peer_ip is not None and self._is_trusted(peer_ip)
+
     def client_address(self, scope: Scope) -> str:
         """The address of the client, seen through trusted proxies only."""
         client = scope.get("client")

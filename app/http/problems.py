@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from app.core.exceptions import ProblemType
+from app.core.tracing import current_trace_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUEST_ID_SCOPE_KEY = "request_id"
@@ -48,6 +49,9 @@ def problem_response(
     }
     if extra:
         body.update(extra)
+    if status >= 500 and (trace_id := current_trace_id()) is not None:
+        # With tracing on: a server error names its trace, so a bug report finds it.
+        body["trace_id"] = trace_id
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 

@@ -11,6 +11,7 @@ from app.core.parsing import ascii_int
 from app.http.asgi import get_header
 from app.http.problems import problem_response
 from app.http.routing import under_prefix
+from app.http.spans import note
 
 
 class PayloadTooLarge(HTTPException):
@@ -75,6 +76,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    note("body_too_large", limit=limit)
                     raise PayloadTooLarge(limit)
             return message
 
@@ -90,10 +92,14 @@ class BodyLimitMiddleware:
             # Reached only when no exception handler answered it (a plain ASGI endpoint).
             if started:
                 raise
-            await self._refuse(scope, receive, send, limit)
+            await self._refuse(scope, receive, send, limit, declared_note=False)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, declared_note: bool = True
+    ) -> None:
         detail = f"The request body exceeds the limit of {limit} bytes."
+        if declared_note:
+            note("body_too_large", limit=limit)
         # The rest of the body is left unread; the server closes the connection after the answer.
         response = problem_response(scope, 413, detail, headers={"Connection": "close"})
         await response(scope, receive, send)

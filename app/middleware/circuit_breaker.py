@@ -12,6 +12,7 @@ from app.core.breaker import OUTCOME_SCOPE_KEY, BreakerRegistry, CallOutcome
 from app.core.dependency import Dependency
 from app.core.exceptions import CircuitOpenError, ProblemType
 from app.http.problems import problem_response
+from app.http.spans import note
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -70,6 +71,7 @@ class CircuitBreakerMiddleware:
         try:
             permit = breaker.acquire()
         except CircuitOpenError as exc:
+            note("breaker_refused", breaker=name, retry_after=exc.retry_after)
             response = problem_response(
                 scope,
                 503,
@@ -85,6 +87,7 @@ class CircuitBreakerMiddleware:
             for dependency in needs:
                 if dependency.breaker.refusing:
                     retry = dependency.retry_after(dependency.breaker.retry_after())
+                    note("breaker_refused", breaker=dependency.name, retry_after=retry)
                     response = problem_response(
                         scope,
                         503,

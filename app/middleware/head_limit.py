@@ -10,6 +10,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.http.problems import refuse
+from app.http.spans import note
 
 # What a header costs on the wire besides its name and value: ": " and CRLF.
 _HEADER_OVERHEAD = 4
@@ -35,6 +36,7 @@ class HeadLimitMiddleware:
         if scope["type"] not in ("http", "websocket") or head_bytes(scope) <= self.max_bytes:
             await self.app(scope, receive, send)
             return
+        note("head_too_large", limit=self.max_bytes)
         await refuse(
             scope,
             receive,

@@ -12,6 +12,7 @@ from app.core.logging import get_logger
 from app.http.asgi import append_headers
 from app.http.paths import NO_PATHS, Paths
 from app.http.problems import problem_response
+from app.http.spans import note
 from app.stores.quotas import QuotaLimiter, RateLimitDecision
 
 log = get_logger(__name__)
@@ -81,6 +82,7 @@ class RateLimitMiddleware:
         fields = _fields(self.name, self.policy, decision)
         if not decision.allowed:
             RATE_LIMITED.inc()
+            note("rate_limited", policy=self.name, retry_after=decision.retry_after)
             log.info("rate_limited", retry_after=decision.retry_after)
             response = problem_response(
                 scope,

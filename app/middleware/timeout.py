@@ -13,6 +13,7 @@ from app.core.logging import get_logger
 from app.http.paths import NO_PATHS, Paths
 from app.http.problems import problem_response
 from app.http.routing import route_template
+from app.http.spans import note
 
 log = get_logger(__name__)
 
@@ -62,6 +63,7 @@ class TimeoutMiddleware:
                 raise  # the handler's own TimeoutError, not our deadline
             route = route_template(scope)
             TIMEOUTS.labels(route=route).inc()
+            note("timed_out", timeout_seconds=self.timeout_seconds)
             log.warning("request_timeout", route=route, timeout_seconds=self.timeout_seconds)
             response = problem_response(
                 scope,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from opentelemetry.trace import SpanKind, Tracer
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
@@ -168,8 +169,11 @@ class RedisClient:
         max_in_flight: int | None = None,
         sentinel: SentinelTarget | None = None,
         min_replicas_ack: int = 0,
+        tracer: Tracer | None = None,
     ) -> None:
         self.timeout = timeout_seconds
+        # With tracing on: a client span per round trip (`redis <operation>`).
+        self.tracer = tracer
         self.prefix = prefix
         self.min_replicas_ack = min_replicas_ack
         self._source = ConnectionSource(url, sentinel, timeout_seconds)
@@ -253,6 +257,18 @@ class RedisClient:
         return run
 
     async def _call(
+        self, operation: str, command: Callable[[Redis], Awaitable[T]], within_seconds: float
+    ) -> T:
+        if self.tracer is None:
+            return await self._round_trip(operation, command, within_seconds)
+        with self.tracer.start_as_current_span(
+            f"redis {operation}",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system.name": "redis", "db.operation.name": operation},
+        ):
+            return await self._round_trip(operation, command, within_seconds)
+
+    async def _round_trip(
         self, operation: str, command: Callable[[Redis], Awaitable[T]], within_seconds: float
     ) -> T:
         started = time.perf_counter()

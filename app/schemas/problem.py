@@ -27,6 +27,10 @@ class Problem(BaseModel):
     instance: str = Field(examples=["/api/v1/users/42"])
     request_id: str | None = Field(examples=["5f2b8c1e9a0d4c7e"])
     errors: list[FieldError] | None = Field(default=None, description="Only on 422 answers.")
+    trace_id: str | None = Field(
+        default=None,
+        description="Only on 5xx answers with tracing on: the trace that shows what happened.",
+    )
 
 
 PROBLEM_REF = "#/components/schemas/Problem"

@@ -1,0 +1,84 @@
+"""The tracer provider and its OTLP/HTTP exporter, built only when tracing is on
+(`app/core/tracing.py` says when).
+
+The SDK reads the standard variables itself: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+`OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default: parent-based, always on),
+`OTEL_EXPORTER_OTLP_*` (endpoint, headers, timeout, certificates), `OTEL_BSP_*` (the batch).
+The provider is the app's own, not the global one. Spans are exported by the SDK's batch
+processor from a thread of its own, so exporting never blocks the event loop, and a collector
+that is down costs the app nothing but the spans it could not send (counted in
+`trace_spans_dropped_total`; the batch's queue is bounded, 2,048 spans by default).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client import Counter
+
+from app.core.logging import get_logger
+
+log = get_logger(__name__)
+
+SERVICE_NAME = "resilient-api"
+# Without a timeout of the operator's, an export gives up after this: at shutdown the last
+# batch then delays the exit by at most this much when the collector is down.
+EXPORT_TIMEOUT_SECONDS = 3.0
+_TIMEOUTS = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+
+SPANS_DROPPED = Counter(
+    "trace_spans_dropped_total",
+    "Spans that could not be exported (the collector unreachable or refusing).",
+)
+
+
+class CountingExporter(SpanExporter):
+    """The OTLP exporter, counting the spans it failed to deliver."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+        self._warned = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._exporter.export(spans)
+        if result is not SpanExportResult.SUCCESS:
+            SPANS_DROPPED.inc(len(spans))
+            if not self._warned:  # once: a collector that is down would fill the log
+                self._warned = True
+                log.warning("trace_export_failed", spans=len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+def build_tracer_provider(version: str, instance_id: str | None = None) -> TracerProvider:
+    """A provider exporting over OTLP/HTTP in batches, describing this process as a service
+    (`OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` override what is given here)."""
+    # What the environment says (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, the SDK's own)
+    # wins over these defaults; the SDK's placeholder name does not.
+    attributes: dict[str, Any] = {
+        "service.name": SERVICE_NAME,
+        "service.version": version,
+        "service.instance.id": instance_id or f"{socket.gethostname()}-{os.getpid()}",
+    }
+    for key, value in Resource.create({}).attributes.items():
+        if key == "service.name" and str(value).startswith("unknown_service"):
+            continue
+        attributes[key] = value
+    resource = Resource(attributes)
+    provider = TracerProvider(resource=resource)
+    timeout = None if any(os.environ.get(n) for n in _TIMEOUTS) else EXPORT_TIMEOUT_SECONDS
+    exporter = CountingExporter(OTLPSpanExporter(timeout=timeout))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
