@@ -73,6 +73,11 @@ COMBINATIONS = {
     for store, components in STORES.items()
     for extras in ((), ("monitoring",), ("ingress",), ("monitoring", "ingress"))
 }
+# Tracing adds a setting and a policy, nothing another component touches: with everything else.
+COMBINATIONS["redis-ha+monitoring+ingress+tracing"] = (
+    *COMBINATIONS["redis-ha+monitoring+ingress"],
+    "tracing",
+)
 
 
 @pytest.fixture(scope="module")
@@ -508,3 +513,20 @@ def test_the_redis_start_script_gives_redis_its_password_on_stdin(tmp_path: Path
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_the_tracing_component_points_the_app_at_a_collector_it_may_reach(
+    combinations: dict[str, Path],
+) -> None:
+    found = _objects(combinations["redis-ha+monitoring+ingress+tracing"].read_text())
+    config = next(c for c in found["ConfigMap"] if c["metadata"]["name"] == "resilient-api-config")
+    data = config["data"]
+    assert data["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
+    assert data["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert 0 < float(data["OTEL_TRACES_SAMPLER_ARG"]) <= 1
+    egress = [
+        rule for policy in found["NetworkPolicy"] for rule in policy["spec"].get("egress", [])
+    ]
+    assert any(port["port"] == 4318 for rule in egress for port in rule.get("ports", []))
+    # The rest of the combination is untouched: still Redis with Sentinel behind the app.
+    assert "APP_REDIS_SENTINELS" in data
