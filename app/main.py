@@ -120,7 +120,12 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             exempt=ANY_HOST,
         ),
         # 6. Metrics: count and time every request by route template (what is refused too).
-        Middleware(MetricsMiddleware, skip=METRICS, stream_routes=STREAM_ROUTES),
+        Middleware(
+            MetricsMiddleware,
+            skip=METRICS,
+            stream_routes=STREAM_ROUTES,
+            exemplars=foundation.tracer is not None,
+        ),
     ]
     if settings.rate_limit_requests > 0:
         # 7. Rate limit: a token bucket per client key; 429 with Retry-After past the quota.

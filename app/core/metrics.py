@@ -19,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from app import __version__
 
@@ -43,13 +45,17 @@ def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
-def render_metrics() -> tuple[bytes, str]:
-    """The exposition text and its content type."""
+def render_metrics(*, openmetrics: bool = False) -> tuple[bytes, str]:
+    """The exposition text and its content type: Prometheus text, or OpenMetrics (which
+    carries exemplars) when `openmetrics`."""
+    registry = REGISTRY
     if multiprocess_enabled():
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    if openmetrics:
+        body: bytes = openmetrics_latest(registry)  # type: ignore[no-untyped-call]
+        return body, OPENMETRICS_CONTENT_TYPE
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def release_process_metrics() -> None:

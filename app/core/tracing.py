@@ -24,6 +24,17 @@ def tracing_wanted(enabled_by_setting: bool) -> bool:
     return enabled_by_setting or any(os.environ.get(name, "").strip() for name in _ENDPOINTS)
 
 
+def sampled_trace_id() -> str | None:
+    """The trace id of the span running now if it is sampled (exported), else None: what an
+    exemplar may point to."""
+    context = trace.get_current_span().get_span_context()
+    return (
+        format(context.trace_id, "032x")
+        if context.is_valid and context.trace_flags.sampled
+        else None
+    )
+
+
 def current_trace_id() -> str | None:
     """The trace id of the span running now (32 hex digits), or None when nothing is traced."""
     context = trace.get_current_span().get_span_context()

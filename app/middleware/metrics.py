@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.tracing import sampled_trace_id
 from app.http.paths import NO_PATHS, Paths
 from app.http.routing import HTTP_METHODS, route_template
 
@@ -59,8 +60,11 @@ class MetricsMiddleware:
         *,
         skip: Paths = NO_PATHS,
         stream_routes: Collection[str] = (),
+        exemplars: bool = False,
     ) -> None:
         self.app = app
+        # With tracing on: each latency observation carries its sampled trace's id.
+        self.exemplars = exemplars
         self.skip = skip
         self.stream_routes = frozenset(stream_routes)
         # labels() validates and locks on every call; the label sets are few and bounded
@@ -105,4 +109,7 @@ class MetricsMiddleware:
             count, duration = self._series(method, route_template(scope), str(status))
             count.inc()
             if duration is not None:
-                duration.observe(elapsed)
+                if self.exemplars and (trace_id := sampled_trace_id()) is not None:
+                    duration.observe(elapsed, exemplar={"trace_id": trace_id})
+                else:
+                    duration.observe(elapsed)

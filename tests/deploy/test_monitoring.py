@@ -108,12 +108,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
 @pytest.fixture(scope="module")
 def prometheus(
     server_factory: ServerFactory, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, LiveServer]]:
+) -> Iterator[tuple[str, LiveServer, LiveServer]]:
+    """A real Prometheus (exemplar storage on) scraping two apps: one as shipped, one with
+    tracing on (its spans go nowhere: only the exemplars matter here)."""
     binary = _binary("prometheus")
     app = server_factory()
+    traced = server_factory({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{_free_port()}"})
     folder = tmp_path_factory.mktemp("prometheus")
     (folder / "rules.yml").write_text(yaml.safe_dump(_rule_spec(evaluation_interval="1s")))
     config = {
@@ -123,7 +129,11 @@ def prometheus(
             {
                 "job_name": "resilient-api",
                 "static_configs": [{"targets": [app.base_url.removeprefix("http://")]}],
-            }
+            },
+            {
+                "job_name": "resilient-api-traced",
+                "static_configs": [{"targets": [traced.base_url.removeprefix("http://")]}],
+            },
         ],
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -134,6 +144,7 @@ def prometheus(
             f"--config.file={folder / 'prometheus.yml'}",
             f"--storage.tsdb.path={folder / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
+            "--enable-feature=exemplar-storage",
         ],
         stdout=(folder / "prometheus.log").open("wb"),
         stderr=subprocess.STDOUT,
@@ -150,7 +161,7 @@ def prometheus(
             time.sleep(0.2)
         else:
             pytest.fail((folder / "prometheus.log").read_text()[-3000:])
-        yield base, app
+        yield base, app, traced
     finally:
         process.terminate()
         process.wait(10)
@@ -162,9 +173,9 @@ def _query(base: str, expr: str) -> dict[str, Any]:
 
 
 def test_a_real_prometheus_scrapes_the_app_and_evaluates_every_rule_and_panel(
-    prometheus: tuple[str, LiveServer],
+    prometheus: tuple[str, LiveServer, LiveServer],
 ) -> None:
-    base, app = prometheus
+    base, app, _ = prometheus
     with httpx.Client(base_url=app.base_url) as http:
         for i in range(5):  # traffic for every family the rules and panels read
             http.post(
@@ -185,10 +196,41 @@ def test_a_real_prometheus_scrapes_the_app_and_evaluates_every_rule_and_panel(
         missing = [r for r in _records() if not _query(base, r)["data"]["result"]]
     assert missing == []
     targets = httpx.get(base + "/api/v1/targets").json()["data"]["activeTargets"]
-    assert [t["health"] for t in targets] == ["up"]
+    assert [t["health"] for t in targets] == ["up", "up"]
     rules = httpx.get(base + "/api/v1/rules").json()["data"]["groups"]
     assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
     for expr in _dashboard_queries():
         answer = _query(base, expr)
         assert answer["status"] == "success", (expr, answer)
     assert _query(base, 'route:http_requests:rate5m{route="/api/v1/users"}')["data"]["result"]
+
+
+def test_a_traced_app_gives_prometheus_exemplars_that_name_sampled_traces(
+    prometheus: tuple[str, LiveServer, LiveServer],
+) -> None:
+    base, app, traced = prometheus
+    # Tracing off, the exposition stays the text format whatever the scraper accepts.
+    plain = httpx.get(app.base_url + "/metrics", headers={"Accept": OPENMETRICS})
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert "trace_id" not in plain.text
+    # On, a scraper asking for OpenMetrics gets the latency histogram's exemplars.
+    start = time.time()
+    with httpx.Client(base_url=traced.base_url) as http:
+        for _ in range(10):
+            assert http.get("/api/v1/users/1").status_code == 200
+        scraped = http.get("/metrics", headers={"Accept": OPENMETRICS})
+    assert scraped.headers["content-type"].startswith("application/openmetrics-text")
+    assert '# {trace_id="' in scraped.text
+    query = 'http_request_duration_seconds_bucket{job="resilient-api-traced"}'
+    deadline = time.monotonic() + 30
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        time.sleep(1)
+        answer = httpx.get(
+            base + "/api/v1/query_exemplars",
+            params={"query": query, "start": start - 60, "end": time.time() + 60},
+        ).json()
+        found = [e for series in answer["data"] for e in series["exemplars"]]
+    assert found, "Prometheus stored no exemplar"
+    trace_ids = {e["labels"]["trace_id"] for e in found}
+    assert all(len(t) == 32 and int(t, 16) for t in trace_ids)

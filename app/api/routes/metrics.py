@@ -39,10 +39,16 @@ async def metrics(
     request: Request, settings: SettingsDep, client_address: ClientAddress
 ) -> Response:
     """Every metric of this process (or of all workers in multiprocess mode); with
-    `APP_METRICS_ALLOWED_NETWORKS`, only to scrapers in those networks (404 to others)."""
+    `APP_METRICS_ALLOWED_NETWORKS`, only to scrapers in those networks (404 to others). With
+    tracing on, a scraper that accepts OpenMetrics gets it, exemplars included."""
     if settings.metrics_allowed_networks and not _allowed(
         client_address, settings.metrics_allowed_networks
     ):
         return problem_response(request.scope, 404, "Not Found")
-    body, content_type = render_metrics()
+    # OpenMetrics (with the latency histogram's trace-id exemplars) only when tracing is on and
+    # the scraper asks for it, as Prometheus does; otherwise the text format, as always.
+    openmetrics = settings.traces and "application/openmetrics-text" in request.headers.get(
+        "accept", ""
+    )
+    body, content_type = render_metrics(openmetrics=openmetrics)
     return Response(body, media_type=content_type)
