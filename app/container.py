@@ -665,6 +665,7 @@ def build_services(foundation: Foundation) -> AppServices:
         task_timeout=settings.scoring_task_timeout_seconds,
         warm_up=warm_up,
         dependency=foundation.process_pool,
+        tracer=foundation.tracer,
     )
     if foundation.process_pool is not None:
         foundation.process_pool.set_probe(lambda: pool.probe())

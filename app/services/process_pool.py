@@ -29,6 +29,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from opentelemetry.trace import SpanKind, Tracer
 from prometheus_client import Counter, Gauge
 
 from app.core import deadline
@@ -42,6 +43,7 @@ from app.core.exceptions import (
 )
 from app.core.faults import InjectedFault
 from app.core.logging import get_logger
+from app.core.task_tracing import context_carrier, traced_task
 
 log = get_logger(__name__)
 
@@ -117,6 +119,17 @@ class PoolSlot:
         if self._submitted:
             raise RuntimeError("a pool slot runs one task")
         self._submitted = True
+        tracer = self._pool.tracer
+        if tracer is None:
+            return await self._through_pipeline(fn, args, time_limit)
+        with tracer.start_as_current_span(
+            f"process_pool {getattr(fn, '__name__', 'task')}", kind=SpanKind.INTERNAL
+        ):
+            return await self._through_pipeline(fn, args, time_limit)
+
+    async def _through_pipeline(
+        self, fn: Callable[..., T], args: tuple[Any, ...], time_limit: float | None
+    ) -> T:
         dependency = self._pool.dependency
         if dependency is None:
             return await self._pool._run(self, fn, args, time_limit)
@@ -153,8 +166,12 @@ class ProcessPool:
         *,
         warm_up: Callable[[], int] | None = None,
         dependency: Dependency | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.dependency = dependency
+        # With tracing on: a span around each task here, continued in the worker
+        # (app/core/task_tracing.py) with its queue wait and its computation.
+        self.tracer = tracer
         self.workers = workers
         self._warm_up = warm_up
         self.queue_limit = queue_limit
@@ -315,7 +332,12 @@ class ProcessPool:
                 raise Overloaded("The process pool is not running; retry shortly.")
             future: Future[T] | None = None
             try:
-                future = executor.submit(fn, *args)
+                if self.tracer is None:
+                    future = executor.submit(fn, *args)
+                else:
+                    future = executor.submit(
+                        traced_task, context_carrier(), time.time_ns(), fn, *args
+                    )
                 async with asyncio.timeout(limit):
                     result = await asyncio.wrap_future(future)
             except BrokenProcessPool:

@@ -151,6 +151,31 @@ def test_a_redis_write_continues_the_clients_trace_with_a_span_per_round_trip(
     assert len(operations) >= 2, operations  # the read of the record, then the commit
 
 
+def test_a_scoring_task_is_traced_across_the_process_boundary(
+    receiver: OtlpReceiver, memory_server: LiveServer
+) -> None:
+    records = [{"id": str(i), "features": {"speed": i, "cost": 10 - i}} for i in range(10)]
+    with httpx.Client(base_url=memory_server.base_url) as http:
+        scored = http.post(
+            "/api/v1/scoring", json={"records": records, "weights": {"speed": 1, "cost": -1}}
+        )
+    assert scored.status_code == 200, scored.text
+
+    request = _server_span(receiver, "POST /api/v1/scoring", 200)
+    task = receiver.wait_for(
+        lambda s: s.name.startswith("pool task ") and s.trace_id == request.trace_id
+    )
+    waited = receiver.wait_for(
+        lambda s: s.name == "pool queue wait" and s.trace_id == request.trace_id
+    )
+    pool = next(s for s in receiver.trace(request.trace_id) if s.name.startswith("process_pool "))
+    assert pool.parent_span_id == request.span_id  # in the web process, under the request
+    # In the worker process: both continue the span the web process sent with the task.
+    assert task.parent_span_id == pool.span_id
+    assert waited.parent_span_id == pool.span_id
+    assert task.service["service.instance.id"] != request.service["service.instance.id"]
+
+
 def test_a_collector_that_is_down_changes_nothing_for_users(
     server_factory: ServerFactory,
 ) -> None:
