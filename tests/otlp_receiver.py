@@ -35,6 +35,7 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     events: dict[str, dict[str, Any]]
     service: dict[str, Any] = field(default_factory=dict)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (trace id, span id)
 
 
 class OtlpReceiver:
@@ -86,6 +87,7 @@ class OtlpReceiver:
                                 for e in span.events
                             },
                             service=service,
+                            links=[(k.trace_id.hex(), k.span_id.hex()) for k in span.links],
                         )
                     )
         with self._lock:

@@ -72,8 +72,17 @@ def build_tracer_provider(version: str, instance_id: str | None = None) -> Trace
         "service.version": version,
         "service.instance.id": instance_id or f"{socket.gethostname()}-{os.getpid()}",
     }
+    explicit = {
+        pair.split("=", 1)[0].strip()
+        for pair in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+        if "=" in pair
+    }
+    if os.environ.get("OTEL_SERVICE_NAME", "").strip():
+        explicit.add("service.name")
     for key, value in Resource.create({}).attributes.items():
-        if key == "service.name" and str(value).startswith("unknown_service"):
+        # The SDK's own placeholders (an unknown service, a random instance id) do not win
+        # over ours; what the operator set does.
+        if key in ("service.name", "service.instance.id") and key not in explicit:
             continue
         attributes[key] = value
     resource = Resource(attributes)

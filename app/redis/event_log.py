@@ -28,6 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind, Tracer
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -103,6 +106,27 @@ def _position(value: Any) -> Position:
     return parse_event_id(text) or START
 
 
+def _traced_delivery(
+    tracer: Tracer, deliver: Deliver, event: Event, traceparent: bytes | None
+) -> None:
+    """Hand `event` on in a span of its own, linked to the publisher's span (on this replica or
+    another): the delivery is not part of the request that published it."""
+    links = []
+    if traceparent:
+        carrier = {"traceparent": traceparent.decode("latin-1")}
+        published = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+        if published.is_valid:
+            links.append(Link(published))
+    with tracer.start_as_current_span(
+        "deliver events",
+        context=Context(),
+        kind=SpanKind.CONSUMER,
+        links=links,
+        attributes={"messaging.message.id": event.id, "app.event.topic": event.topic},
+    ):
+        deliver(event)
+
+
 class RedisEventLog:
     """The `EventLog` in one Redis stream, shared by every replica."""
 
@@ -167,8 +191,13 @@ class RedisEventLog:
                     for raw_id, fields in entries:
                         event = _event(raw_id, fields)
                         self._last_handed = event.id
-                        if self._deliver is not None:
-                            self._deliver(event)
+                        deliver, tracer = self._deliver, self._client.tracer
+                        if deliver is None:
+                            continue
+                        if tracer is None:
+                            deliver(event)
+                        else:
+                            _traced_delivery(tracer, deliver, event, fields.get(b"tp"))
         finally:
             await reader.aclose()
 
@@ -191,9 +220,25 @@ class RedisEventLog:
         args: list[Any] = [self.history_size, self.history_bytes, len(encoded)]
         args += ["t", topic, "d", encoded, "ts", ts, "a", actor]
         keys = [self._key, self._trimmed_key, self._bytes_key]
-        raw = await self._client.call(
-            "events.append", lambda r: self._append(keys, args, r), durable=True
-        )
+        tracer = self._client.tracer
+        if tracer is None:
+            raw = await self._client.call(
+                "events.append", lambda r: self._append(keys, args, r), durable=True
+            )
+        else:
+            with tracer.start_as_current_span(
+                "publish events",
+                kind=SpanKind.PRODUCER,
+                attributes={"app.event.topic": topic},
+            ):
+                # The publisher's span travels with the entry, for every replica's delivery.
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                if "traceparent" in carrier:
+                    args += ["tp", carrier["traceparent"]]
+                raw = await self._client.call(
+                    "events.append", lambda r: self._append(keys, args, r), durable=True
+                )
         event_id = raw.decode() if isinstance(raw, bytes) else raw
         return Event(event_id, topic, encoded, ts, actor, _position(event_id))
 

@@ -143,10 +143,20 @@ def test_a_redis_write_continues_the_clients_trace_with_a_span_per_round_trip(
     time.sleep(0.3)
     redis_calls = [s for s in receiver.trace(TRACE) if s.kind == CLIENT]
     assert redis_calls, "no Redis span in the write's trace"
+    parents = {s.span_id: s.parent_span_id for s in receiver.trace(TRACE)}
+
+    def under_the_request(span_id: str) -> bool:
+        while span_id in parents:
+            span_id = parents[span_id]
+            if span_id == span.span_id:
+                return True
+        return False
+
     for call in redis_calls:
         assert call.name.startswith("redis ")
         assert call.attributes["db.system.name"] == "redis"
-        assert call.parent_span_id == span.span_id  # each round trip under the request
+        # Each round trip under the request: directly, or under the event it publishes.
+        assert under_the_request(call.span_id), call
     operations = {call.attributes["db.operation.name"] for call in redis_calls}
     assert len(operations) >= 2, operations  # the read of the record, then the commit
 
@@ -174,6 +184,42 @@ def test_a_scoring_task_is_traced_across_the_process_boundary(
     assert task.parent_span_id == pool.span_id
     assert waited.parent_span_id == pool.span_id
     assert task.service["service.instance.id"] != request.service["service.instance.id"]
+
+
+def test_an_event_published_on_one_replica_is_delivered_on_another_in_a_linked_span(
+    receiver: OtlpReceiver, server_factory: ServerFactory, module_redis: RedisServer
+) -> None:
+    env = _traced(receiver, APP_STORE="redis", APP_REDIS_URL=module_redis.url)
+    publisher, other = server_factory(env), server_factory(env)
+    with httpx.Client(base_url=publisher.base_url) as http:
+        published = http.post("/api/v1/events", json={"topic": "traced.demo", "data": {"n": 1}})
+    assert published.status_code == 202, published.text
+    event_id = published.json()["id"]
+
+    publish = receiver.wait_for(
+        lambda s: (
+            s.name == "publish events" and s.attributes.get("app.event.topic") == "traced.demo"
+        )
+    )
+    request = _server_span(receiver, "POST /api/v1/events", 202)
+    assert publish.trace_id == request.trace_id  # part of the request that published
+
+    # Every replica's reader delivers the event, each in a trace of its own linked to the
+    # publisher's span: the other replica's delivery too (its instance id names its pid).
+    def delivered_on(server: LiveServer) -> ReceivedSpan:
+        return receiver.wait_for(
+            lambda s: (
+                s.name == "deliver events"
+                and s.attributes.get("messaging.message.id") == event_id
+                and str(s.service["service.instance.id"]).endswith(f"-{server.process.pid}")
+            )
+        )
+
+    linked = [delivered_on(publisher), delivered_on(other)]
+    for delivery in linked:
+        assert (publish.trace_id, publish.span_id) in delivery.links
+        assert delivery.trace_id != publish.trace_id
+        assert delivery.kind == 5  # consumer
 
 
 def test_a_collector_that_is_down_changes_nothing_for_users(
