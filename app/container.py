@@ -5,6 +5,7 @@ the lifespan's typed state, which `app/api/deps.py` reads."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from app.core.security import PasswordHasher, TokenCodec, derived_key
 from app.http.clients import ClientIdentifier
 from app.http.representations import RepresentationCache
 from app.memory.event_log import MemoryEventLog
+from app.memory.fleet import MemoryFleet
 from app.memory.guarded import (
     STORE_CALL_SECONDS,
     GuardedRepository,
@@ -56,6 +58,7 @@ from app.redis.chat import RedisRooms
 from app.redis.client import RedisClient
 from app.redis.connection import SentinelTarget
 from app.redis.event_log import RedisEventLog
+from app.redis.fleet import RedisFleet
 from app.redis.idempotency import RedisKeys
 from app.redis.invalidation import RedisInvalidation
 from app.redis.jobs import RedisJobs
@@ -70,6 +73,7 @@ from app.services.cache import TTLCache
 from app.services.chat import ChatManager
 from app.services.events import EventBus
 from app.services.flaky_upstream import SimulatedUpstream
+from app.services.fleet import FleetReporter
 from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
 from app.services.login_throttle import LoginThrottle
@@ -79,6 +83,7 @@ from app.services.scoring.worker import ScoringLimits, warm_up
 from app.services.tickers import TickerDrops
 from app.services.users import USERS, UserService
 from app.stores.events import EventLog
+from app.stores.fleet import Fleet
 from app.stores.idempotency import KeyBackend
 from app.stores.jobs import JobStore, ResultBounds
 from app.stores.quotas import QuotaLimiter
@@ -309,6 +314,7 @@ class AppServices:
     breaker_events: BreakerEvents
     loop_lag: LoopLagMonitor
     tickers: TickerDrops
+    fleet: FleetReporter
     flaky_upstream: SimulatedUpstream | None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -328,6 +334,7 @@ class AppServices:
             await self.backplane.start()
         await self.bus.start()
         self.breaker_events.start()
+        self.fleet.start()
         self.loop_lag.start()
         if self.snapshots is not None:
             # First: a snapshot that cannot be used stops start-up before anything else runs.
@@ -364,6 +371,7 @@ class AppServices:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.fleet.close()
         await self.loop_lag.stop()
         await self.chat.close()
         await self.scoring.close()
@@ -477,6 +485,7 @@ class Stores:
     idempotency: KeyBackend
     jobs: JobStore
     revocations: Revocations
+    fleet: Fleet
 
 
 def redis_client(
@@ -530,6 +539,7 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
             ),
             # Durable with the repository (APP_SNAPSHOT_PATH): a logout outlives a restart.
             revocations=MemoryRevocations(records=repository),
+            fleet=MemoryFleet(),
         )
     log.info("store_selected", store="redis", url=client.display_url)
     return Stores(
@@ -541,6 +551,7 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
             client, ttl_seconds=settings.scoring_job_ttl_seconds, bounds=result_bounds(settings)
         ),
         revocations=RedisRevocations(client),
+        fleet=RedisFleet(client),
     )
 
 
@@ -591,10 +602,29 @@ def build_rate_limiter(settings: Settings, redis: RedisClient | None) -> QuotaLi
     )
 
 
+def resilience_snapshot(foundation: Foundation) -> Callable[[], dict[str, Any]]:
+    """This process's resilience state as the fleet view shows it: who it is, its breakers,
+    its dependencies (bulkhead use, faults)."""
+    member = f"{foundation.settings.instance}:{os.getpid()}"
+
+    def state() -> dict[str, Any]:
+        return {
+            "member": member,
+            "instance": foundation.settings.instance,
+            "pid": os.getpid(),
+            "at": time.time(),
+            "breakers": [breaker.snapshot() for breaker in foundation.breakers.all()],
+            "dependencies": [dependency.snapshot() for dependency in foundation.dependencies],
+        }
+
+    return state
+
+
 def build_services(foundation: Foundation) -> AppServices:
     """Wire the stores and services from settings (nothing starts until `start`)."""
     settings = foundation.settings
     stores = build_stores(settings, foundation.redis)
+    resilience_state = resilience_snapshot(foundation)
     repository = stores.repository
     # Hashing has threads of its own: demo work or file I/O in the shared pool cannot starve
     # logins, and a flood of logins is shed (503) instead of queueing into timeouts.
@@ -733,6 +763,7 @@ def build_services(foundation: Foundation) -> AppServices:
         breaker_events=BreakerEvents(foundation.breakers, bus),
         loop_lag=LoopLagMonitor(),
         tickers=TickerDrops(),
+        fleet=FleetReporter(stores.fleet, resilience_state()["member"], resilience_state),
         flaky_upstream=(
             SimulatedUpstream(foundation.flaky) if foundation.flaky is not None else None
         ),

@@ -7,6 +7,8 @@ it as a factory: `uvicorn app.main:create_app --factory`).
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
@@ -108,6 +110,8 @@ def _middleware(foundation: Foundation) -> list[Middleware]:
             client_address=clients.client_address,
             # Polled paths log their access lines at debug, so polling does not flood the log.
             quiet=QUIET,
+            # `Prefer: served-by` gets `X-Served-By`: the replica and process that answered.
+            served_by=f"{settings.instance}:{os.getpid()}",
         ),
         # 4. Head limit: 431 for a request line and headers over APP_MAX_HEAD_BYTES, before
         #    any later layer or handler reads a header.

@@ -25,6 +25,7 @@ from app.services.auth import AuthService
 from app.services.chat import ChatManager
 from app.services.events import EventBus
 from app.services.flaky_upstream import SimulatedUpstream
+from app.services.fleet import FleetReporter
 from app.services.health import HealthChecker
 from app.services.idempotency import IdempotencyStore
 from app.services.process_pool import ProcessPool
@@ -121,6 +122,10 @@ async def _flaky_upstream(connection: HTTPConnection) -> SimulatedUpstream:
     return upstream
 
 
+async def _fleet(connection: HTTPConnection) -> FleetReporter:
+    return app_services(connection).fleet
+
+
 async def _tickers(connection: HTTPConnection) -> TickerDrops:
     return app_services(connection).tickers
 
@@ -176,6 +181,7 @@ ProcessPoolDep = Annotated[ProcessPool, Depends(_process_pool)]
 EventBusDep = Annotated[EventBus, Depends(_bus)]
 ChatDep = Annotated[ChatManager, Depends(_chat)]
 TickersDep = Annotated[TickerDrops, Depends(_tickers)]
+FleetDep = Annotated[FleetReporter, Depends(_fleet)]
 FlakyUpstreamDep = Annotated[SimulatedUpstream, Depends(_flaky_upstream)]
 SseAdmission = Annotated[StreamAdmission, Depends(_sse_admission)]
 WsAdmission = Annotated[StreamAdmission, Depends(_ws_admission)]

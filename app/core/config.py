@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -81,6 +82,11 @@ class Settings(BaseSettings):
     # Whose W3C `traceparent` a request's span continues: trusted proxies' only (a client could
     # otherwise choose trace ids and force sampling), anyone's, or nobody's.
     trace_context_from: Literal["proxies", "anyone", "nobody"] = "proxies"
+    # This replica's name in /health, the console, the fleet view and traces. Unset: the host
+    # name (in Kubernetes, the pod's name).
+    instance_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -367,6 +373,11 @@ class Settings(BaseSettings):
     def serves_demos(self) -> bool:
         """The demo routes are served (`APP_DEMOS_ENABLED`, else everywhere but production)."""
         return self.demos_enabled if self.demos_enabled is not None else self.env != "production"
+
+    @property
+    def instance(self) -> str:
+        """This replica's name: `APP_INSTANCE_ID`, else the host name."""
+        return self.instance_id or socket.gethostname()
 
     @property
     def traces(self) -> bool:

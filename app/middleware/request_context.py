@@ -30,6 +30,12 @@ def _request_id(scope: Scope) -> str:
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
+def _prefers_served_by(scope: Scope) -> bool:
+    # RFC 7240: `Prefer: served-by` (among other preferences) asks which replica answered.
+    prefer = get_header(scope, b"prefer")
+    return prefer is not None and "served-by" in prefer.lower()
+
+
 class RequestContextMiddleware:
     """Gives every request an id, logs one line per request, and answers 500 for crashes.
 
@@ -47,11 +53,16 @@ class RequestContextMiddleware:
         show_error_detail: bool = False,
         client_address: Callable[[Scope], str] | None = None,
         quiet: Paths = NO_PATHS,
+        served_by: str | None = None,
     ) -> None:
         self.app = app
         self.show_error_detail = show_error_detail
         self.client_address = client_address
         self.quiet = quiet
+        # Sent only to a request that asks (`Prefer: served-by`): which replica answered.
+        self._served_by = (
+            (("X-Served-By", served_by), ("Preference-Applied", "served-by")) if served_by else None
+        )
         # Per instance rather than per module: loggers are cached on first use, and an app
         # built after logging was reconfigured must log the new way.
         self.access_log = get_logger("app.access")
@@ -77,6 +88,9 @@ class RequestContextMiddleware:
     ) -> None:
         status = 500  # what is logged if the app dies before answering
         started = False
+        headers: tuple[tuple[str, str], ...] = ((REQUEST_ID_HEADER, request_id), _NOSNIFF)
+        if self._served_by is not None and _prefers_served_by(scope):
+            headers += self._served_by
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
@@ -84,7 +98,7 @@ class RequestContextMiddleware:
                 started = True
                 status = message["status"]
                 # nosniff: a browser must never guess a JSON answer is HTML or script.
-                append_headers(message, ((REQUEST_ID_HEADER, request_id), _NOSNIFF))
+                append_headers(message, headers)
             await send(message)
 
         start = time.perf_counter()

@@ -12,6 +12,7 @@ each other module for module: app/memory (this process) and app/redis (shared by
 | logged-out tokens | revocations.Revocations | revocations.MemoryRevocations | revocations.RedisRevocations |
 | cache invalidation | invalidation.Invalidate | invalidation.MemoryInvalidation | invalidation.RedisInvalidation |
 | chat rooms | chat_rooms.SharedRooms | (rooms of one process: the chat service's own) | chat.RedisRooms |
+| the fleet's reports | fleet.Fleet | fleet.MemoryFleet | fleet.RedisFleet |
 
 The memory records are made durable by app/memory/journal.py and app/memory/snapshots.py; Redis
 by its own persistence. Services depend on these interfaces only, and the backends on them and on

@@ -11,7 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import API_PREFIX, BreakersDep, DependenciesDep, FlakyUpstreamDep, SettingsDep
+from app.api.deps import (
+    API_PREFIX,
+    BreakersDep,
+    DependenciesDep,
+    FlakyUpstreamDep,
+    FleetDep,
+    SettingsDep,
+)
 from app.core.logging import get_logger
 from app.schemas.problem import problem_responses
 
@@ -53,11 +60,12 @@ async def slow(
 
 @resilience_router.get("/resilience", summary="Breaker states, rate-limit and timeout settings")
 async def resilience(
-    settings: SettingsDep, breakers: BreakersDep, dependencies: DependenciesDep
+    settings: SettingsDep, breakers: BreakersDep, dependencies: DependenciesDep, fleet: FleetDep
 ) -> dict[str, Any]:
     """What the resilience layers are doing right now: every breaker (route groups, and each
     dependency's own, named after it), and each dependency's bulkhead and recovery probe."""
     return {
+        "instance": {"id": settings.instance, "member": fleet.member},
         "breakers": [breaker.snapshot() for breaker in breakers.all()],
         "dependencies": [dependency.snapshot() for dependency in dependencies],
         "rate_limit": {
@@ -68,3 +76,12 @@ async def resilience(
         },
         "timeout": {"seconds": settings.request_timeout_seconds},
     }
+
+
+@resilience_router.get("/resilience/fleet", summary="Every replica's breakers and faults")
+async def fleet_view(settings: SettingsDep, fleet: FleetDep) -> dict[str, Any]:
+    """Each replica's breakers and dependencies, as it reported them within the last 3 s: with
+    Redis, every replica sharing it (a replica that stops disappears); in memory, this one.
+    `complete` is false when the store could not be read (then this replica alone)."""
+    view = await fleet.view()
+    return {"shared": settings.store == "redis", **view}

@@ -98,8 +98,9 @@ async def health(request: Request, checker: HealthDep) -> Response:
 async def health_detailed(
     request: Request, checker: HealthDep, settings: SettingsDep, reader: Viewer
 ) -> Response:
-    """Every component with its status and check latency; 503 if a critical one fails. In
-    production it names hosts, pids and patterns only to an admin (a bearer token)."""
+    """Every component with its status and check latency, and the replica that answered
+    (`instance`); 503 if a critical one fails. In production it names hosts, pids and
+    patterns only to an admin (a bearer token)."""
     if settings.env == "production":
         if reader is None:
             raise Unauthorized("/health/detailed needs an admin's bearer token in production.")
@@ -110,4 +111,5 @@ async def health_detailed(
     overall = _overall(results)
     if overall == "fail":
         return _not_ok(request, "A critical component is failing.", checks)
-    return JSONResponse({"status": overall, "checks": checks})
+    # `instance`: which replica answered (APP_INSTANCE_ID, else the host name: the pod's).
+    return JSONResponse({"status": overall, "instance": settings.instance, "checks": checks})

@@ -34,6 +34,18 @@ function reportQuota(response) {
   for (const listener of listeners) listener(state);
 }
 
+// Which replica answered the last call (`X-Served-By`, sent because every call asks with
+// `Prefer: served-by`): shown in the page's header, so behind a load balancer a learner sees
+// the answers come from one replica, then another.
+function reportServedBy(response) {
+  const member = response.headers.get("X-Served-By");
+  const shown = document.getElementById("served-by");
+  if (member && shown) {
+    shown.textContent = `Last answer from ${member}`;
+    shown.dataset.member = member;
+  }
+}
+
 /** The bearer token of whoever the console signed in as, by role. */
 export const tokens = { user: null, admin: null };
 
@@ -42,7 +54,11 @@ export const tokens = { user: null, admin: null };
  * (a network failure resolves with status 0 and the error's message).
  */
 export async function call(method, path, { json, form, token, headers = {}, signal, cache } = {}) {
-  const init = { method, headers: { Accept: "application/json", ...headers }, signal };
+  const init = {
+    method,
+    headers: { Accept: "application/json", Prefer: "served-by", ...headers },
+    signal,
+  };
   // "no-store": the browser's HTTP cache would otherwise revalidate with the ETag and hand
   // back its stored copy, with the headers of the answer it stored.
   if (cache) init.cache = cache;
@@ -62,6 +78,7 @@ export async function call(method, path, { json, form, token, headers = {}, sign
     return { status: 0, ok: false, body: { detail: String(error) }, headers: new Headers(), ms: 0 };
   }
   reportQuota(response);
+  reportServedBy(response);
   const type = response.headers.get("Content-Type") || "";
   const text = await response.text();
   let body = text || null;

@@ -50,6 +50,32 @@ async function refresh() {
   return answer.body;
 }
 
+function replica(report) {
+  const open = report.breakers.filter((b) => b.state !== "closed");
+  const faults = report.dependencies.filter((d) => d.fault);
+  const age = Math.max(0, Date.now() / 1000 - report.at);
+  return el(
+    "tr",
+    { "data-member": report.member, "data-open": open.map((b) => b.name).join(" ") },
+    el("th", { scope: "row" }, report.member),
+    el("td", {}, open.length ? open.map((b) => `${b.name}: ${b.state.replace("_", "-")}`).join(", ") : "none"),
+    el("td", {}, faults.length ? faults.map((d) => `${d.name}: ${d.fault.kind}`).join(", ") : "none"),
+    el("td", {}, `${age.toFixed(1)} s ago`),
+  );
+}
+
+async function refreshFleet() {
+  const answer = await call("GET", "/api/v1/resilience/fleet");
+  if (!answer.ok) return;
+  $("fleet-table").replaceChildren(...answer.body.replicas.map(replica));
+  const note = answer.body.shared
+    ? answer.body.complete
+      ? `(${answer.body.replicas.length} sharing Redis)`
+      : "(Redis unreachable: this replica only)"
+    : "(memory store: this replica only)";
+  setText("fleet-note", note);
+}
+
 function follow(names) {
   const source = new EventSource("/api/v1/events/stream?topic=breaker.*");
   const show = (event) => {
@@ -103,4 +129,6 @@ export function init(resilience) {
   if (resilience) $("br-table").replaceChildren(...resilience.breakers.map(row));
   follow(resilience ? resilience.breakers.map((b) => b.name) : []);
   setInterval(refresh, 1000);
+  refreshFleet();
+  setInterval(refreshFleet, 1000);
 }
