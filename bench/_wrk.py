@@ -6,6 +6,8 @@ server to (CPU 0).
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import shutil
 import statistics
@@ -25,6 +27,19 @@ class Round:
     p50_ms: float
     p99_ms: float
     max_ms: float
+
+
+def round_arguments(description: str) -> argparse.Namespace:
+    """`--rounds`, `--seconds` and `--connections` for a bench that drives servers with wrk in
+    interleaved rounds; exits with the way to install wrk when it is missing."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if not os.path.isabs(WRK):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    return args
 
 
 def median_round(rounds: list[Round]) -> Round:

@@ -16,11 +16,10 @@ Needs wrk (Debian package `wrk`). Loopback only; bounded in time.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from bench._server import machine, running_server
-from bench._wrk import TASKSET, WRK, Round, median_round, wrk
+from bench._wrk import TASKSET, Round, median_round, round_arguments, wrk
 
 PATH = "/api/v1/users/1"  # the admin created at start-up
 
@@ -39,13 +38,7 @@ def _wrk(url: str, seconds: int, connections: int) -> Round:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
-    if not os.path.isabs(WRK):
-        raise SystemExit("wrk is not installed: apt-get install wrk")
+    args = round_arguments(__doc__.splitlines()[0])
 
     results: dict[str, list[Round]] = {"full": [], "bare": [], "fastapi": [], "peer": []}
     pinned = 0 if TASKSET else None  # the CPU the server is pinned to

@@ -10,13 +10,11 @@ Needs wrk (Debian package `wrk`). Loopback only; bounded in time.
 
 from __future__ import annotations
 
-import argparse
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench._server import free_port, machine, running_server
-from bench._wrk import TASKSET, WRK, Round, median_round, wrk
+from bench._wrk import TASKSET, Round, median_round, round_arguments, wrk
 from bench.chain_overhead import CHAIN_ENV, PATH
 
 
@@ -38,13 +36,7 @@ class _Sink(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
-    if not os.path.isabs(WRK):
-        raise SystemExit("wrk is not installed: apt-get install wrk")
+    args = round_arguments(__doc__.splitlines()[0])
 
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()

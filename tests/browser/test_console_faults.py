@@ -35,6 +35,14 @@ def _signed_in(console_page: Console) -> Page:
     raise AssertionError(page.locator("#dep-result").inner_text())
 
 
+def _drill(page: Page, target: str, seconds: int) -> None:
+    """Inject an outage into `target` from the console's buttons and see it in the table."""
+    page.fill("#dep-seconds", str(seconds))
+    page.click(f"#dep-faults [data-fault=outage][data-target={target}]")
+    page.wait_for_selector(f"#dep-result:text('Injected: outage into {target} for {seconds} s')")
+    page.wait_for_selector(f"#dep-table tr[data-dependency={target}] td[data-fault=outage]")
+
+
 def test_an_injected_outage_is_watched_from_the_console(console_page: Console) -> None:
     page = _signed_in(console_page)
     page.fill("#dep-seconds", "4")
@@ -96,10 +104,7 @@ def test_a_scoring_worker_killed_from_the_console_costs_no_request(
 
 def test_hashing_down_refuses_the_sign_ups_and_nothing_else(console_page: Console) -> None:
     page = _signed_in(console_page)
-    page.fill("#dep-seconds", "3")
-    page.click("#dep-faults [data-target=hashing]")
-    page.wait_for_selector("#dep-result:text('Injected: outage into hashing for 3 s')")
-    page.wait_for_selector("#dep-table tr[data-dependency=hashing] td[data-fault=outage]")
+    _drill(page, "hashing", 3)
     page.click("#dep-traffic")
     page.wait_for_selector("#dep-result[data-refused]")
     result = page.locator("#dep-result")
@@ -109,10 +114,7 @@ def test_hashing_down_refuses_the_sign_ups_and_nothing_else(console_page: Consol
 
 def test_scoring_workers_down_refuses_cpu_work_and_nothing_else(console_page: Console) -> None:
     page = _signed_in(console_page)
-    page.fill("#dep-seconds", "5")
-    page.click("#dep-faults [data-target=process_pool]")
-    page.wait_for_selector("#dep-result:text('Injected: outage into process_pool for 5 s')")
-    page.wait_for_selector("#dep-table tr[data-dependency=process_pool] td[data-fault=outage]")
+    _drill(page, "process_pool", 5)
     # The CPU step's job is refused at once, with the pipeline's 503 ...
     page.click("#cpu-submit")
     page.wait_for_selector("#cpu-status:text-matches('^503: ')")

@@ -145,14 +145,25 @@ def test_the_failure_rate_bar_is_coloured_by_the_breaker_state(console_page: Con
     page.fill("#br-count", "12")
     page.click("#br-send")
     page.wait_for_selector("#br-table tr[data-breaker=flaky][data-state=open]")
-    bar = page.locator("#br-table tr[data-breaker=flaky] .bar")
-    assert bar.get_attribute("aria-valuenow") == "100"
-    fill = bar.locator(".fill")
-    assert fill.evaluate("f => getComputedStyle(f).backgroundColor") == RED
-    width = fill.evaluate("f => f.getBoundingClientRect().width / f.parentElement.clientWidth")
-    assert width == pytest.approx(1, abs=0.02)
-    closed = page.locator("#br-table tr[data-state=closed] .bar .fill").first
-    assert closed.evaluate("f => getComputedStyle(f).backgroundColor") == GREEN
+    # Read in one script: the table is redrawn every second, and a row found by one call could
+    # be replaced (detached, with no computed style) before the next.
+    drawn = page.evaluate(
+        """() => {
+          const bar = document.querySelector("#br-table tr[data-breaker=flaky] .bar");
+          const fill = bar.querySelector(".fill");
+          const closed = document.querySelector("#br-table tr[data-state=closed] .bar .fill");
+          return {
+            now: bar.getAttribute("aria-valuenow"),
+            colour: getComputedStyle(fill).backgroundColor,
+            width: fill.getBoundingClientRect().width / bar.clientWidth,
+            closed: getComputedStyle(closed).backgroundColor,
+          };
+        }"""
+    )
+    assert drawn["now"] == "100"
+    assert drawn["colour"] == RED
+    assert drawn["width"] == pytest.approx(1, abs=0.02)
+    assert drawn["closed"] == GREEN
 
 
 OVERFLOWING = """() => {

@@ -67,5 +67,5 @@ def test_every_operation_conforms_to_the_openapi_schema(
     # Every operation but the three streams, logout, the readiness drain, fault injection and
     # the kill-a-worker drill
     # (the console's two lab routes included).
-    assert "Tested: 33" in result.stdout, report
+    assert "Tested: 34" in result.stdout, report
     assert "failures" not in result.stdout.splitlines()[-1], report
