@@ -180,22 +180,28 @@ async def test_a_chat_message_from_a_member_on_a_reaches_a_member_on_b(
     replicas: list[LiveServer],
 ) -> None:
     a, b = replicas
-    async with connect(_ws(a, "across", "ann")) as ann, connect(_ws(b, "across", "bob")) as bob:
-        joined = await _recv(ann, "system")
-        assert (joined["event"], joined["name"]) == ("join", "bob")
-        await ann.send(json.dumps({"type": "message", "text": "hello from A"}))
-        heard = await _recv(bob, "message")
-        assert (heard["from"], heard["text"]) == ("ann", "hello from A")
-        assert (await _recv(ann, "message"))["text"] == "hello from A"  # the sender's own copy
-        await bob.send(json.dumps({"type": "direct", "to": "ann", "text": "psst"}))
-        direct = await _recv(ann, "direct")
-        assert (direct["type"], direct["from"], direct["text"]) == ("direct", "bob", "psst")
-        # The name is taken in the room whichever replica is asked.
-        async with connect(_ws(b, "across", "ann")) as twin:
-            with pytest.raises(ConnectionClosed) as closed:
-                await twin.recv()
-            assert closed.value.rcvd is not None
-            assert closed.value.rcvd.code == 1008
+    async with connect(_ws(a, "across", "ann")) as ann:
+        # The handshake is answered before the join is made (a name taken must close with
+        # 1008, after accepting), and a frame is read only once its member has joined: a pong
+        # says ann is in the room, so bob's join notice will reach her.
+        await ann.send(json.dumps({"type": "ping"}))
+        await _recv(ann, "pong")
+        async with connect(_ws(b, "across", "bob")) as bob:
+            joined = await _recv(ann, "system")
+            assert (joined["event"], joined["name"]) == ("join", "bob")
+            await ann.send(json.dumps({"type": "message", "text": "hello from A"}))
+            heard = await _recv(bob, "message")
+            assert (heard["from"], heard["text"]) == ("ann", "hello from A")
+            assert (await _recv(ann, "message"))["text"] == "hello from A"  # the sender's copy
+            await bob.send(json.dumps({"type": "direct", "to": "ann", "text": "psst"}))
+            direct = await _recv(ann, "direct")
+            assert (direct["type"], direct["from"], direct["text"]) == ("direct", "bob", "psst")
+            # The name is taken in the room whichever replica is asked.
+            async with connect(_ws(b, "across", "ann")) as twin:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await twin.recv()
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 1008
 
 
 def test_a_patch_on_a_is_seen_by_a_get_on_b_that_had_it_cached(
