@@ -163,23 +163,45 @@ def startup(out: str) -> list[Row]:
 
 
 def dependency_faults(out: str) -> list[Row]:
+    # The table's columns are separated by two spaces or more (names have single spaces).
+    lines = out[out.rfind("this checkout") :].splitlines()[1:]
+    header = next(
+        (re.split(r"\s{2,}", line.strip()) for line in lines if line.startswith("fault")), []
+    )
     rows = []
-    for fault in ("blip", "stall", "crash"):
-        found = re.search(
-            rf"^{fault}\s+(\S+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\S+)",
-            out,
-            re.MULTILINE,
-        )
-        if found is None:
+    for line in lines:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) != len(header) or cells[0] not in ("blip", "stall", "crash"):
             continue
-        gets, stale, _, writes, _, errors, live, fresh = found.groups()
+        row = dict(zip(header, cells, strict=True))
         rows.append(
             (
-                f"Redis {fault}: GET 200 (stale) / writes 503 / 500s / /live fails / fresh after s",
-                f"{gets} ({stale}) / {writes} / {errors} / {live} / {fresh}",
+                f"Redis {row['fault']}: GET 200 (stale) / writes 503 / 500s / /live fails / "
+                "fresh after s",
+                f"{row['GET 200 during (fresh+stale)']} ({row['stale']}) / {row['writes 503']} / "
+                f"{row['500s']} / {row['/live fails']} / {row['fresh again after s']}",
+            )
+        )
+        rows.append(
+            (
+                f"Redis {row['fault']}, breaker open: GET p50/p99, 503 p50/p99 (ms)",
+                f"{row['GET p50/p99 ms']}, {row['503 p50/p99 ms']}",
             )
         )
     return rows
+
+
+def tracing_cost(out: str) -> list[Row]:
+    return [
+        (
+            "tracing on (100%) / off throughput",
+            _find(r"^on \(100%\)/off throughput: ([\d.]+)", out)[0],
+        ),
+        (
+            "tracing on (10%) / off throughput",
+            _find(r"^on \(10%\)/off throughput: ([\d.]+)", out)[0],
+        ),
+    ]
 
 
 def journal(out: str) -> list[Row]:
@@ -268,6 +290,11 @@ def main() -> None:
             "bench.dependency_faults",
             ["--faults", "blip", "--users", "200", "--after", "5"] if quick else [],
             dependency_faults,
+        ),
+        (
+            "bench.tracing_cost",
+            ["--rounds", "1", "--seconds", "2"] if quick else [],
+            tracing_cost,
         ),
         (
             "bench.journal",
