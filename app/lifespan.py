@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -17,6 +18,7 @@ from app.core.config import DEV_ADMIN_PASSWORD
 from app.core.exceptions import StartupRefused
 from app.core.logging import get_logger
 from app.core.metrics import release_process_metrics
+from app.core.tracing import EXPORT_TIMEOUT_SECONDS
 
 log = get_logger(__name__)
 
@@ -26,6 +28,31 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, StartupRefused):  # SnapshotError is one
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
+
+
+async def _in_own_thread(work: Callable[[], object], *, within: float) -> bool:
+    """Run blocking `work` in a new (daemon) thread and wait for it, without blocking the
+    loop, for at most `within` seconds; whether it finished."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            loop.call_soon_threadsafe(_settle, done)
+
+    threading.Thread(target=run, name="lifespan-close", daemon=True).start()
+    try:
+        await asyncio.wait_for(done, within)
+    except TimeoutError:
+        return False
+    return True
 
 
 def several_workers() -> str | None:
@@ -88,8 +115,14 @@ def lifespan(foundation: Foundation) -> Callable[[FastAPI], AbstractAsyncContext
             foundation.lifecycle.begin_shutdown()
             await services.close()
             if foundation.tracer_provider is not None:
-                # The last batch of spans, from a thread: at most the export timeout.
-                await asyncio.to_thread(foundation.tracer_provider.shutdown)
+                # The spans still queued, the closing's own included: from a thread of its own
+                # (the default executor is closed by now), waited for at most the export
+                # timeout; a collector that is down must not hold the exit up.
+                flushed = await _in_own_thread(
+                    foundation.tracer_provider.shutdown, within=EXPORT_TIMEOUT_SECONDS
+                )
+                if not flushed:
+                    log.warning("trace_export_abandoned", after_seconds=EXPORT_TIMEOUT_SECONDS)
             release_process_metrics()
             log.info("shutdown_complete")
 

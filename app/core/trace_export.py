@@ -12,6 +12,7 @@ that is down costs the app nothing but the spans it could not send (counted in
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -24,13 +25,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from prometheus_client import Counter
 
 from app.core.logging import get_logger
+from app.core.tracing import EXPORT_TIMEOUT_SECONDS
 
 log = get_logger(__name__)
 
 SERVICE_NAME = "resilient-api"
-# Without a timeout of the operator's, an export gives up after this: at shutdown the last
-# batch then delays the exit by at most this much when the collector is down.
-EXPORT_TIMEOUT_SECONDS = 3.0
 _TIMEOUTS = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 
 SPANS_DROPPED = Counter(
@@ -40,19 +39,24 @@ SPANS_DROPPED = Counter(
 
 
 class CountingExporter(SpanExporter):
-    """The OTLP exporter, counting the spans it failed to deliver."""
+    """The OTLP exporter, counting the spans it failed to deliver, and saying so when exports
+    start failing and when they work again (not once per batch: a collector that is down
+    would fill the log; the exporter's own per-batch lines are silenced for that reason)."""
 
     def __init__(self, exporter: SpanExporter) -> None:
         self._exporter = exporter
-        self._warned = False
+        self._failing = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         result = self._exporter.export(spans)
         if result is not SpanExportResult.SUCCESS:
             SPANS_DROPPED.inc(len(spans))
-            if not self._warned:  # once: a collector that is down would fill the log
-                self._warned = True
+            if not self._failing:
+                self._failing = True
                 log.warning("trace_export_failed", spans=len(spans))
+        elif self._failing:
+            self._failing = False
+            log.info("trace_export_recovered")
         return result
 
     def shutdown(self) -> None:
@@ -86,7 +90,11 @@ def build_tracer_provider(version: str, instance_id: str | None = None) -> Trace
             continue
         attributes[key] = value
     resource = Resource(attributes)
-    provider = TracerProvider(resource=resource)
+    # Their lines per failed batch (and per retry) would repeat what `CountingExporter` says
+    # once and counts; the SDK's own queue-full warning stays.
+    logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
+    # Shut down by the lifespan, within a bound: not again at exit, where it could block.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     timeout = None if any(os.environ.get(n) for n in _TIMEOUTS) else EXPORT_TIMEOUT_SECONDS
     exporter = CountingExporter(OTLPSpanExporter(timeout=timeout))
     provider.add_span_processor(BatchSpanProcessor(exporter))

@@ -13,6 +13,9 @@ import os
 
 from opentelemetry import trace
 
+# Without a timeout of the operator's, an export gives up after this; at shutdown the spans
+# still queued are waited for this long at most.
+EXPORT_TIMEOUT_SECONDS = 3.0
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 

@@ -242,3 +242,7 @@ def test_a_collector_that_is_down_changes_nothing_for_users(
             time.sleep(0.2)
         assert dropped > 0  # counted, not silent
         assert http.get("/ready").status_code == 200
+    # It stops cleanly too: the last batch is given up on within the export timeout.
+    assert server.stop() in (0, -15)
+    errors = [e for e in server.log_events() if e.get("level") == "error"]
+    assert errors == []
