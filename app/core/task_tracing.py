@@ -29,7 +29,8 @@ def _worker_tracer() -> Tracer:
         from app import __version__
         from app.core.trace_export import build_tracer_provider
 
-        _tracer = build_tracer_provider(__version__).get_tracer("resilient-api.worker")
+        provider = build_tracer_provider(__version__, shutdown_on_exit=True)
+        _tracer = provider.get_tracer("resilient-api.worker")
     return _tracer
 
 

@@ -66,7 +66,9 @@ class CountingExporter(SpanExporter):
         return self._exporter.force_flush(timeout_millis)
 
 
-def build_tracer_provider(version: str, instance_id: str | None = None) -> TracerProvider:
+def build_tracer_provider(
+    version: str, instance_id: str | None = None, *, shutdown_on_exit: bool = False
+) -> TracerProvider:
     """A provider exporting over OTLP/HTTP in batches, describing this process as a service
     (`OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` override what is given here)."""
     # What the environment says (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, the SDK's own)
@@ -93,8 +95,9 @@ def build_tracer_provider(version: str, instance_id: str | None = None) -> Trace
     # Their lines per failed batch (and per retry) would repeat what `CountingExporter` says
     # once and counts; the SDK's own queue-full warning stays.
     logging.getLogger("opentelemetry.exporter.otlp").setLevel(logging.CRITICAL)
-    # Shut down by the lifespan, within a bound: not again at exit, where it could block.
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    # The web process's provider is shut down by the lifespan, within a bound, and not again
+    # at exit, where it could block; a worker process has no lifespan: its flushes at exit.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
     timeout = None if any(os.environ.get(n) for n in _TIMEOUTS) else EXPORT_TIMEOUT_SECONDS
     exporter = CountingExporter(OTLPSpanExporter(timeout=timeout))
     provider.add_span_processor(BatchSpanProcessor(exporter))
