@@ -37,11 +37,11 @@ class FleetReporter:
             try:
                 await self.fleet.report(self.member, self._state())
                 self._failing = False
-            except StoreUnavailable:
+            except Exception as exc:  # a failed report must never end the reporting
                 # Nothing to do but try again: the other replicas see this one disappear,
                 # which is the truth while it cannot reach the store.
                 if not self._failing:
-                    log.warning("fleet_report_failed", member=self.member)
+                    log.warning("fleet_report_failed", member=self.member, error=type(exc).__name__)
                 self._failing = True
             await asyncio.sleep(REPORT_EVERY_SECONDS)
 
