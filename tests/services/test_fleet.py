@@ -54,7 +54,8 @@ async def test_failing_reports_never_stop_the_reporting_and_the_view_keeps_this_
             break
         await asyncio.sleep(0.01)
     await reporter.close()
-    assert fleet.reports == ["me:1"] * len(fleet.reports)
+    assert len(fleet.reports) >= 1
+    assert set(fleet.reports) == {"me:1"}
     assert fleet.failures == 0  # two reports failed, and it went on
     view = await reporter.view()
     assert view == {"member": "me:1", "complete": False, "replicas": [{"member": "me:1"}]}
