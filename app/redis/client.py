@@ -21,11 +21,11 @@ from typing import Any, Protocol, TypeVar
 from opentelemetry.trace import SpanKind, Tracer
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from app.core.breaker import BreakerRegistry
 from app.core.dependency import Dependency
@@ -188,6 +188,7 @@ class RedisClient:
             socket_connect_timeout=timeout_seconds,
             # One immediate retry on a fresh connection: after a Redis restart every pooled
             # connection is dead, and the first call on each should not fail for that alone.
+            # (The asyncio `Retry`: the synchronous one, given to this pool, never retries.)
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
             client_name=self.replica_name,
