@@ -694,6 +694,7 @@ def build_services(foundation: Foundation) -> AppServices:
         queue_limit=settings.effective_process_pool_queue,
         task_timeout=settings.scoring_task_timeout_seconds,
         warm_up=warm_up,
+        warm_at_start=settings.process_pool_warm_up,
         dependency=foundation.process_pool,
         tracer=foundation.tracer,
     )

@@ -42,10 +42,11 @@ TEST_ENV = {
     "APP_WS_MAX_CONNECTIONS_PER_CLIENT": "10000",
     "APP_CHAT_MAX_ROOM_MEMBERS": "10000",
     "APP_MAX_CONNECTIONS": "10000",
-    # One CPU worker per server (the default is one per core): every server and in-process app
-    # spawns its pool at start, and each worker imports numpy and pandas. Tests of the pool's
-    # concurrency set two themselves.
+    # One CPU worker per server (the default is one per core), started by the first CPU task
+    # rather than at start-up: a worker imports numpy and pandas, and most servers never score.
+    # Tests of the pool's concurrency, its health and its drills set what they need.
     "APP_PROCESS_POOL_WORKERS": "1",
+    "APP_PROCESS_POOL_WARM_UP": "false",
 }
 
 

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     stale_if_error_seconds: float = Field(default=300.0, ge=0, le=86_400)
     process_pool_workers: int = Field(default_factory=_available_cpus, ge=1, le=64)
     process_pool_queue: int | None = Field(default=None, ge=0)
+    # False: no worker starts until the first CPU task, which then waits for the imports (a
+    # start-up that never scores, a test's or a laptop's, skips them).
+    process_pool_warm_up: bool = True
     scoring_max_records: int = Field(default=100_000, ge=1)
     scoring_max_features: int = Field(default=100, ge=1, le=10_000)
     scoring_max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024, le=1024 * 1_048_576)

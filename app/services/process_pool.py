@@ -10,7 +10,8 @@
   task whose pool breaks a second time fails with `WorkerCrashed`.
 - Workers are started with `spawn` (a clean interpreter, safe with the event loop's threads)
   and each runs the `warm_up` function it was given, so the first request does not pay for
-  importing the libraries the work needs.
+  importing the libraries the work needs. That happens at start-up, or with
+  `warm_at_start=False` when the first task arrives (the task then waits for it).
 - Orphans: each worker watches its parent and exits when it is gone, so a server killed with
   SIGKILL (which runs no clean-up) leaves no worker processes behind.
 """
@@ -82,6 +83,11 @@ def exit_with_parent() -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class PoolSlot:
@@ -165,6 +171,7 @@ class ProcessPool:
         task_timeout: float,
         *,
         warm_up: Callable[[], int] | None = None,
+        warm_at_start: bool = True,
         dependency: Dependency | None = None,
         tracer: Tracer | None = None,
     ) -> None:
@@ -174,6 +181,9 @@ class ProcessPool:
         self.tracer = tracer
         self.workers = workers
         self._warm_up = warm_up
+        self._warm_at_start = warm_at_start
+        # Whether the workers have been asked to start (at start-up, or by the first task).
+        self._started_workers = False
         self.queue_limit = queue_limit
         self.task_timeout = task_timeout
         self.restarts = 0
@@ -199,14 +209,25 @@ class ProcessPool:
         )
 
     async def start(self) -> None:
-        """Start the workers and wait until each has run `warm_up` (when one was given)."""
+        """Start the workers and wait until each has run `warm_up` (when one was given), or
+        with `warm_at_start=False`, leave that to the first task."""
         self._executor = self._new_executor()
-        if self._warm_up is not None:
-            loop = asyncio.get_running_loop()
-            await asyncio.gather(
-                *(loop.run_in_executor(self._executor, self._warm_up) for _ in range(self.workers))
-            )
-        log.info("process_pool_started", workers=self.workers, pids=self.worker_pids())
+        if self._warm_at_start:
+            await asyncio.gather(*self._start_workers(self._executor))
+        log.info(
+            "process_pool_started",
+            workers=self.workers,
+            pids=self.worker_pids(),
+            warm=self._started_workers,
+        )
+
+    def _start_workers(self, executor: ProcessPoolExecutor) -> list[asyncio.Future[int]]:
+        # A spawn pool starts a process per task while none is idle: one warm-up per worker
+        # starts them all, each importing what the work needs.
+        self._started_workers = True
+        warm_up = self._warm_up or os.getpid
+        loop = asyncio.get_running_loop()
+        return [loop.run_in_executor(executor, warm_up) for _ in range(self.workers)]
 
     async def close(self) -> None:
         """Stop every worker (cancelling queued tasks) and wait for the processes to exit."""
@@ -228,12 +249,15 @@ class ProcessPool:
             "in_flight": self._in_flight,
             "capacity": self.capacity,
             "restarts": self.restarts,
+            "started": self._started_workers,
         }
 
     @property
     def degraded(self) -> bool:
-        """Fewer workers alive than configured, or no room for another task."""
-        return len(self.worker_pids()) < self.workers or self._in_flight >= self.capacity
+        """Fewer workers alive than configured (once they were started), or no room for
+        another task."""
+        missing = self._started_workers and len(self.worker_pids()) < self.workers
+        return missing or self._in_flight >= self.capacity
 
     def worker_pids(self) -> list[int]:
         """The pids of the current workers (for tests and health)."""
@@ -330,6 +354,10 @@ class ProcessPool:
             if executor is None:
                 slot._free()
                 raise Overloaded("The process pool is not running; retry shortly.")
+            if not self._started_workers:
+                for warming in self._start_workers(executor):
+                    # Its failure is the task's too (a broken pool), and reported there.
+                    warming.add_done_callback(_consume_exception)
             future: Future[T] | None = None
             try:
                 if self.tracer is None:

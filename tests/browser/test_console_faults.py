@@ -14,7 +14,10 @@ from tests.live_server import ADMIN_PASSWORD
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-SERVER_ENV = {"APP_CACHE_TTL_SECONDS": "1"}
+SERVER_ENV = {
+    "APP_CACHE_TTL_SECONDS": "1",
+    "APP_PROCESS_POOL_WARM_UP": "true",  # a worker to kill from the console
+}
 EXPECTED_ERRORS = ("status of 503 (Service Unavailable)",)
 
 

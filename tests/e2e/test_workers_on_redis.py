@@ -66,6 +66,7 @@ def server(
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
             "APP_RATE_LIMIT_REQUESTS": str(QUOTA),
             "APP_RATE_LIMIT_WINDOW_SECONDS": "3600",
+            "APP_PROCESS_POOL_WARM_UP": "true",  # each worker's pool pids tell them apart
         },
     )
     yield live

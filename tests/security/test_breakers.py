@@ -13,6 +13,9 @@ SERVER_ENV = {
     "APP_REQUEST_TIMEOUT_SECONDS": "0.3",
     "APP_BREAKER_WINDOW_SIZE": "10",
     "APP_BREAKER_MIN_CALLS": "5",
+    # Scoring bodies are parsed in a worker: one importing numpy at the first task would take
+    # longer than the 0.3 s timeout.
+    "APP_PROCESS_POOL_WARM_UP": "true",
 }
 
 

@@ -47,7 +47,10 @@ def test_snapshot_audit_and_lock_files_are_private(tmp_path: Path) -> None:
 
 
 def test_pool_workers_exit_when_the_server_is_killed(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "server.log", {"APP_PROCESS_POOL_WORKERS": "2"})
+    server = start_server(
+        tmp_path / "server.log",
+        {"APP_PROCESS_POOL_WORKERS": "2", "APP_PROCESS_POOL_WARM_UP": "true"},
+    )
     children = _children(server.process.pid)
     assert len(children) >= 2  # the workers and multiprocessing's resource tracker
     os.kill(server.process.pid, signal.SIGKILL)

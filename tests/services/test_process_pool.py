@@ -125,6 +125,25 @@ async def test_close_leaves_no_child_processes() -> None:
         process_pool.reserve()
 
 
+async def test_without_warm_up_at_start_the_first_task_starts_every_worker() -> None:
+    pool = ProcessPool(
+        workers=2, queue_limit=0, task_timeout=30, warm_up=os.getpid, warm_at_start=False
+    )
+    await pool.start()
+    try:
+        # Nothing started, and nothing missing: health does not call it degraded.
+        assert pool.worker_pids() == []
+        assert pool.stats()["started"] is False
+        assert not pool.degraded
+        pid = await pool.reserve().run(nap, 0)
+        assert pid in pool.worker_pids()
+        assert len(pool.worker_pids()) == 2  # both, for the tasks that follow
+        assert pool.stats()["started"] is True
+        assert not pool.degraded
+    finally:
+        await pool.close()
+
+
 async def test_a_task_gets_only_what_its_request_has_left(pool: ProcessPool) -> None:
     budget, token = deadline.start(0.2)
     try:

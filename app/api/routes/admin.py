@@ -158,5 +158,8 @@ async def kill_scoring_worker(actor: CurrentUser, pool: ProcessPoolDep) -> Kille
     stats = pool.stats()
     killed = pool.kill_worker()
     if killed is None:
-        raise Conflict("No scoring worker is alive to kill; the pool is being replaced.")
+        raise Conflict(
+            "No scoring worker is alive to kill: none has started yet, or the pool is being "
+            "replaced."
+        )
     return KilledWorker(killed_pid=killed, workers=stats["workers"], restarts=stats["restarts"])
