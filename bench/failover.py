@@ -79,6 +79,8 @@ class SentinelGroup:
             port,
             "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            # A full sync starts at once (by default Redis waits 5 s for more replicas to share it).
+            "--repl-diskless-sync-delay", "0",
             # Replicas copy as a user of their own, so replication alone can be cut.
             "--user", REPLICATOR, "on", f">{REPLICATOR_PASSWORD}", "~*", "&*", "+@all",
             "--masteruser", REPLICATOR, "--masterauth", REPLICATOR_PASSWORD,
@@ -91,6 +93,13 @@ class SentinelGroup:
         self._data_node(self.primary_port)
         for port in self.replica_ports:
             self._data_node(port, "--replicaof", "127.0.0.1", str(self.primary_port))
+        deadline = time.monotonic() + timeout
+        # A sentinel learns the replicas from the primary's INFO, which it asks for at once and
+        # then every 10 s: started after the replicas are linked, it knows them at once.
+        while not self._replicas_linked():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replicas did not link; logs in {self.directory}")
+            time.sleep(0.05)
         for port in self.sentinel_ports:
             config = self.directory / f"sentinel-{port}.conf"
             config.write_text(
@@ -101,7 +110,6 @@ class SentinelGroup:
                 f"sentinel parallel-syncs {MASTER} 2\n"
             )
             self._spawn(port, str(config), "--sentinel")
-        deadline = time.monotonic() + timeout
         while not self._settled():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the sentinel group did not settle; logs in {self.directory}")
@@ -114,11 +122,17 @@ class SentinelGroup:
                     state = sentinel.sentinel_master(MASTER)
                 if int(state["num-slaves"]) < 2 or int(state["num-other-sentinels"]) < 2:
                     return False
+        except (redis.RedisError, KeyError):
+            return False
+        return self._replicas_linked()
+
+    def _replicas_linked(self) -> bool:
+        try:
             for port in self.replica_ports:
                 with redis.Redis(port=port, socket_timeout=1) as replica:
                     if replica.info("replication").get("master_link_status") != "up":
                         return False
-        except (redis.RedisError, KeyError):
+        except redis.RedisError:
             return False
         return True
 
