@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Every install is held to the pins in constraints*.txt, transitive dependencies included.
 PIP    := $(BIN)/python -m pip install --quiet -c constraints.txt
 
-.PHONY: run test lint typecheck format clean bench constraints fuzz
+.PHONY: run test lint typecheck format clean bench constraints fuzz soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ format: $(VENV)/.dev-installed
 ## fuzz: schemathesis, every check, a random seed and more examples, against a fresh server
 fuzz: $(VENV)/.dev-installed
 	FUZZ_SEED=random FUZZ_EXAMPLES=200 $(BIN)/python -m pytest tests/contract/test_schemathesis.py -p no:cacheprovider
+
+## soak: the load tests at full size (10,000 events across two replicas, a burst of 10,000
+## requests, 60 s of mixed load); `make test` runs them smaller
+soak: $(VENV)/.dev-installed
+	SOAK=1 $(BIN)/python -m pytest -m soak -p no:cacheprovider
 
 ## constraints: re-pin every transitive dependency after a requirements file changed
 constraints: $(VENV)/.dev-installed $(TOOLS)/.installed

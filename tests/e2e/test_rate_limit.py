@@ -10,10 +10,12 @@ import httpx
 import pytest
 
 from tests.conftest import ServerFactory
+from tests.depth import scaled
 from tests.e2e.helpers import USERS, assert_problem, bearer, unique_email
 from tests.live_server import LiveServer
 
 QUOTA = 10
+BURST = scaled(2_000, 10_000)
 
 
 SERVER_ENV = {"APP_RATE_LIMIT_REQUESTS": str(QUOTA), "APP_RATE_LIMIT_WINDOW_SECONDS": "60"}
@@ -59,7 +61,8 @@ def test_an_invalid_token_does_not_buy_a_fresh_quota(live_server: LiveServer) ->
         assert http.get(USERS, headers=bearer("garbage")).status_code == 429
 
 
-def test_a_burst_of_10000_requests_leaves_the_server_healthy(live_server: LiveServer) -> None:
+@pytest.mark.soak
+def test_a_burst_of_requests_leaves_the_server_healthy(live_server: LiveServer) -> None:
     async def burst() -> Counter[int]:
         limits = httpx.Limits(max_connections=50)
         async with httpx.AsyncClient(
@@ -71,14 +74,15 @@ def test_a_burst_of_10000_requests_leaves_the_server_healthy(live_server: LiveSe
                 async with sem:
                     return (await client.get(USERS)).status_code
 
-            return Counter(await asyncio.gather(*(one() for _ in range(10_000))))
+            return Counter(await asyncio.gather(*(one() for _ in range(BURST))))
 
     start = time.monotonic()
     codes = asyncio.run(burst())
     elapsed = time.monotonic() - start
     assert set(codes) <= {200, 429}, codes
-    # The quota is spent; only the tokens that trickled back during the burst were granted.
-    assert codes[200] <= 1 + elapsed * QUOTA / 60, (codes, elapsed)
+    # At most the quota (which the module's earlier tests have spent, when they ran) and the
+    # tokens that trickled back during the burst were granted.
+    assert codes[200] <= QUOTA + 1 + elapsed * QUOTA / 60, (codes, elapsed)
     with httpx.Client(base_url=live_server.base_url) as http:
         assert http.get("/ready").status_code == 200
         assert http.get("/live").json() == {"status": "alive"}
