@@ -76,6 +76,8 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerF
         return server
 
     yield start
+    for server in servers:  # all at once: each takes a moment to shut down
+        server.terminate()
     for server in servers:
         server.stop()
 

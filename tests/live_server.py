@@ -65,6 +65,7 @@ class LiveServer:
     process: subprocess.Popen[bytes]
     base_url: str
     log_path: Path
+    terminated: bool = False
 
     def log_text(self) -> str:
         """Everything the server has logged so far."""
@@ -88,10 +89,16 @@ class LiveServer:
                 return found
             time.sleep(0.02)
 
+    def terminate(self) -> None:
+        """SIGTERM, once (a second signal would skip the graceful shutdown)."""
+        if self.process.poll() is None and not self.terminated:
+            self.terminated = True
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then wait; SIGKILL if it will not stop. Returns the exit code."""
+        self.terminate()
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
