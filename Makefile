@@ -32,13 +32,13 @@ run: $(VENV)/.runtime-installed
 	$(BIN)/python -m app
 
 ## test: install the test dependencies and deployment linters, lint, type-check, and run the whole suite
+# Three test workers even on two cores: much of the suite waits (timeouts, drains, browsers,
+# other processes), and a third worker fills those waits (-n 2: 277 s, -n 3: 220 s here).
 test: $(VENV)/.dev-installed $(TOOLS)/.installed
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
 	$(BIN)/lint-imports
-	# Three workers even on two cores: much of the suite waits (timeouts, drains, browsers,
-	# other processes), and a third worker fills those waits (-n 2: 277 s, -n 3: 220 s here).
 	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 ## lint: ruff (rules and format), mypy --strict, and the layers of app/ (import-linter)
