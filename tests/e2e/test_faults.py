@@ -27,7 +27,13 @@ API = "/api/v1"
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    env = {"APP_REQUEST_TIMEOUT_SECONDS": "1", "APP_PROCESS_POOL_WORKERS": "1"}
+    # The worker starts with the server: one importing numpy at the first task could outlast
+    # the 1 s timeout on a busy machine.
+    env = {
+        "APP_REQUEST_TIMEOUT_SECONDS": "1",
+        "APP_PROCESS_POOL_WORKERS": "1",
+        "APP_PROCESS_POOL_WARM_UP": "true",
+    }
     server = start_server(tmp_path_factory.mktemp("faults") / "server.log", env)
     # sse-starlette starts one shutdown-watcher task per event loop at its first stream; open a
     # stream once so that this lasting task is part of every baseline.

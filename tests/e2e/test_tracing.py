@@ -44,7 +44,10 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 @pytest.fixture(scope="module")
 def memory_server(receiver: OtlpReceiver, server_factory: ServerFactory) -> LiveServer:
-    return server_factory(_traced(receiver, APP_REQUEST_TIMEOUT_SECONDS="1"))
+    # The scoring worker starts with the server (see tests/e2e/test_faults.py).
+    return server_factory(
+        _traced(receiver, APP_REQUEST_TIMEOUT_SECONDS="1", APP_PROCESS_POOL_WARM_UP="true")
+    )
 
 
 def _server_span(receiver: OtlpReceiver, name: str, status: int) -> ReceivedSpan:

@@ -49,7 +49,9 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture
 async def pool() -> AsyncIterator[ProcessPool]:
-    process_pool = ProcessPool(workers=1, queue_limit=1, task_timeout=5, warm_up=os.getpid)
+    # A generous limit: a task that meets a killed worker runs again on a fresh one, which a
+    # busy machine may take seconds to start. Tests of the limit give their own.
+    process_pool = ProcessPool(workers=1, queue_limit=1, task_timeout=30, warm_up=os.getpid)
     await process_pool.start()
     yield process_pool
     await process_pool.close()
