@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench._server import free_port, machine, running_server
+from bench._server import free_port, free_ports, machine, running_server
 
 MASTER = "mymaster"
 USERS = "/api/v1/users"
@@ -51,12 +51,23 @@ class SentinelGroup:
     """A primary, two replicas and three sentinels on loopback, in `directory`."""
 
     directory: Path
-    primary_port: int = field(default_factory=free_port)
-    replica_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
-    sentinel_ports: tuple[int, int, int] = field(
-        default_factory=lambda: (free_port(), free_port(), free_port())
-    )
+    ports: list[int] = field(default_factory=lambda: free_ports(6))  # six different ones
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def primary_port(self) -> int:
+        """The port of the first primary."""
+        return self.ports[0]
+
+    @property
+    def replica_ports(self) -> tuple[int, int]:
+        """The ports of the two first replicas."""
+        return self.ports[1], self.ports[2]
+
+    @property
+    def sentinel_ports(self) -> tuple[int, int, int]:
+        """The ports of the three sentinels."""
+        return self.ports[3], self.ports[4], self.ports[5]
 
     @property
     def sentinels(self) -> str:

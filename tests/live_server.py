@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+# Re-exported: the tests pick ports with these.
+from bench._server import free_port as free_port
+from bench._server import free_ports as free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_EMAIL = "admin@example.com"
@@ -48,14 +51,6 @@ TEST_ENV = {
     "APP_PROCESS_POOL_WORKERS": "1",
     "APP_PROCESS_POOL_WARM_UP": "false",
 }
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

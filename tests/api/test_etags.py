@@ -40,13 +40,14 @@ def test_if_match_versions_use_strong_comparison_for_this_record_only() -> None:
     ids=["spaces", "quotes", "weak-markers", "commas"],
 )
 def test_parsing_is_linear_whatever_the_header_holds(header: str) -> None:
-    # The inputs that made the old regular expression backtrack for seconds.
-    start = time.perf_counter()
+    # The inputs that made the old regular expression backtrack for seconds. CPU time, not
+    # wall time: what else the machine runs does not count.
+    start = time.process_time()
     with contextlib.suppress(BadRequest):  # more than 64 tags: refused, just as fast
         assert if_match_versions(header, 1) == frozenset()
     with contextlib.suppress(BadRequest):
         assert if_none_match_hits(header, '"1-1"') is False
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
 
 
 def test_more_than_64_tags_is_a_bad_request() -> None:

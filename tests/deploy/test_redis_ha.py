@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.live_server import ROOT, free_port
+from tests.live_server import ROOT, free_ports
 
 SCRIPTS = ROOT / "k8s" / "components" / "redis-ha" / "scripts"
 PASSWORD = "ha password with $pace"
@@ -103,7 +103,8 @@ def _has_other_sentinels(port: int) -> bool:
 
 @pytest.fixture
 def pods(tmp_path: Path) -> Iterator[list[Pod]]:
-    ports = [(free_port(), free_port()) for _ in range(3)]
+    picked = free_ports(6)
+    ports = [(picked[i], picked[i + 3]) for i in range(3)]
     common = {
         "PATH": os.environ["PATH"],
         "REDIS_PASSWORD": PASSWORD,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.live_server import ADMIN_PASSWORD, ROOT, LiveServer, free_port, start_server
+from tests.live_server import ADMIN_PASSWORD, ROOT, LiveServer, free_ports, start_server
 
 DOCUMENTS = ("README.md", "docs/tour.md")
 _BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -108,7 +108,7 @@ def test_the_scaling_example_runs_two_replicas_on_one_redis(tmp_path: Path) -> N
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed (Debian package redis-server); CI installs it")
     steps = _steps((ROOT / "docs" / "scaling.md").read_text(encoding="utf-8"))
-    redis_port = free_port()
+    redis_port, a_port, b_port = free_ports(3)
     process = subprocess.Popen(
         ["/bin/bash", "-c", _script(steps)],
         cwd=ROOT,
@@ -117,8 +117,8 @@ def test_the_scaling_example_runs_two_replicas_on_one_redis(tmp_path: Path) -> N
             "HOME": str(tmp_path),
             "TMPDIR": str(tmp_path),
             "REDIS_PORT": str(redis_port),
-            "A": str(free_port()),
-            "B": str(free_port()),
+            "A": str(a_port),
+            "B": str(b_port),
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -14,7 +14,7 @@ from app.redis.repository import RedisRepository
 from app.services.users import _USERS_SPEC, USERS
 from tests.conftest import ServerFactory
 from tests.redis_server import RedisServer
-from tests.security.defaults import SHIPPED_BOUNDS, breaker_states, live_latency
+from tests.security.defaults import SHIPPED_BOUNDS, breaker_states, live_loop_lag
 
 
 async def _seed(url: str, count: int) -> None:
@@ -71,7 +71,7 @@ def test_concurrent_filtered_scans_are_shed_not_stacked(
     assert shed.headers["retry-after"] == "1"
     # Shed load is no dependency failure: the users breaker stays closed for everyone.
     assert breaker_states(server.base_url)["users"] == "closed"
-    live_latency(server.base_url)  # answers 200 (no time bound: a busy machine must not fail it)
+    live_loop_lag(server.base_url)  # answers 200 (no time bound: a busy machine must not fail it)
     found = httpx.get(
         server.base_url + "/api/v1/users", params={"q": "seeded 5999"}, timeout=30
     ).json()

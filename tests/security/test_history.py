@@ -16,7 +16,7 @@ import httpx
 from tests.conftest import ServerFactory
 from tests.live_server import LiveServer
 from tests.redis_server import RedisServer
-from tests.security.defaults import SHIPPED_BOUNDS, breaker_states, live_latency
+from tests.security.defaults import SHIPPED_BOUNDS, breaker_states, live_loop_lag
 from tests.security.test_memory import rss_mib
 
 # 16 KB of empty objects: the costliest JSON per byte to parse.
@@ -85,7 +85,7 @@ def test_a_history_read_is_bounded_by_bytes_and_parses_nothing(
         assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
     assert grown < 60  # decoded whole, one read alone took 350 MB
     assert breaker_states(server.base_url)["events"] == "closed"
-    live_latency(server.base_url)  # answers 200 (no time bound: a busy machine must not fail it)
+    live_loop_lag(server.base_url)  # answers 200 (no time bound: a busy machine must not fail it)
     # A small page is whole: no flag, the newest three.
     small = httpx.get(server.base_url + EVENTS, params={"limit": 3}, timeout=10).json()
     assert (len(small["items"]), small["truncated"]) == (3, False)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.helpers import new_user_with_token, register
 from tests.live_server import LiveServer
-from tests.security.defaults import SHIPPED_BOUNDS, live_latency
+from tests.security.defaults import SHIPPED_BOUNDS, live_loop_lag
 from tests.security.test_memory import rss_mib
 
 SERVER_ENV = {
@@ -30,13 +30,17 @@ def test_an_etag_list_built_to_backtrack_is_answered_at_once(
     user = register(http)
     # Under the head limit, the shape that took the old regular expression 6.8 s at 24 KB.
     nasty = "a" + " " * 15_000 + "b"
-    start = time.perf_counter()
     response = http.get(f"{USERS}/{user['id']}", headers={"If-None-Match": nasty})
     assert response.status_code == 200
-    assert time.perf_counter() - start < 0.5
+    # Timed by the server itself (this client's timing would count the machine's load too).
+    request_id = response.headers["x-request-id"]
+    [access] = live_server.wait_for_events(
+        lambda e: e.get("event") == "request" and e.get("request_id") == request_id
+    )
+    assert access["duration_ms"] < 1000
     many = ", ".join(f'"{i}-1"' for i in range(65))
     assert http.get(f"{USERS}/{user['id']}", headers={"If-None-Match": many}).status_code == 400
-    assert live_latency(live_server.base_url) < 0.5
+    assert live_loop_lag(live_server.base_url) < 0.5
 
 
 @pytest.mark.parametrize(
@@ -96,7 +100,7 @@ def test_a_slow_client_is_cut_off_after_the_head_timeout(live_server: LiveServer
                 break
         assert closed, "the server kept a slow client's connection open"
         assert time.monotonic() - start < 5
-    assert live_latency(live_server.base_url) < 0.5
+    assert live_loop_lag(live_server.base_url) < 0.5
 
 
 async def test_endless_headers_are_refused_as_they_arrive_without_being_buffered(
@@ -129,7 +133,7 @@ async def test_endless_headers_are_refused_as_they_arrive_without_being_buffered
     assert all(answer.startswith(b"HTTP/1.1 431 ") for answer in answers), answers[0]
     assert grown < 30  # buffered, it was 160 MB
     assert rss_mib(pid) < 300
-    live_latency(
+    live_loop_lag(
         live_server.base_url
     )  # answers 200 (no time bound: a busy machine must not fail it)
 
