@@ -209,8 +209,8 @@ class ProcessPool:
         )
 
     async def start(self) -> None:
-        """Start the workers and wait until each has run `warm_up` (when one was given), or
-        with `warm_at_start=False`, leave that to the first task."""
+        """Start the workers and wait until each has run `warm_up` (a trivial task when none
+        was given), or with `warm_at_start=False`, leave that to the first task."""
         self._executor = self._new_executor()
         if self._warm_at_start:
             await asyncio.gather(*self._start_workers(self._executor))
