@@ -438,14 +438,19 @@ def test_numbers_stream_is_chunked_ndjson(http: httpx.Client) -> None:
 
 def test_async_demo_takes_about_one_delay(http: httpx.Client) -> None:
     body = http.get(f"{API}/async-demo", params={"tasks": 100, "delay": 0.3}).json()
-    assert body["elapsed"] < 0.9
     assert body["sequential_would_take"] == 30.0
+    # Waiting one after another would take 30 s; a tenth of that is far beyond any busy machine.
+    assert body["elapsed"] < body["sequential_would_take"] / 10
 
 
 def test_blocking_demo_shows_the_loop_stayed_free(http: httpx.Client) -> None:
     body = http.get(f"{API}/blocking-demo", params={"delay": 0.5}).json()
-    assert body["loop_ticks"] >= 25  # about 50 ticks of 10 ms while the thread slept
-    assert body["loop_stayed_responsive"] is True
+    # About 50 ticks of 10 ms while the thread slept. Had the call blocked the loop, there would
+    # be none, and one tick would be late by the whole 500 ms. A busy machine can make a tick
+    # 100-200 ms late (and `loop_stayed_responsive` false), so the test allows anything short of
+    # what a blocked loop shows.
+    assert body["loop_ticks"] > 5
+    assert body["worst_tick_lag_ms"] < 500
 
 
 def test_audit_log_holds_the_apps_events(http: httpx.Client, live_server: LiveServer) -> None:
