@@ -260,6 +260,20 @@ async def _writer(http: httpx.AsyncClient, writes: list[_Write], stop: asyncio.E
             await asyncio.sleep(0.05)  # as a client honouring Retry-After would, briefly
 
 
+async def _read_back(http: httpx.AsyncClient, user_id: int | None) -> httpx.Response:
+    """GET one acknowledged user, as a client honouring Retry-After would: right after a
+    failover (or on a busy machine) a read can still meet a 503 and is retried, for 10 s at most.
+    A 200 or a 404 is an answer; anything else fails the measure with the response."""
+    for _ in range(40):
+        found = await http.get(f"{USERS}/{user_id}")
+        if found.status_code != 503 or "retry-after" not in found.headers:
+            break
+        await asyncio.sleep(0.25)
+    if found.status_code not in (200, 404):
+        raise RuntimeError(f"reading user {user_id} back: {found.status_code} {found.text}")
+    return found
+
+
 async def _run(
     base_url: str, group: SentinelGroup, writers: int, before: float, after: float, lag: float
 ) -> FailoverResult:
@@ -299,7 +313,7 @@ async def _run(
         acknowledged = [w for w in writes if w.user_id is not None]
         lost = given_twice = 0
         for write in acknowledged:
-            found = await http.get(f"{USERS}/{write.user_id}")
+            found = await _read_back(http, write.user_id)
             if found.status_code == 404:
                 lost += 1
             elif found.json()["name"] != write.name:
