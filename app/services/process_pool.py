@@ -19,15 +19,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 from opentelemetry.trace import SpanKind, Tracer
@@ -259,10 +258,16 @@ class ProcessPool:
         missing = self._started_workers and len(self.worker_pids()) < self.workers
         return missing or self._in_flight >= self.capacity
 
+    def _live_workers(self) -> dict[int, BaseProcess]:
+        # A worker that died stays in the executor's table until the pool is replaced (at the
+        # next task), and once collected its pid can belong to any new process on the machine:
+        # only workers still alive are ever listed, or signalled.
+        processes: dict[int, BaseProcess] = getattr(self._executor, "_processes", None) or {}
+        return {pid: process for pid, process in list(processes.items()) if process.is_alive()}
+
     def worker_pids(self) -> list[int]:
-        """The pids of the current workers (for tests and health)."""
-        processes = getattr(self._executor, "_processes", None) or {}
-        return sorted(processes)
+        """The pids of the current workers that are alive (for tests and health)."""
+        return sorted(self._live_workers())
 
     async def probe(self) -> None:
         """A trivial task through the pool, outside its pipeline (the recovery probe): it
@@ -274,13 +279,15 @@ class ProcessPool:
         """SIGKILL one worker, as the kernel's OOM killer or a crash would (a drill): the pool
         is replaced when a task next meets it, and that task runs again on the new one. The
         pid killed, or None if no worker is alive."""
-        pids = self.worker_pids()
-        if not pids:
+        live = self._live_workers()
+        if not live:
             return None
-        with contextlib.suppress(ProcessLookupError):  # it died by itself meanwhile
-            os.kill(pids[0], signal.SIGKILL)
-        log.warning("process_pool_worker_killed", pid=pids[0])
-        return pids[0]
+        pid = min(live)
+        # Through the process object, not os.kill(pid): it never signals a pid it has
+        # collected, which may by then be another process's.
+        live[pid].kill()
+        log.warning("process_pool_worker_killed", pid=pid)
+        return pid
 
     async def reserve_waiting(self) -> PoolSlot:
         """Admit one task, waiting for a free place (for background jobs, never for requests)."""

@@ -33,6 +33,13 @@ def _wait_until_dead(pid: int) -> None:
         time.sleep(0.01)
 
 
+def _wait_until_collected(pid: int) -> None:
+    """Until no process has `pid`, not even a zombie: its parent has collected it."""
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -118,6 +125,22 @@ async def test_a_worker_killed_while_idle_never_fails_the_next_task(pool: Proces
         await asyncio.to_thread(_wait_until_dead, victim)
         assert await pool.reserve().run(nap, 0) != victim
     assert pool.in_flight == 0
+
+
+async def test_a_dead_workers_pid_is_never_listed_nor_signalled(pool: ProcessPool) -> None:
+    # The executor keeps a dead worker in its table until the pool is replaced at the next
+    # task, and once the worker is collected its pid may be handed to any new process: the
+    # kill-a-worker drill used to SIGKILL that pid, whatever it had become.
+    victim = await pool.reserve().run(nap, 0)
+    os.kill(victim, signal.SIGKILL)
+    await asyncio.to_thread(_wait_until_collected, victim)
+    assert not os.path.exists(f"/proc/{victim}")
+    assert pool.worker_pids() == []
+    assert pool.stats()["alive"] == 0
+    assert pool.degraded  # fewer workers alive than configured, until the next task
+    assert pool.kill_worker() is None  # nothing alive to kill, and no stranger signalled
+    assert await pool.reserve().run(nap, 0) != victim  # the next task replaces the pool
+    assert not pool.degraded
 
 
 async def test_close_leaves_no_child_processes() -> None:
