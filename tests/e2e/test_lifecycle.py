@@ -30,14 +30,16 @@ def test_sigterm_turns_readiness_off_at_once_and_in_flight_requests_finish(tmp_p
             server.process.send_signal(signal.SIGTERM)
 
             ready = None
-            while time.monotonic() - sent < 1.5:
+            while time.monotonic() - sent < 10:
                 ready = http.get("/ready?verbose")
                 if ready.status_code == 503:
                     break
                 time.sleep(0.05)
             assert ready is not None
             assert ready.status_code == 503
-            assert time.monotonic() - sent < 0.5, "readiness must turn 503 at once"
+            # At once: while the slow request (1.2 s left) is still served, well before the
+            # 2 s drain ends. Told by order, not by a clock a busy machine would stretch.
+            assert "response" not in in_flight, "readiness must turn 503 at once"
             assert ready.headers["content-type"] == "application/problem+json"
             checks = {c["name"]: c["status"] for c in ready.json()["checks"]}
             assert checks["shutdown"] == "fail"
