@@ -52,6 +52,25 @@ def free_ports(count: int) -> list[int]:
         return ports
 
 
+# Asked on every readiness probe: the app answers with `X-Served-By: <instance>:<pid>`.
+SERVED_BY = {"Prefer": "served-by"}
+
+
+def served_by_other(process_pid: int, response: httpx.Response) -> int | None:
+    """The pid of the process that answered, if the app says so and it is neither
+    `process_pid` nor one of its children (its workers): another server holds the port,
+    and ours could not bind it. A server that does not say (a baseline app) is taken as ours."""
+    pid = response.headers.get("x-served-by", "").rpartition(":")[2]
+    if not pid.isdigit() or int(pid) == process_pid:
+        return None
+    try:
+        # /proc/<pid>/stat: "pid (comm) state ppid ...", and comm may hold spaces.
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return int(pid)  # gone already, or not ours to read: not our child either way
+    return None if parent == process_pid else int(pid)
+
+
 @contextmanager
 def running_server(
     module: str,
@@ -82,7 +101,11 @@ def running_server(
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(base + ready_path, timeout=1).status_code == 200:
+                response = httpx.get(base + ready_path, headers=SERVED_BY, timeout=1)
+                if response.status_code == 200:
+                    other = served_by_other(process.pid, response)
+                    if other is not None:
+                        raise SystemExit(f"port {port} is served by another process ({other})")
                     break
             except httpx.TransportError:
                 pass

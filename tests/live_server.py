@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from bench._server import SERVED_BY, served_by_other
+
 # Re-exported: the tests pick ports with these.
 from bench._server import free_port as free_port
 from bench._server import free_ports as free_ports
@@ -105,7 +107,26 @@ class LiveServer:
 def start_server(
     log_path: Path, env: Mapping[str, str] | None = None, timeout: float = 30.0
 ) -> LiveServer:
-    """Start `python -m app` and return once it answers `GET /live` (never rate-limited)."""
+    """Start `python -m app` and return once it answers `GET /live` (never rate-limited).
+
+    The port is free when picked, but another process (a test beside this one, another suite
+    on the machine) can take it before the server binds it, and then answer `/live` in its
+    place. So the answer must name this process (`X-Served-By`); a server that lost its port is
+    started again on another, up to 3 times (unless `env` names the port)."""
+    fixed = env is not None and "APP_PORT" in env
+    for _ in range(3):
+        server = _start_once(log_path, env, timeout)
+        if server is not None:
+            return server
+        if fixed:
+            break
+    raise RuntimeError(
+        f"another process holds the port the server was given:\n{log_path.read_text()}"
+    )
+
+
+def _start_once(log_path: Path, env: Mapping[str, str] | None, timeout: float) -> LiveServer | None:
+    """The started server, or None if another process holds the port it was given."""
     port = free_port()
     full_env = {**os.environ, **TEST_ENV, "APP_HOST": "127.0.0.1", "APP_PORT": str(port)}
     full_env.update(env or {})
@@ -114,14 +135,20 @@ def start_server(
         [sys.executable, "-m", "app"], cwd=ROOT, env=full_env, stdout=log_file, stderr=log_file
     )
     log_file.close()  # the child holds its own descriptor
-    server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
+    server = LiveServer(process, f"http://127.0.0.1:{full_env['APP_PORT']}", log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            if "address already in use" in server.log_text():
+                return None
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_text()}")
         try:
-            if httpx.get(server.base_url + "/live", timeout=1.0).status_code == 200:
-                return server
+            response = httpx.get(server.base_url + "/live", headers=SERVED_BY, timeout=1.0)
+            if response.status_code == 200:
+                if served_by_other(process.pid, response) is None:
+                    return server
+                server.stop()  # it cannot bind the port: another server answered for it
+                return None
         except httpx.TransportError:
             pass
         time.sleep(0.05)

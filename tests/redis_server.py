@@ -37,10 +37,27 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start (or start again) and return once it answers PING."""
+        """Start (or start again) and return once it answers PING, as this process.
+
+        The port is free when picked, but another process can take it before Redis binds it,
+        and then answer in its place: Redis must name this process (`INFO server`). A first
+        start moves to another port when that happens; a restart cannot (clients know the
+        port) and fails saying so."""
+        first = self.process is None
+        for _ in range(3):
+            if self._start_once(timeout):
+                return
+            if not first:
+                break
+            self.port = free_port()
+        raise RuntimeError(f"another process holds port {self.port}: {self.log_text()}")
+
+    def _start_once(self, timeout: float) -> bool:
+        """True once this process answers; False if another process holds the port."""
         if REDIS_SERVER is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
         self.directory.mkdir(parents=True, exist_ok=True)
+        logged_before = len(self.log_text())
         log = (self.directory / "redis.log").open("ab")
         self.process = subprocess.Popen(
             [
@@ -63,12 +80,20 @@ class RedisServer:
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
+                    if "Address already in use" in self.log_text()[logged_before:]:
+                        return False
                     raise RuntimeError(f"redis-server exited: {self.log_text()}")
                 try:
                     if client.ping():
-                        return
+                        if int(client.info("server")["process_id"]) == self.process.pid:
+                            return True
+                        self.kill()  # it cannot bind the port: another Redis answered
+                        return False
                 except redis.ConnectionError:
                     time.sleep(0.05)
+                except redis.ResponseError:  # another Redis, with a password we do not know
+                    self.kill()
+                    return False
         finally:
             client.close()
         raise RuntimeError(f"redis-server did not start: {self.log_text()}")
