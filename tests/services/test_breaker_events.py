@@ -74,15 +74,18 @@ async def test_the_lag_monitor_sees_a_loop_held_by_blocking_code() -> None:
     monitor.start()
     await asyncio.sleep(0.35)
     quiet = monitor.worst
-    time.sleep(0.2)  # noqa: ASYNC251 - holding the loop on purpose
+    time.sleep(1.0)  # noqa: ASYNC251 - holding the loop on purpose
     # The monitor publishes each window's worst when the window ends, and the next window
     # replaces it: watch what it published rather than one reading at a chosen moment.
     seen = 0.0
-    for _ in range(100):
+    for _ in range(200):
         await asyncio.sleep(0.01)
         seen = max(seen, monitor.worst)
-        if seen >= 0.15:
+        if seen >= 0.9:
             break
     await monitor.stop()
-    assert quiet < 0.1
-    assert seen >= 0.15
+    # Held for a second, a timer is late by about that, however busy the machine. A free
+    # loop reads far less, though not a fixed amount less: beside another make test a quiet
+    # window read 0.13 s.
+    assert seen >= 0.9
+    assert quiet < seen / 2
