@@ -23,7 +23,8 @@ async def _stubborn() -> None:
 async def test_settle_abandons_what_does_not_finish_in_time() -> None:
     started = time.monotonic()
     assert await settle(_stubborn(), 0.1, "test") is False
-    assert time.monotonic() - started < 0.5
+    # Waiting for what it abandons would take the stubborn task's whole second.
+    assert time.monotonic() - started < 0.9
 
 
 async def test_settle_waits_for_what_finishes_and_raises_its_error() -> None:
