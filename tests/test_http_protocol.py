@@ -84,7 +84,13 @@ async def test_a_client_that_never_finishes_its_head_is_cut_off_at_the_deadline(
                 return
 
     trickler = asyncio.create_task(trickle()) if first else None
-    assert await asyncio.wait_for(reader.read(), 2) == b""  # closed, and nothing answered
+    try:
+        answered = await asyncio.wait_for(reader.read(), 2)
+    except ConnectionResetError:
+        # Closed with a trickled line still unread: the kernel resets instead of closing, as
+        # it did once beside another make test. Cut off and nothing answered, all the same.
+        answered = b""
+    assert answered == b""  # closed, and nothing answered
     # Not at once, and not much later; the server may have armed the deadline just before
     # `start` (at its end of the connection), so the lower bound has slack.
     assert DEADLINE * 0.5 <= loop.time() - start < DEADLINE + 1
