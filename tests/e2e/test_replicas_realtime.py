@@ -223,8 +223,10 @@ def test_a_patch_on_a_is_seen_by_a_get_on_b_that_had_it_cached(
         changed = a.patch(f"{USERS}/{user['id']}", json={"name": f"Name {i}"}, headers=token)
         assert changed.status_code == 200
         acknowledged = time.monotonic()
+        stale_reads = 0
         while (seen := b.get(f"{USERS}/{user['id']}")).json()["name"] != f"Name {i}":
-            assert time.monotonic() - acknowledged < 10, "B kept the stale version"
+            stale_reads += 1
+            assert stale_reads < 1000, "B kept the stale version"
         windows.append(time.monotonic() - acknowledged)
         assert seen.headers["ETag"] == changed.headers["ETag"]
     # Without the invalidation, B would answer stale until its entry's TTL (30 s) ran out. Most
