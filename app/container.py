@@ -8,10 +8,10 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from opentelemetry.trace import Tracer
 
@@ -94,6 +94,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 # Rendered public JSON kept per user version: about 200 bytes each, so at most ~1 MB.
 RENDERED_USERS = 4096
@@ -316,6 +318,8 @@ class AppServices:
     tickers: TickerDrops
     fleet: FleetReporter
     flaky_upstream: SimulatedUpstream | None
+    # Start-up's retries of store calls (`start`, and the admin account in app/lifespan.py).
+    store_wait: StoreWait
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -324,15 +328,16 @@ class AppServices:
         # Blocking calls (password hashing, file I/O) go through asyncio.to_thread: this pool.
         asyncio.get_running_loop().set_default_executor(self.thread_pool)
         if self.redis is not None:
-            await _wait_for(self.redis, STORE_WAIT_SECONDS)
+            await self.store_wait.call("ping", self.redis.ping)
         if isinstance(self.repository, RedisRepository):
             # Before any id is taken: ids come only from the dataset this process joined.
-            self.repository.identity.on_data_lost = self._restore_admin
-            await self.repository.identity.join()
+            identity = self.repository.identity
+            identity.on_data_lost = self._restore_admin
+            await self.store_wait.call("identity.join", identity.join)
         self.chat.start()
         if self.backplane is not None:
             await self.backplane.start()
-        await self.bus.start()
+        await self.store_wait.call("events.newest", self.bus.start)
         self.breaker_events.start()
         self.fleet.start()
         self.loop_lag.start()
@@ -402,20 +407,39 @@ class AppServices:
 STORE_WAIT_SECONDS = 30.0
 
 
-async def _wait_for(redis: RedisClient, seconds: float) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        try:
-            await redis.ping()
-            return
-        except StoreUnavailable:
-            if asyncio.get_running_loop().time() >= deadline:
-                raise StartupRefused(
-                    f"Redis at {redis.display_url} did not answer within {seconds:g} s; "
-                    "check APP_REDIS_URL and that Redis runs"
-                ) from None
-            log.warning("waiting_for_redis", url=redis.display_url)
-            await asyncio.sleep(0.5)
+class StoreWait:
+    """Start-up's patience with Redis: every store call made before the app serves (the first
+    PING, joining the dataset, following the event stream, the admin account) is tried again
+    while Redis is unavailable, until one deadline shared by all of them.
+
+    A Redis that is up but slow (a busy host, a short `APP_REDIS_TIMEOUT_SECONDS`) can miss a
+    call's deadline after it answered the PING; one miss must not fail the start. Every call
+    made through here must be safe to repeat: a call that timed out may have run."""
+
+    def __init__(self, redis: RedisClient | None, seconds: float = STORE_WAIT_SECONDS) -> None:
+        self._redis = redis
+        self.seconds = seconds
+        self._deadline: float | None = None  # set by the first call: one wait for them all
+
+    async def call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, tried again every half second while it raises `StoreUnavailable`;
+        `StartupRefused` once the wait is over. Without Redis, `call()` once."""
+        if self._redis is None:
+            return await call()
+        loop = asyncio.get_running_loop()
+        if self._deadline is None:
+            self._deadline = loop.time() + self.seconds
+        while True:
+            try:
+                return await call()
+            except StoreUnavailable as exc:
+                if loop.time() >= self._deadline:
+                    raise StartupRefused(
+                        f"Redis at {self._redis.display_url} did not answer {operation} within "
+                        f"{self.seconds:g} s; check APP_REDIS_URL and that Redis runs"
+                    ) from exc
+                log.warning("waiting_for_redis", url=self._redis.display_url, operation=operation)
+                await asyncio.sleep(0.5)
 
 
 class AppState(TypedDict):
@@ -737,6 +761,7 @@ def build_services(foundation: Foundation) -> AppServices:
         repository=repository,
         redis=stores.redis,
         backplane=stores.backplane,
+        store_wait=StoreWait(stores.redis),
         users=users,
         auth=AuthService(
             users,

@@ -91,12 +91,16 @@ def lifespan(foundation: Foundation) -> Callable[[FastAPI], AbstractAsyncContext
             await services.close()
             raise
         try:
-            admin = await services.users.ensure_admin(
-                email=settings.admin_email,
-                password=settings.admin_password,
-                reset_password=settings.admin_reset_password,
-                # Production must not run with an admin anyone can look up in this repository.
-                forbidden_password=DEV_ADMIN_PASSWORD if settings.env == "production" else None,
+            # Safe to repeat: a create that timed out but ran is found by the next try.
+            admin = await services.store_wait.call(
+                "the admin account",
+                lambda: services.users.ensure_admin(
+                    email=settings.admin_email,
+                    password=settings.admin_password,
+                    reset_password=settings.admin_reset_password,
+                    # Production must not run with an admin anyone can look up in this repository.
+                    forbidden_password=DEV_ADMIN_PASSWORD if settings.env == "production" else None,
+                ),
             )
             foundation.lifecycle.mark_started()
             log.info(
