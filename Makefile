@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Every install is held to the pins in constraints*.txt, transitive dependencies included.
 PIP    := $(BIN)/python -m pip install --quiet -c constraints.txt
 
-.PHONY: run test lint typecheck format clean bench constraints fuzz soak
+.PHONY: run test lint typecheck format clean bench constraints durations fuzz soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,8 @@ run: $(VENV)/.runtime-installed
 # compileall writes the bytecode of our own code once: with PYTHONDONTWRITEBYTECODE set, each of
 # the servers and workers the suite starts would compile it again. Three test workers even on two
 # cores: much of the suite waits (timeouts, drains, browsers, other processes), and a third
-# worker fills those waits (-n 2: 277 s, -n 3: 220 s here).
+# worker fills those waits (-n 2: 277 s, -n 3: 220 s here). Files go to the workers longest
+# first, as tests/durations.json measured them (tests/scheduling.py; `make durations`).
 test:
 	@$(MAKE) --no-print-directory -j2 $(VENV)/.dev-installed $(TOOLS)/.installed
 	$(BIN)/python -m compileall -q -j 0 app bench tests
@@ -44,7 +45,7 @@ test:
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 3 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 ## lint: ruff (rules and format), mypy --strict, and the layers of app/ (import-linter)
 lint: $(VENV)/.dev-installed
@@ -59,6 +60,10 @@ typecheck: $(VENV)/.dev-installed
 format: $(VENV)/.dev-installed
 	$(BIN)/python -m ruff format .
 	$(BIN)/python -m ruff check --fix .
+
+## durations: run the suite as `make test` does and write each test file's time to tests/durations.json
+durations: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder --store-durations -p no:cacheprovider
 
 ## fuzz: schemathesis, every check, a random seed and more examples, against a fresh server
 fuzz: $(VENV)/.dev-installed

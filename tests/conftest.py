@@ -15,6 +15,9 @@ from tests.fakes import FakeClock
 from tests.live_server import TEST_ENV, LiveServer, start_server
 from tests.redis_server import REDIS_SERVER, RedisServer
 
+# Files reach the xdist workers longest first (tests/scheduling.py).
+pytest_plugins = ["tests.scheduling"]
+
 # In-process apps read the same settings as the live servers.
 os.environ.update(TEST_ENV)
 
