@@ -53,19 +53,6 @@ from app.memory.rate_limiter import MemoryRateLimiter
 from app.memory.repository import MemoryRepository
 from app.memory.revocations import MemoryRevocations
 from app.memory.snapshots import SnapshotManager
-from app.redis.backplane import Backplane
-from app.redis.chat import RedisRooms
-from app.redis.client import RedisClient
-from app.redis.connection import SentinelTarget
-from app.redis.event_log import RedisEventLog
-from app.redis.fleet import RedisFleet
-from app.redis.idempotency import RedisKeys
-from app.redis.invalidation import RedisInvalidation
-from app.redis.jobs import RedisJobs
-from app.redis.login_throttle import RedisFailures
-from app.redis.rate_limiter import RedisRateLimiter
-from app.redis.repository import RedisRepository
-from app.redis.revocations import RedisRevocations
 from app.services.audit import AuditLog
 from app.services.auth import AuthService
 from app.services.breaker_events import BreakerEvents
@@ -82,9 +69,11 @@ from app.services.scoring.service import ScoringService
 from app.services.scoring.worker import ScoringLimits, warm_up
 from app.services.tickers import TickerDrops
 from app.services.users import USERS, UserService
+from app.stores.chat_rooms import SharedRooms
 from app.stores.events import EventLog
 from app.stores.fleet import Fleet
 from app.stores.idempotency import KeyBackend
+from app.stores.invalidation import Invalidate
 from app.stores.jobs import JobStore, ResultBounds
 from app.stores.quotas import QuotaLimiter
 from app.stores.records import Repository
@@ -92,6 +81,13 @@ from app.stores.revocations import Revocations
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+
+    from app.redis.backplane import Backplane
+    from app.redis.client import RedisClient
+    from app.redis.identity import StoreIdentity
+
+# The Redis backends (and redis-py) are imported only when APP_STORE=redis, by the functions
+# that wire them: a process on the memory store never loads them (a faster start).
 
 log = get_logger(__name__)
 
@@ -295,6 +291,7 @@ class AppServices:
     repository: Repository
     redis: RedisClient | None  # set when APP_STORE=redis
     backplane: Backplane | None  # likewise
+    identity: StoreIdentity | None  # likewise: the dataset this process joined
     users: UserService
     auth: AuthService
     idempotency: IdempotencyStore
@@ -329,11 +326,10 @@ class AppServices:
         asyncio.get_running_loop().set_default_executor(self.thread_pool)
         if self.redis is not None:
             await self.store_wait.call("ping", self.redis.ping)
-        if isinstance(self.repository, RedisRepository):
+        if self.identity is not None:
             # Before any id is taken: ids come only from the dataset this process joined.
-            identity = self.repository.identity
-            identity.on_data_lost = self._restore_admin
-            await self.store_wait.call("identity.join", identity.join)
+            self.identity.on_data_lost = self._restore_admin
+            await self.store_wait.call("identity.join", self.identity.join)
         self.chat.start()
         if self.backplane is not None:
             await self.backplane.start()
@@ -390,8 +386,8 @@ class AppServices:
         if self.backplane is not None:
             await self.backplane.close()
         await self.users_cache.stop_cleanup()
-        if isinstance(self.repository, RedisRepository):
-            await self.repository.identity.close()
+        if self.identity is not None:
+            await self.identity.close()
         if self.redis is not None:
             await self.redis.close()
         if self.foundation.store is not None:
@@ -506,6 +502,7 @@ class Stores:
     repository: Repository
     redis: RedisClient | None
     backplane: Backplane | None  # pub/sub between replicas (Redis only)
+    identity: StoreIdentity | None  # the dataset this process joined (Redis only)
     idempotency: KeyBackend
     jobs: JobStore
     revocations: Revocations
@@ -519,6 +516,9 @@ def redis_client(
     ("redis") lives in `breakers` with the others."""
     if settings.store != "redis":
         return None
+    from app.redis.client import RedisClient
+    from app.redis.connection import SentinelTarget
+
     sentinel = None
     if settings.redis_sentinels:
         sentinel = SentinelTarget(
@@ -554,6 +554,7 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
             repository=repository,
             redis=None,
             backplane=None,
+            identity=None,
             idempotency=MemoryKeys(
                 ttl_seconds=settings.idempotency_ttl_seconds,
                 max_keys=settings.idempotency_max_keys,
@@ -565,11 +566,20 @@ def build_stores(settings: Settings, client: RedisClient | None) -> Stores:
             revocations=MemoryRevocations(records=repository),
             fleet=MemoryFleet(),
         )
+    from app.redis.backplane import Backplane
+    from app.redis.fleet import RedisFleet
+    from app.redis.idempotency import RedisKeys
+    from app.redis.jobs import RedisJobs
+    from app.redis.repository import RedisRepository
+    from app.redis.revocations import RedisRevocations
+
     log.info("store_selected", store="redis", url=client.display_url)
+    shared = RedisRepository(client)
     return Stores(
-        repository=RedisRepository(client),
+        repository=shared,
         redis=client,
         backplane=Backplane(client),
+        identity=shared.identity,
         idempotency=RedisKeys(client, ttl_seconds=settings.idempotency_ttl_seconds),
         jobs=RedisJobs(
             client, ttl_seconds=settings.scoring_job_ttl_seconds, bounds=result_bounds(settings)
@@ -603,6 +613,9 @@ def build_login_throttle(settings: Settings, redis: RedisClient | None) -> Login
             attempts_per_minute=settings.login_attempts_per_minute,
             failures_before_backoff=threshold,
         )
+    from app.redis.login_throttle import RedisFailures
+    from app.redis.rate_limiter import RedisRateLimiter
+
     per_minute = settings.login_attempts_per_minute
     return LoginThrottle(
         attempts=RedisRateLimiter(
@@ -618,6 +631,8 @@ def build_rate_limiter(settings: Settings, redis: RedisClient | None) -> QuotaLi
     local = MemoryRateLimiter(settings.rate_limit_requests, settings.rate_limit_window_seconds)
     if redis is None:
         return local
+    from app.redis.rate_limiter import RedisRateLimiter
+
     return RedisRateLimiter(
         redis,
         settings.rate_limit_requests,
@@ -667,6 +682,8 @@ def build_services(foundation: Foundation) -> AppServices:
             history_size=settings.event_history_size, history_bytes=settings.event_history_bytes
         )
     else:
+        from app.redis.event_log import RedisEventLog
+
         # Events are bounded in bytes on the way in (APP_EVENT_MAX_BYTES): the count bounds
         # the stream's memory in Redis.
         event_log = RedisEventLog(
@@ -686,6 +703,17 @@ def build_services(foundation: Foundation) -> AppServices:
         stale_seconds=settings.stale_if_error_seconds,
     )
     throttle = build_login_throttle(settings, stores.redis)
+    # Replicas tell each other which users changed and who is in which chat room (Redis).
+    invalidate: Invalidate = MemoryInvalidation(users_cache)
+    shared_rooms: SharedRooms | None = None
+    if stores.redis is not None and stores.backplane is not None:
+        from app.redis.chat import RedisRooms
+        from app.redis.invalidation import RedisInvalidation
+
+        invalidate = RedisInvalidation(users_cache, stores.backplane)
+        shared_rooms = RedisRooms(
+            stores.redis, stores.backplane, max_room_members=settings.chat_max_room_members
+        )
     store = foundation.store
     if store is not None:
         store.set_probe(lambda: repository.count(USERS))
@@ -696,22 +724,12 @@ def build_services(foundation: Foundation) -> AppServices:
         throttle=throttle,
         admin_email=settings.admin_email,
         publish=bus.publish,
-        invalidate=(
-            RedisInvalidation(users_cache, stores.backplane)
-            if stores.backplane
-            else MemoryInvalidation(users_cache)
-        ),
+        invalidate=invalidate,
     )
     chat = ChatManager(
         messages_per_second=settings.ws_messages_per_second,
         max_room_members=settings.chat_max_room_members,
-        shared=(
-            RedisRooms(
-                stores.redis, stores.backplane, max_room_members=settings.chat_max_room_members
-            )
-            if stores.redis is not None and stores.backplane is not None
-            else None
-        ),
+        shared=shared_rooms,
     )
     pool = ProcessPool(
         workers=settings.process_pool_workers,
@@ -746,10 +764,9 @@ def build_services(foundation: Foundation) -> AppServices:
     health = _health_checker(
         repository, stores, foundation.breakers, pool, hashing, users_cache, bus, chat
     )
-    if isinstance(repository, RedisRepository):
+    if (identity := stores.identity) is not None:
         # Critical only in name: a loss is reported (degraded), never a reason to leave the
         # Service, since the process already resumed past every id it knew.
-        identity = repository.identity
         health.register(
             "store_identity", identity.status, critical=True, degraded_if=identity.recently_lost
         )
@@ -761,6 +778,7 @@ def build_services(foundation: Foundation) -> AppServices:
         repository=repository,
         redis=stores.redis,
         backplane=stores.backplane,
+        identity=stores.identity,
         store_wait=StoreWait(stores.redis),
         users=users,
         auth=AuthService(

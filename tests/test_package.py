@@ -44,6 +44,23 @@ def test_a_worker_process_imports_nothing_of_the_web_stack() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_a_server_on_the_memory_store_never_loads_redis() -> None:
+    # Started and stopped with its lifespan: the Redis backends (and redis-py, which brings
+    # part of the OpenTelemetry SDK) are wired, so imported, only when APP_STORE=redis.
+    result = _python(
+        "import asyncio, sys; from asgi_lifespan import LifespanManager; "
+        "from app.core.config import load_settings; from app.main import create_app\n"
+        "async def main() -> None:\n"
+        "    async with LifespanManager(create_app(load_settings()), startup_timeout=60):\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith('app.redis')))",
+        APP_STORE="memory",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_help_and_version_answer_without_starting_a_server() -> None:
     for flag, expected in (("--help", "APP_"), ("--version", f"resilient-api {__version__}")):
         start = time.monotonic()
