@@ -13,7 +13,8 @@
   importing the libraries the work needs. That happens at start-up, or with
   `warm_at_start=False` when the first task arrives (the task then waits for it).
 - Orphans: each worker watches its parent and exits when it is gone, so a server killed with
-  SIGKILL (which runs no clean-up) leaves no worker processes behind.
+  SIGKILL (which runs no clean-up) leaves no worker processes behind
+  (`app/services/worker_start.py`, a module that imports nothing else a worker would load).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,6 +44,7 @@ from app.core.exceptions import (
 from app.core.faults import InjectedFault
 from app.core.logging import get_logger
 from app.core.task_tracing import context_carrier, traced_task
+from app.services.worker_start import exit_with_parent
 
 log = get_logger(__name__)
 
@@ -70,18 +71,6 @@ POOL_QUEUE_DEPTH = Gauge(
 POOL_RESTARTS = Counter(
     "process_pool_restarts_total", "Process pools replaced after a worker died."
 )
-
-
-def exit_with_parent() -> None:
-    """Worker initializer: exit as soon as the process that started this one is gone."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)  # blocking-ok: a thread of the worker process, not the event loop
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -14,6 +14,8 @@ import pytest
 from app.core import deadline
 from app.core.exceptions import DeadlineExceeded, Overloaded, TaskTimedOut, WorkerCrashed
 from app.services.process_pool import ProcessPool
+from app.services.scoring.worker import warm_up
+from tests.worker_probe import top_level_modules
 
 
 def nap(seconds: float) -> int:
@@ -211,3 +213,21 @@ async def test_a_queued_task_whose_request_is_gone_never_runs() -> None:
         assert pool.in_flight == 0  # it never ran: its place came back with the others
     finally:
         await pool.close()
+
+
+async def test_a_warm_worker_holds_the_libraries_of_the_work_and_none_of_the_web_process() -> None:
+    # Each worker is an interpreter of its own: what it imports beyond numpy and pandas costs
+    # start-up time and memory in every one of them (the initializer's module once pulled in
+    # logging, metrics and tracing).
+    pool = ProcessPool(workers=1, queue_limit=0, task_timeout=60, warm_up=warm_up)
+    await pool.start()
+    try:
+        loaded = set(await pool.reserve().run(top_level_modules))
+    finally:
+        await pool.close()
+    assert {"numpy", "pandas"} <= loaded
+    web_process_only = {
+        "fastapi", "starlette", "uvicorn", "structlog", "prometheus_client", "opentelemetry",
+        "redis", "tenacity", "jose", "passlib",
+    }  # fmt: skip
+    assert loaded & web_process_only == set()
