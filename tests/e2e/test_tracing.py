@@ -35,6 +35,9 @@ def _traced(receiver: OtlpReceiver, **env: str) -> dict[str, str]:
     }
 
 
+REQUEST_TIMEOUT = 5.0
+
+
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[OtlpReceiver]:
     collector = OtlpReceiver()
@@ -44,9 +47,15 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 @pytest.fixture(scope="module")
 def memory_server(receiver: OtlpReceiver, server_factory: ServerFactory) -> LiveServer:
-    # The scoring worker starts with the server (see tests/e2e/test_faults.py).
+    # The scoring worker starts with the server (see tests/e2e/test_faults.py). The timeout
+    # is short for the timed-out request's sake, and long enough for a scoring request on a
+    # busy machine (1 s once answered it 504).
     return server_factory(
-        _traced(receiver, APP_REQUEST_TIMEOUT_SECONDS="1", APP_PROCESS_POOL_WARM_UP="true")
+        _traced(
+            receiver,
+            APP_REQUEST_TIMEOUT_SECONDS=str(REQUEST_TIMEOUT),
+            APP_PROCESS_POOL_WARM_UP="true",
+        )
     )
 
 
@@ -105,7 +114,9 @@ def test_a_server_error_and_a_timeout_name_their_trace(
 ) -> None:
     with httpx.Client(base_url=memory_server.base_url) as http:
         failed = http.get("/api/v1/demo/flaky", params={"failure_rate": 1})
-        timed_out = http.get("/api/v1/demo/slow", params={"delay": 3})
+        timed_out = http.get(
+            "/api/v1/demo/slow", params={"delay": 60}, timeout=REQUEST_TIMEOUT + 30
+        )
     assert failed.status_code == 500
     assert timed_out.status_code == 504
     span = _server_span(receiver, "GET /api/v1/demo/flaky", 500)
@@ -113,7 +124,7 @@ def test_a_server_error_and_a_timeout_name_their_trace(
     assert span.status_code == ERROR
     slow = _server_span(receiver, "GET /api/v1/demo/slow", 504)
     assert timed_out.json()["trace_id"] == slow.trace_id
-    assert slow.events["timed_out"]["timeout_seconds"] == 1.0
+    assert slow.events["timed_out"]["timeout_seconds"] == REQUEST_TIMEOUT
 
 
 def test_a_redis_write_continues_the_clients_trace_with_a_span_per_round_trip(
