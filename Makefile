@@ -34,9 +34,9 @@ run: $(VENV)/.runtime-installed
 ## test: install the test dependencies and deployment linters, lint, type-check, and run the whole suite
 # The two virtualenvs install side by side (37 s one after the other, 22 s together here).
 # compileall writes the bytecode of our own code once: with PYTHONDONTWRITEBYTECODE set, each of
-# the servers and workers the suite starts would compile it again. Three test workers even on two
-# cores: much of the suite waits (timeouts, drains, browsers, other processes), and a third
-# worker fills those waits (-n 2: 277 s, -n 3: 220 s here). Files go to the workers longest
+# the servers and workers the suite starts would compile it again. Four test workers even on two
+# cores: much of the suite waits (timeouts, drains, browsers, other processes), and more workers
+# fill those waits (-n 2: 277 s, -n 3: 220-230 s, -n 4: 205 s here). Files go to the workers longest
 # first, as tests/durations.json measured them (tests/scheduling.py; `make durations`). mypy
 # (9 s from a cold cache) checks types beside the suite, its report printed after it; either
 # failing fails the target (`make lint` gives the lint alone, at once).
@@ -48,7 +48,7 @@ test:
 	$(BIN)/lint-imports
 	@mkdir -p build
 	@$(BIN)/python -m mypy > build/mypy.log 2>&1 & typing=$$!; \
-	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder; tests=$$?; \
+	$(BIN)/python -m pytest -n 4 --dist loadfile --no-loadscope-reorder; tests=$$?; \
 	wait $$typing; typed=$$?; echo "mypy:"; cat build/mypy.log; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
@@ -68,7 +68,7 @@ format: $(VENV)/.dev-installed
 
 ## durations: run the suite as `make test` does and write each test file's time to tests/durations.json
 durations: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder --store-durations -p no:cacheprovider
+	$(BIN)/python -m pytest -n 4 --dist loadfile --no-loadscope-reorder --store-durations -p no:cacheprovider
 
 ## fuzz: schemathesis, every check, a random seed and more examples, against a fresh server
 fuzz: $(VENV)/.dev-installed

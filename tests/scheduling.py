@@ -1,6 +1,6 @@
 """The order in which test files reach the xdist workers: longest first.
 
-`make test` runs the files on three workers (`--dist loadfile`); a worker takes the next file
+`make test` runs the files on four workers (`--dist loadfile`); a worker takes the next file
 in the queue while its last two tests run. xdist's own order (most tests first) hands out late
 some long files that hold few tests (the browser console, schemathesis): one of them then runs
 alone at the end while the other workers have nothing left to do. Longest first leaves only
